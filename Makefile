@@ -1,0 +1,54 @@
+# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 5344
+
+.PHONY: run test serve-deps dev-deps system-deps models models-real perf export train-detector lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Serving stack + embedded Triton: no torch.
+$(VENV)/.serve-stamp: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[triton]'
+	touch $@
+
+# Everything the tests need: export (torch, ultralytics) and test tools.
+$(VENV)/.dev-stamp: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[triton,export,test]'
+	touch $@ $(VENV)/.serve-stamp
+
+serve-deps: $(VENV)/.serve-stamp
+dev-deps: $(VENV)/.dev-stamp
+
+# Debian packages the tests use: ffmpeg (delogo reference), chromium (browser test),
+# docker-compose (static compose check), libb64 (perf_analyzer).
+system-deps:
+	bash scripts/install-system-deps.sh
+
+# Prepare model_repository/: real weights when available, otherwise the committed offline models.
+models: serve-deps
+	$(PY) -m export.prepare --target cpu
+
+run: models
+	$(PY) -m orchestrator --local-triton --port $(PORT)
+
+test: dev-deps system-deps
+	$(PY) -m pytest -ra
+
+# Export public weights (needs network access to their homes, or WEIGHTS paths).
+export: dev-deps
+	$(PY) -m export.prepare --target cpu --require-real
+
+train-detector: dev-deps
+	$(PY) -m export.train_detector
+
+perf: dev-deps system-deps
+	bash perf/run.sh
+
+clean:
+	rm -rf $(VENV) data model_repository/*/[0-9]*

@@ -1,0 +1,95 @@
+"""All settings, read from the environment in one place and passed down explicitly.
+
+Nothing else in the package reads ``os.environ`` for configuration, so tests build a ``Settings``
+with the values they need instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # HTTP
+    host: str = "0.0.0.0"
+    port: int = 5344
+    port_health: int | None = None
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_upload_mb: int = 2048
+    # Storage
+    data_dir: Path = Path("./data")
+    database_url: str | None = None  # default: sqlite file under data_dir
+    result_ttl_s: float = 24 * 3600.0
+    # Triton
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_http_url: str | None = None  # only used for diagnostics
+    required_models: tuple[str, ...] = ("detector", "inpainter")
+    optional_models: tuple[str, ...] = ("inpainter_256",)
+    triton_live_deadline_s: float = 60.0  # Triton gone longer than this -> degraded
+    model_load_retries: int = 3
+    grpc_timeout_s: float = 60.0
+    # Worker
+    max_concurrent_tasks: int = 1
+    max_task_attempts: int = 3
+    # video_url downloads
+    url_max_mb: int = 2048
+    url_timeout_s: float = 300.0
+    allow_private_urls: bool = False
+    # Limits
+    max_width: int = 4096
+    max_height: int = 4096
+    max_duration_s: float = 3600.0
+    # Pipeline
+    detect_batch: int = 8
+    inpaint_batch: int = 8
+    requests_in_flight: int = 2
+    crf: int = 18
+    preset: str = "veryfast"
+
+    @property
+    def sqlite_default_url(self) -> str:
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tasks.db').resolve()}"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or self.sqlite_default_url
+
+    def with_overrides(self, **kwargs) -> "Settings":
+        return replace(self, **kwargs)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``env`` (default ``os.environ``); unknown variables are ignored."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            default = f.default
+            if f.name == "port_health":
+                values[f.name] = int(raw)
+            elif f.name in {"api_key", "database_url", "triton_http_url"}:
+                values[f.name] = raw
+            elif isinstance(default, bool):
+                values[f.name] = _bool(raw)
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            elif isinstance(default, Path):
+                values[f.name] = Path(raw)
+            elif isinstance(default, tuple):
+                values[f.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
+            else:
+                values[f.name] = raw
+        return cls(**values)
