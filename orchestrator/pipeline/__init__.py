@@ -1,0 +1,1 @@
+"""The video pipeline: decode → detect → boxes over time → matte / inpaint → encode."""
