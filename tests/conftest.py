@@ -1,0 +1,45 @@
+"""Shared fixtures. Integration tests start the REAL tritonserver binary from the pytriton wheel."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator.triton.local import LocalTriton, free_port
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def triton_factory(tmp_path_factory, request):
+    """Start Triton servers on free ports; stop them afterwards and keep logs of failed tests."""
+    started: list[LocalTriton] = []
+
+    def start(repository: Path, *, load_models: tuple[str, ...] = (), timeout_s: float = 60.0,
+              ports: tuple[int, int, int] | None = None) -> LocalTriton:
+        runtime = tmp_path_factory.mktemp("triton-runtime")
+        http, grpc, metrics = ports or (free_port(), free_port(), free_port())
+        server = LocalTriton(
+            repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
+            runtime_dir=runtime, load_models=load_models,
+        )
+        started.append(server)
+        return server.start(timeout_s)
+
+    yield start
+
+    failed = getattr(request.node, "rep_call", None)
+    for server in started:
+        server.stop()
+        if failed is not None and failed.failed and server.log_path.exists():
+            ARTIFACTS.mkdir(exist_ok=True)
+            shutil.copy(server.log_path, ARTIFACTS / f"{request.node.name}-triton-{server.grpc_port}.log")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
