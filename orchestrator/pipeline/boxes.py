@@ -1,0 +1,256 @@
+"""Boxes over time: NMS, positions the video really uses, gap filling, blip removal, dilation, regions.
+
+The Sora mark holds still for ~2 s and then jumps between a few fixed positions, with missed
+detections around the jumps (it fades). So detections are clustered into *positions* (each
+detection is snapped to its position's median box: no jitter), each position gets a per-frame
+presence track, and the tracks are cleaned:
+
+- frames the detector never saw (the detection stride) take the state of their known neighbours
+  when both agree (the detector refines every interval where they disagree);
+- runs of presence shorter than ``min_run`` frames are dropped (one-frame false positives);
+- absences of at most ``max_gap`` frames between two presences of the same position are filled;
+- frames without any box between two marked frames (a jump with a fade), and at most ``max_gap``
+  frames at the start/end next to a marked frame, get the boxes of both neighbours: a faint mark
+  left behind is the worst defect, an extra inpainted box costs little.
+
+Only boxes are stored per frame (a few bytes), never frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` [N,4] with every box in ``b`` [M,4] (x1,y1,x2,y2)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, max_det: int = 50) -> np.ndarray:
+    """Greedy NMS; the IoU matrix is computed once (vectorised). Returns kept indices by score."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-np.asarray(scores), kind="stable")[:1000]
+    ious = iou_matrix(boxes[order], boxes[order])
+    suppressed = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        if len(keep) >= max_det:
+            break
+        suppressed |= ious[i] > iou_threshold
+    return np.asarray(keep, np.int64)
+
+
+def decode_detections(
+    output: np.ndarray, *, conf: float, iou: float, scale: float, pad_x: float, pad_y: float,
+    width: int, height: int,
+) -> np.ndarray:
+    """One image's detector output [5, 8400] (cx,cy,w,h,score in letterbox pixels) -> [n,5]
+    (x1,y1,x2,y2,score) in frame pixels after threshold and NMS."""
+    pred = np.asarray(output, np.float32)
+    scores = pred[4]
+    sel = np.flatnonzero(scores >= conf)
+    if sel.size == 0:
+        return np.zeros((0, 5), np.float32)
+    cx, cy, w, h = pred[0, sel], pred[1, sel], pred[2, sel], pred[3, sel]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    boxes[:, [0, 2]] = (boxes[:, [0, 2]] - pad_x) / scale
+    boxes[:, [1, 3]] = (boxes[:, [1, 3]] - pad_y) / scale
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    boxes, s = boxes[valid], scores[sel][valid]
+    keep = nms(boxes, s, iou)
+    return np.concatenate([boxes[keep], s[keep, None]], 1).astype(np.float32)
+
+
+def same_boxes(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> bool:
+    """True when both frames show the same boxes (one-to-one, IoU >= ``iou``)."""
+    if len(a) != len(b):
+        return False
+    if len(a) == 0:
+        return True
+    m = iou_matrix(np.asarray(a)[:, :4], np.asarray(b)[:, :4])
+    return bool((m.max(1) >= iou).all() and (m.max(0) >= iou).all())
+
+
+def dilate(boxes: np.ndarray, width: int, height: int, *, frac: float = 0.1, px: float = 4.0) -> np.ndarray:
+    """Grow boxes by ``frac`` of their size plus ``px`` on every side, clipped to the frame; the
+    result is integer pixel coordinates (x2/y2 exclusive)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    mx = (b[:, 2] - b[:, 0]) * frac + px
+    my = (b[:, 3] - b[:, 1]) * frac + px
+    out = np.stack([b[:, 0] - mx, b[:, 1] - my, b[:, 2] + mx, b[:, 3] + my], 1)
+    out = np.stack([np.floor(out[:, 0]), np.floor(out[:, 1]), np.ceil(out[:, 2]), np.ceil(out[:, 3])], 1)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out.astype(np.int32)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of every run of True."""
+    if mask.size == 0:
+        return []
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+@dataclass
+class Timeline:
+    """Per-frame sets of position ids; ``positions[k]`` is position k's box (x1,y1,x2,y2)."""
+
+    positions: np.ndarray  # [K,4] float
+    present: np.ndarray  # [K, n_frames] bool
+    detections_per_position: list[int] = field(default_factory=list)
+
+    @property
+    def n_frames(self) -> int:
+        return self.present.shape[1]
+
+    def ids_at(self, frame: int) -> np.ndarray:
+        return np.flatnonzero(self.present[:, frame])
+
+    def boxes_at(self, frame: int) -> np.ndarray:
+        return self.positions[self.present[:, frame]]
+
+    def frames_with_boxes(self) -> int:
+        return int(self.present.any(0).sum()) if self.present.size else 0
+
+
+def cluster_positions(observations: dict[int, np.ndarray], iou: float = 0.5) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Group detections that overlap (IoU >= ``iou`` with a position's running mean) into positions.
+
+    Returns the median box per position and, per observed frame, the position id of each box.
+    """
+    means: list[np.ndarray] = []
+    counts: list[int] = []
+    members: list[list[np.ndarray]] = []
+    labels: dict[int, np.ndarray] = {}
+    for frame in sorted(observations):
+        dets = np.asarray(observations[frame], np.float64)
+        dets = dets.reshape(-1, dets.shape[-1]) if dets.size else np.zeros((0, 4))
+        ids = np.full(len(dets), -1, np.int64)
+        for j, det in enumerate(dets[:, :4]):
+            if means:
+                m = iou_matrix(det[None], np.stack(means))[0]
+                m[[k for k in set(ids.tolist()) if k >= 0]] = -1  # one box per position per frame
+                best = int(np.argmax(m))
+                if m[best] >= iou:
+                    ids[j] = best
+                    counts[best] += 1
+                    means[best] += (det - means[best]) / counts[best]
+                    members[best].append(det)
+                    continue
+            ids[j] = len(means)
+            means.append(det.copy())
+            counts.append(1)
+            members.append([det])
+        labels[frame] = ids
+    positions = np.array([np.median(np.stack(m), 0) for m in members]).reshape(-1, 4)
+    return positions, labels
+
+
+def build_timeline(
+    n_frames: int, observations: dict[int, np.ndarray], *, max_gap: int = 12, min_run: int = 2,
+    cluster_iou: float = 0.5,
+) -> Timeline:
+    """Turn sparse detections (frame -> [n,4 or 5]) into clean per-frame position tracks."""
+    positions, labels = cluster_positions(observations, cluster_iou)
+    k = len(positions)
+    present = np.zeros((k, n_frames), bool)
+    if k == 0 or n_frames == 0:
+        return Timeline(positions, present, [0] * k)
+    known_frames = np.array(sorted(f for f in observations if 0 <= f < n_frames), np.int64)
+    counts = [0] * k
+    for f in known_frames:
+        for pid in labels[int(f)]:
+            present[pid, f] = True
+            counts[pid] += 1
+    # 1. Unobserved frames between two observations that agree take their state.
+    for pid in range(k):
+        states = present[pid, known_frames]
+        both = states[:-1] & states[1:]
+        for a, b in zip(known_frames[:-1][both], known_frames[1:][both]):
+            present[pid, a:b + 1] = True
+        # Before the first and after the last observation: extend the edge state.
+        if states.size and states[0]:
+            present[pid, : known_frames[0]] = True
+        if states.size and states[-1]:
+            present[pid, known_frames[-1]:] = True
+    # 2. Drop short runs (false positives), unless the whole video is that short.
+    if n_frames > min_run:
+        for pid in range(k):
+            for a, b in _runs(present[pid]):
+                if b - a < min_run:
+                    present[pid, a:b] = False
+    # 3. Fill short absences of the same position.
+    for pid in range(k):
+        for a, b in _runs(~present[pid]):
+            if a > 0 and b < n_frames and b - a <= max_gap:
+                present[pid, a:b] = True
+    # 4. Frames with no box at all, next to marked frames: union of both neighbours.
+    any_box = present.any(0)
+    for a, b in _runs(~any_box):
+        if b - a > max_gap:
+            continue
+        if a > 0:
+            present[present[:, a - 1], a:b] = True
+        if b < n_frames:
+            present[present[:, b], a:b] = True
+    return Timeline(positions, present, counts)
+
+
+def region_boxes(regions: Sequence, t: float) -> np.ndarray:
+    """Boxes of the task's regions active at time ``t`` (seconds from the video start)."""
+    boxes = [r.box for r in regions if r.active_at(t)]
+    return np.asarray(boxes, np.float64).reshape(-1, 4)
+
+
+def frame_boxes(
+    timeline: Timeline | None, frame: int, t: float, regions: Sequence, width: int, height: int,
+    *, frac: float = 0.1, px: float = 4.0,
+) -> np.ndarray:
+    """Final integer boxes for one frame: dilated detected positions + regions (undilated: the
+    user drew them), clipped to the frame; empty boxes removed."""
+    parts = []
+    if timeline is not None and timeline.positions.size:
+        detected = timeline.boxes_at(frame)
+        if len(detected):
+            parts.append(dilate(detected, width, height, frac=frac, px=px))
+    reg = region_boxes(regions, t)
+    if len(reg):
+        r = np.stack([np.floor(reg[:, 0]), np.floor(reg[:, 1]), np.ceil(reg[:, 2]), np.ceil(reg[:, 3])], 1)
+        r[:, [0, 2]] = r[:, [0, 2]].clip(0, width)
+        r[:, [1, 3]] = r[:, [1, 3]].clip(0, height)
+        parts.append(r.astype(np.int32))
+    if not parts:
+        return np.zeros((0, 4), np.int32)
+    out = np.concatenate(parts)
+    return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
+
+
+def iter_intervals_to_refine(samples: Iterable[tuple[int, np.ndarray]], iou: float = 0.5):
+    """Yield (a, b) for consecutive sampled frames whose boxes differ: frames a+1..b-1 need the
+    detector (the mark may have jumped, faded or been missed in between)."""
+    prev: tuple[int, np.ndarray] | None = None
+    for frame, dets in samples:
+        if prev is not None and frame - prev[0] > 1 and not same_boxes(prev[1], dets, iou):
+            yield prev[0], frame
+        prev = (frame, dets)
