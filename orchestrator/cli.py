@@ -185,13 +185,15 @@ class ServiceClient:
             tmp.unlink(missing_ok=True)
 
     def queue_positions(self) -> dict[str, int]:
-        """task id -> 0-based place in the queue, computed from the list (oldest first)."""
+        """task id -> place in the queue (0 = next), from the queued list (newest first)."""
         try:
-            queued = [t for t in self.list(limit=500, status="queued") if t.get("status") == "queued"]
+            body = self._json("GET", "/v1/tasks", params={"status": "queued", "limit": 200})
         except CliError:
             return {}
-        queued.sort(key=lambda t: str(t.get("created_at") or ""))
-        return {str(t.get("task_id")): i for i, t in enumerate(queued)}
+        items = _items(body)
+        total = body.get("total") if isinstance(body, dict) else None
+        total = total if isinstance(total, int) else len(items)
+        return {str(t.get("task_id")): total - 1 - i for i, t in enumerate(items)}
 
 
 def _items(body: Any) -> list[dict]:
@@ -490,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the raw JSON")
 
     ls = sub.add_parser("list", parents=[common], help="list tasks")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=int, default=50, help="how many, newest first (at most 200)")
     ls.add_argument("--status", choices=["queued", "processing", "finished", "failed", "cancelled"])
     ls.add_argument("--json", action="store_true", help="print the raw JSON")
     return parser

@@ -379,19 +379,18 @@
     $("#no-tasks").hidden = state.tasks.size > 0;
   }
 
-  /** Queue positions: from the task itself when the API gives one, else from the queued list. */
+  /** Queue positions (0 = next) from the queued list, newest first: position = total - 1 - index. */
   async function queuePositions(ids) {
     const positions = new Map();
     try {
-      const resp = await api("/v1/tasks?status=queued&limit=500");
-      const body = await resp.json();
-      const items = Array.isArray(body) ? body : body.items || body.tasks || [];
-      const queued = items
-        .filter((t) => t.status === "queued")
-        .sort((a, b) => String(a.created_at || "").localeCompare(String(b.created_at || "")));
-      queued.forEach((t, i) => positions.set(t.task_id, i));
-    } catch { /* position is a nicety; status still shows */ }
-    return new Map([...positions].filter(([id]) => ids.includes(id)));
+      const body = await (await api("/v1/tasks?status=queued&limit=200")).json();
+      const items = Array.isArray(body) ? body : body.items || [];
+      const total = Number.isInteger(body.total) ? body.total : items.length;
+      items.forEach((t, i) => {
+        if (t.status === "queued" && ids.includes(t.task_id)) positions.set(t.task_id, total - 1 - i);
+      });
+    } catch { /* position is a nicety; the status still shows */ }
+    return positions;
   }
 
   async function poll() {
