@@ -37,13 +37,22 @@ class Settings:
     triton_live_deadline_s: float = 60.0  # Triton gone longer than this -> degraded
     model_load_retries: int = 3
     grpc_timeout_s: float = 60.0
+    triton_ping_timeout_s: float = 2.0  # deadline of liveness/readiness calls
+    model_load_timeout_s: float = 600.0  # deadline of one load_model call
+    model_poll_interval_s: float = 1.0  # readiness poll while ready
+    model_retry_interval_s: float = 60.0  # degraded by a failed load -> try again after this
     # Worker
     max_concurrent_tasks: int = 1
     max_task_attempts: int = 3
+    task_retry_backoff_s: float = 5.0  # first retry delay after Triton was unavailable (doubles)
+    progress_interval_s: float = 0.5  # progress written to the DB at most this often
+    janitor_interval_s: float = 300.0
+    shutdown_grace_s: float = 10.0  # running tasks get this long to stop before the process exits
     # video_url downloads
     url_max_mb: int = 2048
     url_timeout_s: float = 300.0
     allow_private_urls: bool = False
+    upload_idle_timeout_s: float = 60.0  # an upload that sends nothing for this long is dropped
     # Limits
     max_width: int = 4096
     max_height: int = 4096
@@ -54,6 +63,14 @@ class Settings:
     requests_in_flight: int = 2
     crf: int = 18
     preset: str = "veryfast"
+    detect_stride: int = 8  # detector on every k-th frame; intervals that change are bisected
+    detect_conf: float = 0.25
+    detect_iou: float = 0.45
+    box_margin_frac: float = 0.1  # dilation of detected boxes: fraction of their size...
+    box_margin_px: float = 4.0  # ...plus pixels, on every side
+    max_gap_frames: int = 12  # missed detections filled up to this many frames
+    inpaint_context: float = 0.25  # context around a box inside its crop (fraction of its size)
+    matte_crops: int = 48  # crops kept per mark position for the matte estimate
 
     @property
     def sqlite_default_url(self) -> str:

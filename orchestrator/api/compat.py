@@ -1,0 +1,40 @@
+"""Routes of SoraWatermarkCleaner's server, so its existing clients work unchanged."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from orchestrator.api.deps import ServicesDep, require_api_key
+from orchestrator.api.schemas import CompatResults, CompatSubmitted
+from orchestrator.api.tasks import ERRORS, SUBMIT_BODY, load_task, result_response, submit_task
+
+router = APIRouter(tags=["compatibility"], dependencies=[Depends(require_api_key)])
+
+_STATUS = {"queued": "PROCESSING", "processing": "PROCESSING", "finished": "FINISHED",
+           "failed": "ERROR", "cancelled": "ERROR"}
+
+
+@router.post("/submit_remove_task", response_model=CompatSubmitted, responses=ERRORS,
+             openapi_extra=SUBMIT_BODY, summary="SoraWatermarkCleaner: submit (multipart 'video')")
+async def submit_remove_task(request: Request, services: ServicesDep) -> CompatSubmitted:
+    task = await submit_task(request, services)
+    return CompatSubmitted(task_id=task.id, message="Task submitted.")
+
+
+@router.get("/get_results", response_model=CompatResults, responses=ERRORS,
+            summary="SoraWatermarkCleaner: progress and download URL")
+async def get_results(services: ServicesDep, remove_task_id: str = Query(...)) -> CompatResults:
+    task = await load_task(services, remove_task_id)
+    finished = task.status == "finished" and task.output_path is not None
+    return CompatResults(
+        percentage=100 if finished else int(min(99, task.progress)),
+        status=_STATUS[task.status],
+        download_url=f"/download/{task.id}" if finished else None,
+    )
+
+
+@router.get("/download/{task_id}", response_class=FileResponse, responses=ERRORS,
+            summary="SoraWatermarkCleaner: download the result")
+async def download(task_id: str, services: ServicesDep) -> FileResponse:
+    return result_response(await load_task(services, task_id))

@@ -1,0 +1,156 @@
+"""The tasks API (``/v1/tasks``): submit, inspect, list, download, cancel/delete."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path, PurePosixPath
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from orchestrator import metrics
+from orchestrator.api.deps import Services, ServicesDep, require_api_key
+from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, TaskList, TaskView
+from orchestrator.api.upload import receive_form, video_suffix
+from orchestrator.download import check_host, check_url_syntax
+from orchestrator.errors import ConflictError, InputError, NotFoundError
+from orchestrator.pipeline.options import TaskOptions
+from orchestrator.tasks.store import Task, TaskStatus
+
+LOGGER = logging.getLogger(__name__)
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 408, 409, 413)}
+
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "video": {"type": "string", "format": "binary", "description": "the video file"},
+                        "video_url": {"type": "string", "description": "http(s) URL to fetch instead"},
+                        "regions": {"type": "string", "description":
+                                    "JSON list of [x1,y1,x2,y2] boxes or {box,start,end} objects"},
+                        "detect": {"type": "string", "enum": ["true", "false"]},
+                        "method": {"type": "string", "enum": ["auto", "inpaint"]},
+                    },
+                }
+            }
+        },
+    }
+}
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(require_api_key)])
+
+
+async def submit_task(request: Request, services: Services) -> Task:
+    """Shared by ``POST /v1/tasks`` and the compatibility route: receive, validate, enqueue."""
+    settings = services.settings
+    task_id = uuid.uuid4().hex
+    uploads = settings.data_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    part = uploads / f"{task_id}.part"
+    form = await receive_form(request, part, max_mb=settings.max_upload_mb,
+                              idle_timeout_s=settings.upload_idle_timeout_s)
+    try:
+        options = TaskOptions.from_form(form.fields.get("regions"), form.fields.get("detect"),
+                                        form.fields.get("method"))
+        video_url = (form.fields.get("video_url") or "").strip()
+        has_file = bool(form.file_bytes)
+        if has_file and video_url:
+            raise InputError("send either a 'video' file or a 'video_url', not both")
+        if form.file_bytes == 0 and not video_url:
+            raise InputError("the uploaded file is empty")
+        output = str((settings.data_dir / "results" / f"{task_id}.mp4").resolve())
+        if has_file:
+            final = uploads / f"{task_id}{video_suffix(form.filename)}"
+            os.replace(part, final)
+            task = await services.store.create(
+                task_id=task_id, options=options.model_dump(mode="json"), input_path=str(final.resolve()),
+                output_path=output, source_name=form.filename,
+            )
+        elif video_url:
+            url = check_url_syntax(video_url)
+            await check_host(url, settings)
+            name = PurePosixPath(url.split("?", 1)[0]).name or None
+            task = await services.store.create(
+                task_id=task_id, options=options.model_dump(mode="json"), input_path=None,
+                output_path=output, source_url=url, source_name=name, stage="downloading",
+            )
+            services.worker.start_download(task)
+        else:
+            raise InputError("send the video in the multipart field 'video' or give a 'video_url'")
+    finally:
+        part.unlink(missing_ok=True)
+    metrics.TASKS_SUBMITTED.inc()
+    services.worker.wake()
+    LOGGER.info("task %s queued (%s)", task.id, "url" if task.source_url else f"{form.file_bytes} bytes")
+    return task
+
+
+async def load_task(services: Services, task_id: str) -> Task:
+    task = await services.store.get(task_id)
+    if task is None:
+        raise NotFoundError(f"no task with id {task_id!r}")
+    return task
+
+
+def result_response(task: Task) -> FileResponse:
+    """The output file of a finished task; only ever by task id, never by a path from the user."""
+    if task.status != TaskStatus.finished.value:
+        raise ConflictError(f"task {task.id} is {task.status}; the result exists only once it is finished")
+    if not task.output_path or not Path(task.output_path).is_file():
+        raise NotFoundError(f"the result of task {task.id} was removed after its retention time")
+    stem = PurePosixPath(task.source_name or "video").stem or "video"
+    return FileResponse(task.output_path, media_type="video/mp4", filename=f"{stem}-unmarked.mp4")
+
+
+@router.post("", status_code=202, response_model=TaskCreated, responses=ERRORS, openapi_extra=SUBMIT_BODY,
+             summary="Submit a video (upload or video_url)")
+async def create_task(request: Request, services: ServicesDep) -> JSONResponse:
+    task = await submit_task(request, services)
+    return JSONResponse(TaskCreated(task_id=task.id).model_dump(), status_code=202)
+
+
+@router.get("", response_model=TaskList, responses=ERRORS, summary="List tasks, newest first")
+async def list_tasks(
+    services: ServicesDep,
+    status: TaskStatus | None = None,
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0),
+) -> TaskList:
+    tasks, total = await services.store.list(status=status.value if status else None, limit=limit, offset=offset)
+    return TaskList(items=[TaskView.from_task(t) for t in tasks], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{task_id}", response_model=TaskView, responses=ERRORS, summary="Status of one task")
+async def get_task(task_id: str, services: ServicesDep) -> TaskView:
+    return TaskView.from_task(await load_task(services, task_id))
+
+
+@router.get("/{task_id}/result", response_class=FileResponse, responses={
+    200: {"content": {"video/mp4": {}}, "description": "the video without the watermark"}, **ERRORS},
+    summary="Download the result (409 until finished)")
+async def get_result(task_id: str, services: ServicesDep) -> FileResponse:
+    return result_response(await load_task(services, task_id))
+
+
+@router.delete("/{task_id}", response_model=TaskDeleted, responses=ERRORS,
+               summary="Cancel a queued/processing task, or delete a finished one with its files")
+async def delete_task(task_id: str, services: ServicesDep) -> TaskDeleted:
+    task = await load_task(services, task_id)
+    if not task.is_final:
+        task = await services.worker.cancel(task_id)
+        if task.status == TaskStatus.cancelled.value:
+            return TaskDeleted(task_id=task.id, status=task.status, deleted=False, message="task cancelled")
+        return TaskDeleted(task_id=task.id, status=task.status, deleted=False,
+                           message="cancel requested: the task stops at its next batch")
+    for path in (task.output_path, task.input_path):
+        if path:
+            Path(path).unlink(missing_ok=True)
+    await services.store.delete(task_id)
+    return TaskDeleted(task_id=task.id, status=task.status, deleted=True, message="task and its files deleted")

@@ -1,0 +1,119 @@
+"""Composition root: ``create_app(settings)`` wires store, model manager, worker and routes.
+
+The lifespan only opens the database and starts background tasks, so the app answers /ping
+within a fraction of a second whether or not Triton is there.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.api import compat, health, tasks
+from orchestrator.api import metrics as metrics_route
+from orchestrator.api.deps import Services
+from orchestrator.errors import AppError, UnauthorizedError
+from orchestrator.metrics import REGISTRY
+from orchestrator.settings import Settings
+from orchestrator.tasks.store import TaskStore
+from orchestrator.tasks.worker import Worker
+from orchestrator.triton.models import ModelManager
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One JSON error shape for everything: ``{"error": {"code", "message"}}``."""
+
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        if exc.detail:
+            LOGGER.info("%s: %s (%s)", exc.code, exc.public_message, exc.detail)
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else None
+        return _error(exc.status_code, exc.code, exc.public_message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
+        return _error(400, "invalid_input", f"{where}: {first['msg']}" if where else first["msg"])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        LOGGER.error("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", "internal server error; see the server log")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    services = Services(settings=settings, models=ModelManager(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = TaskStore(settings.effective_database_url)
+        await store.init()
+        services.store = store
+        services.worker = Worker(settings, store, services.models)
+        services.models.start()
+        await services.worker.start()
+        LOGGER.info("orchestrator up (Triton %s, data %s)", settings.triton_grpc_url, settings.data_dir)
+        try:
+            yield
+        finally:
+            await services.worker.stop()
+            await services.models.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="Sora watermark remover",
+        version="0.1.0",
+        description="Removes the moving Sora watermark from videos; models served by Triton.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+    app.include_router(health.router)
+    app.include_router(metrics_route.router)
+    app.include_router(tasks.router)
+    app.include_router(compat.router)
+    from orchestrator.web import mount_web  # the browser page (another module's routes)
+
+    mount_web(app)
+    _instrument(app)
+    return app
+
+
+def create_health_app(main_app: FastAPI) -> FastAPI:
+    """The /ping-only app for ``PORT_HEALTH``; shares the main app's model manager."""
+    app = FastAPI(title="health", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.services = main_app.state.services
+    app.include_router(health.router)
+    return app
+
+
+def _instrument(app: FastAPI) -> None:
+    """HTTP request metrics on the service registry (the instrumentator skips duplicates)."""
+    try:
+        from prometheus_fastapi_instrumentator import Instrumentator
+    except ImportError:  # pragma: no cover - it is a dependency
+        LOGGER.warning("prometheus-fastapi-instrumentator missing: no HTTP metrics")
+        return
+    Instrumentator(registry=REGISTRY, excluded_handlers=["/metrics"]).instrument(app)

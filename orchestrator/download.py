@@ -1,0 +1,132 @@
+"""``video_url`` fetching with the limits of a public service.
+
+Only http(s); the host's addresses must all be public unless ``settings.allow_private_urls``
+(no SSRF into the machine or its network); redirects are followed by hand so every hop is checked;
+size (``url_max_mb``) and total time (``url_timeout_s``) are bounded; the body streams to disk.
+Errors are ``InputError``s whose message tells the user what was wrong with the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from orchestrator import metrics
+from orchestrator.errors import InputError, PayloadTooLargeError
+from orchestrator.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+CHUNK = 256 * 1024
+
+
+def check_url_syntax(url: str) -> str:
+    """Cheap checks done at submission (400 at once): scheme and host present, sane length."""
+    url = (url or "").strip()
+    if len(url) > 4096:
+        raise InputError("video_url: longer than 4096 characters")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in {"http", "https"}:
+        raise InputError(f"video_url: only http and https URLs are accepted, not {parts.scheme or 'no scheme'!r}")
+    if not parts.hostname:
+        raise InputError("video_url: the URL has no host")
+    if parts.username or parts.password:
+        raise InputError("video_url: URLs with credentials are not accepted")
+    return url
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_host(url: str, settings: Settings) -> None:
+    """Resolve the host; refuse loopback/private/link-local/reserved addresses unless allowed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=10
+        )
+    except (socket.gaierror, asyncio.TimeoutError, UnicodeError) as exc:
+        raise InputError(f"video_url: cannot resolve host {host!r}") from exc
+    if settings.allow_private_urls:
+        return
+    for info in infos:
+        address = info[4][0]
+        if not _is_public(address):
+            raise InputError(
+                f"video_url: host {host!r} resolves to a private or local address ({address}); "
+                "such URLs are refused (set ALLOW_PRIVATE_URLS=true to allow them)"
+            )
+
+
+async def download(url: str, dest: Path, settings: Settings) -> int:
+    """Fetch ``url`` into ``dest`` (atomically: ``.part`` then rename). Returns the byte count."""
+    url = check_url_syntax(url)
+    limit = settings.url_max_mb * 1024 * 1024
+    part = dest.with_name(dest.name + ".part")
+    try:
+        async with asyncio.timeout(settings.url_timeout_s):
+            size = await _fetch(url, part, limit, settings)
+    except TimeoutError as exc:
+        part.unlink(missing_ok=True)
+        raise InputError(f"video_url: the download did not finish within {settings.url_timeout_s:.0f} s") from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return size
+
+
+async def _fetch(url: str, part: Path, limit: int, settings: Settings) -> int:
+    timeout = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
+    # trust_env=False: no proxy from the environment, so the checked host is the one connected to.
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            await check_host(url, settings)
+            try:
+                async with client.stream("GET", url, headers={"Accept": "video/*,*/*"}) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise InputError("video_url: redirect without a Location header")
+                        url = check_url_syntax(urljoin(url, location))
+                        continue
+                    if response.status_code != 200:
+                        raise InputError(f"video_url: the server answered HTTP {response.status_code}")
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > limit:
+                        raise PayloadTooLargeError(
+                            f"video_url: the file is {int(declared) / 2**20:.0f} MB, over the "
+                            f"{settings.url_max_mb} MB limit"
+                        )
+                    size = 0
+                    with open(part, "wb") as out:
+                        async for chunk in response.aiter_bytes(CHUNK):
+                            size += len(chunk)
+                            if size > limit:
+                                raise PayloadTooLargeError(
+                                    f"video_url: the file is over the {settings.url_max_mb} MB limit"
+                                )
+                            out.write(chunk)
+                            metrics.UPLOAD_BYTES.inc(len(chunk))
+                    if size == 0:
+                        raise InputError("video_url: the server sent an empty file")
+                    return size
+            except httpx.TimeoutException as exc:
+                raise InputError(f"video_url: the server was too slow ({type(exc).__name__})") from exc
+            except httpx.HTTPError as exc:
+                raise InputError(f"video_url: could not fetch the URL ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"video_url: more than {MAX_REDIRECTS} redirects")

@@ -1,0 +1,1 @@
+"""Task persistence (store) and execution (worker)."""
