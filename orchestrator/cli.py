@@ -235,31 +235,41 @@ class LocalStack:
 
     def __init__(self, *, repository: Path | None = None, timeout_s: float = 300.0,
                  console: Console | None = None) -> None:
-        self.repository = repository
+        self.repository = (repository or Path("model_repository")).resolve()
         self.timeout_s = timeout_s
         self.console = console or Console(stderr=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="sora-unmark-local-")
         self.data_dir = Path(self._tmp.name)
         self.log_path = self.data_dir / "orchestrator.log"
         self.port = _free_port()
+        self.triton_ports = {name: _free_port() for name in ("http", "grpc", "metrics")}
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
         self._log = None
 
+    def check_repository(self) -> None:
+        """Fail early, with the fix, when the models were never prepared."""
+        missing = [name for name in ("detector", "inpainter")
+                   if not any((self.repository / name).glob("[0-9]*/model.*"))]
+        if missing:
+            raise CliError(f"no prepared models in {self.repository} (missing: {', '.join(missing)}); "
+                           "run `make models` (python -m export.prepare --target cpu) or pass "
+                           "--model-repository", EXIT_USAGE)
+
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "orchestrator", "--local-triton", "--port", str(self.port)]
-        if self.repository is not None:
-            cmd += ["--model-repository", str(self.repository)]
-        return cmd
+        return [sys.executable, "-m", "orchestrator", "--local-triton", "--port", str(self.port),
+                "--model-repository", str(self.repository)]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(PORT=str(self.port), DATA_DIR=str(self.data_dir), HOST="127.0.0.1")
-        for name in ("API_KEY", "PORT_HEALTH", "DATABASE_URL"):
+        env.update(PORT=str(self.port), DATA_DIR=str(self.data_dir), HOST="127.0.0.1",
+                   **{f"TRITON_{name.upper()}_PORT": str(port) for name, port in self.triton_ports.items()})
+        for name in ("API_KEY", "PORT_HEALTH", "DATABASE_URL", "TRITON_GRPC_URL"):
             env.pop(name, None)  # a private, open, throw-away service
         return env
 
     def start(self) -> "LocalStack":
+        self.check_repository()
         self._log = self.log_path.open("ab")
         LOGGER.info("starting the local stack: %s", " ".join(self.command()))
         self._process = subprocess.Popen(self.command(), env=self.environment(), stdout=self._log,

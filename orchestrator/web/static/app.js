@@ -360,8 +360,12 @@
   async function cancelTask(task) {
     if (!task.id) return;
     try {
-      await api(`/v1/tasks/${encodeURIComponent(task.id)}`, { method: "DELETE" });
-      render(task, { status: "cancelled", error: "Cancelled by you." });
+      const body = await (await api(`/v1/tasks/${encodeURIComponent(task.id)}`, { method: "DELETE" })).json();
+      if (body.status === "cancelled") render(task, { status: "cancelled", error: "Cancelled by you." });
+      else {
+        $(".task-detail", task.el).textContent = body.message || "Cancel requested.";
+        schedulePoll(0);
+      }
     } catch (err) {
       $(".task-error", task.el).textContent = `Cancel failed: ${err.message}`;
     }
