@@ -1,0 +1,211 @@
+"""Matte estimation and inversion on generated crops whose true alpha and background are known."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from orchestrator.pipeline import matte
+
+H, W = 70, 160
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A colourful textured background (smooth blobs + fine detail + stripes), float 0..255."""
+    img = np.zeros((h, w, 3), np.float32)
+    for cell, amp in ((32, 70.0), (8, 35.0), (2, 18.0)):
+        coarse = rng.normal(size=(h // cell + 2, w // cell + 2, 3)).astype(np.float32)
+        up = np.kron(coarse, np.ones((cell, cell, 1), np.float32))[:h, :w]
+        k = max(1, cell // 2)
+        # box blur to remove the blocks
+        for axis in (0, 1):
+            up = sum(np.roll(up, s, axis=axis) for s in range(-k, k + 1)) / (2 * k + 1)
+        img += amp * up / (up.std() + 1e-6)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img += 25.0 * np.sin(xx / 5.0 + yy / 9.0)[..., None]
+    return np.clip(img + 110.0, 0, 255)
+
+
+def _mark_alpha(h: int, w: int, cy: float, cx: float) -> np.ndarray:
+    """An analytic star-and-text-like matte with anti-aliased edges, centred at (cy, cx)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    y, x = yy - cy, xx - cx
+
+    def smooth(dist: np.ndarray) -> np.ndarray:  # dist < 0 inside; 1 px ramp
+        return np.clip(0.5 - dist, 0.0, 1.0)
+
+    r = np.hypot(y, x + 45)
+    ring = smooth(np.abs(r - 13.0) - 3.0)  # a ring of width 6
+    dot = smooth(np.hypot(y, x + 45) - 4.0)
+    bars = np.zeros_like(x)
+    for i in range(4):  # four "letters"
+        lx = x - (-15 + 16 * i)
+        bars = np.maximum(bars, smooth(np.maximum(np.abs(lx) - 2.5, np.abs(y) - 11.0)))
+        bars = np.maximum(bars, smooth(np.maximum(np.abs(lx - 4) - 5.0, np.abs(y + 9) - 2.0)))
+    return np.maximum.reduce([ring, dot, bars]).astype(np.float32)
+
+
+def _clip(n: int, opacity: float, *, seed: int = 0, jitter: float = 0.0, changing: bool = False,
+          noise: float = 1.5, opacities: np.ndarray | None = None):
+    """Crops of a moving textured background with a white mark; returns (crops, clean, alpha, offsets)."""
+    rng = np.random.default_rng(seed)
+    big = _texture(rng, H + 4 * n + 8, W + 6 * n + 8)
+    crops, clean, alphas, offsets = [], [], [], []
+    for t in range(n):
+        oy, ox = 2 * t + int(3 * np.sin(t / 3)), 3 * t  # camera motion
+        bg = big[oy + 4 : oy + 4 + H, ox + 4 : ox + 4 + W]
+        d = rng.uniform(-jitter, jitter, size=2) if jitter else np.zeros(2)
+        if changing:
+            a = _mark_alpha(H, W, 35 + rng.uniform(-12, 12), 80 + rng.uniform(-30, 30))
+        else:
+            a = _mark_alpha(H, W, 35 + d[0], 80 + d[1])
+        o = opacity if opacities is None else opacities[t]
+        a = a * o
+        obs = a[..., None] * 255.0 + (1 - a[..., None]) * bg + rng.normal(0, noise, bg.shape)
+        crops.append(np.clip(np.rint(obs), 0, 255).astype(np.uint8))
+        clean.append(bg)
+        alphas.append(a)
+        offsets.append(d)
+    return np.stack(crops), np.stack(clean), np.stack(alphas), np.array(offsets, np.float32)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[mask].mean()
+    return float(10 * np.log10(255.0**2 / max(err, 1e-10)))
+
+
+def test_alpha_estimate_close_to_truth():
+    crops, _, alphas, _ = _clip(60, 0.6)
+    t0 = time.perf_counter()
+    est = matte.estimate_matte(crops)
+    elapsed = time.perf_counter() - t0
+    assert est.reliable, est.reason
+    true_alpha = alphas[0]
+    mae = float(np.abs(est.alpha - true_alpha).mean())
+    inside = true_alpha > 0.05
+    mae_inside = float(np.abs(est.alpha - true_alpha)[inside].mean())
+    print(f"alpha MAE {mae:.4f} (inside {mae_inside:.4f}), W {est.color}, {elapsed*1000:.0f} ms")
+    assert mae <= 0.03
+    assert mae_inside <= 0.05
+    assert np.all(np.abs(est.color - 255) < 12)
+    assert np.allclose(np.median(est.frame_opacity), 1.0)
+    assert np.all(est.frame_ok)
+
+
+def test_inversion_restores_background():
+    crops, clean, alphas, _ = _clip(60, 0.6, seed=1)
+    est = matte.estimate_matte(crops)
+    assert est.reliable, est.reason
+    mask = alphas[0] > 0.01
+    # the limit: inversion with the true matte (noise and rounding remain)
+    truth = matte.MatteEstimate(
+        alpha=alphas[0], color=matte.WHITE, frame_opacity=np.ones(len(crops), np.float32),
+        residual=np.zeros(len(crops), np.float32), reliable=True, reason="true", alpha_threshold=0.85)
+    before, after, limit = [], [], []
+    for t in range(len(crops)):
+        restored, hole = matte.remove_with_matte(crops[t], est, est.frame_opacity[t], offset=est.offsets[t])
+        assert restored.dtype == np.uint8 and restored.shape == crops[t].shape
+        assert not hole.any()  # a = 0.6 < threshold: nothing to inpaint
+        before.append(_psnr(crops[t], clean[t], mask))
+        after.append(_psnr(restored, clean[t], mask))
+        limit.append(_psnr(matte.remove_with_matte(crops[t], truth)[0], clean[t], mask))
+    print(f"inside-mask PSNR {np.mean(before):.1f} -> {np.mean(after):.1f} dB (true matte {np.mean(limit):.1f})")
+    assert np.mean(after) > np.mean(before) + 20
+    assert np.mean(after) > np.mean(limit) - 4.0
+    # a fixed matte and fixed opacity add no flicker: frame-to-frame change follows the clean clip's
+    restored_all = np.stack([matte.remove_with_matte(c, est, o, offset=d)[0]
+                             for c, o, d in zip(crops, est.frame_opacity, est.offsets)]).astype(float)
+    flicker = np.abs(np.diff(restored_all, axis=0))[:, mask].mean()
+    flicker_clean = np.abs(np.diff(clean, axis=0))[:, mask].mean()
+    assert flicker < flicker_clean * 1.15
+
+
+def test_registration_recovers_jitter():
+    crops, _, _, true = _clip(40, 0.6, seed=2, jitter=3.0)
+    est_off = matte.register(crops)
+    # offsets are relative to a common reference: compare after removing the mean difference
+    diff = est_off - true
+    diff -= np.median(diff, axis=0)
+    assert np.abs(diff).max() <= 0.5, np.abs(diff).max()
+    # and the matte estimated from jittered crops is still sharp enough to invert
+    est = matte.estimate_matte(crops, offsets=est_off)
+    assert est.reliable, est.reason
+
+
+def test_registration_integer_boxes():
+    rng = np.random.default_rng(5)
+    crops, _, _, _ = _clip(30, 0.6, seed=3)
+    shifts = rng.integers(-3, 4, size=(30, 2))
+    shifted = np.stack([np.roll(c, tuple(s), axis=(0, 1)) for c, s in zip(crops, shifts)])
+    off = matte.register(shifted)
+    diff = off - shifts
+    diff -= np.round(np.median(diff, axis=0))
+    assert np.abs(diff).max() <= 0.5
+
+
+def test_per_frame_opacity_follows_a_fade():
+    n = 40
+    ops = np.full(n, 0.7, np.float32)
+    ops[:6] = np.linspace(0.1, 0.7, 6)
+    crops, clean, alphas, _ = _clip(n, 0.7, seed=4, opacities=ops)
+    est = matte.estimate_matte(crops)
+    assert est.reliable, est.reason
+    rel = est.frame_opacity * est.alpha.max()
+    assert np.allclose(rel, ops, atol=0.05), rel
+    o, res = matte.fit_opacity(crops[2], est, offset=est.offsets[2])
+    assert abs(o * est.alpha.max() - ops[2]) < 0.05 and res < est.max_residual
+
+
+@pytest.mark.parametrize("case", ["few", "changing", "noise", "static"])
+def test_unreliable_estimates_say_why(case):
+    rng = np.random.default_rng(6)
+    if case == "few":
+        crops = _clip(4, 0.6)[0]
+    elif case == "changing":
+        crops = _clip(40, 0.6, seed=7, changing=True)[0]
+    elif case == "noise":
+        crops = rng.integers(0, 256, size=(40, H, W, 3), dtype=np.uint8)
+    else:  # a static background: mark and background cannot be told apart
+        crops = np.repeat(_clip(1, 0.6)[0], 30, axis=0)
+    est = matte.estimate_matte(crops)
+    assert not est.reliable
+    assert est.reason and est.reason != "ok"
+    print(case, est.reason)
+
+
+def test_opaque_mark_becomes_a_hole():
+    crops, clean, alphas, _ = _clip(40, 1.0, seed=8)
+    est = matte.estimate_matte(crops)
+    assert est.reliable, est.reason
+    restored, hole = matte.remove_with_matte(crops[10], est, est.frame_opacity[10], offset=est.offsets[10])
+    opaque = alphas[10] > 0.5
+    assert hole[opaque].mean() >= 0.99
+    assert hole.mean() < 0.5  # the matte, not the whole box
+    # outside the hole the inversion must not damage anything
+    keep = ~hole & (alphas[10] > 0.01)
+    if keep.any():
+        assert _psnr(restored, clean[10], keep) > _psnr(crops[10], clean[10], keep)
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError):
+        matte.estimate_matte(np.zeros((10, 20, 20), np.uint8))
+    est = matte.estimate_matte(_clip(20, 0.6)[0])
+    with pytest.raises(ValueError):
+        matte.remove_with_matte(np.zeros((10, 10, 3), np.uint8), est)
+
+
+def test_speed_per_crop():
+    crops, _, _, _ = _clip(60, 0.6, seed=9, jitter=2.0)
+    t0 = time.perf_counter()
+    est = matte.estimate_matte(crops)
+    t_est = (time.perf_counter() - t0) / len(crops)
+    t0 = time.perf_counter()
+    for t in range(len(crops)):
+        matte.remove_with_matte(crops[t], est, est.frame_opacity[t], offset=est.offsets[t])
+    t_inv = (time.perf_counter() - t0) / len(crops)
+    print(f"estimate {t_est*1000:.2f} ms/crop, inversion {t_inv*1000:.2f} ms/crop")
+    # generous bounds for a shared 2-core CI machine; typical numbers are ~10x lower
+    assert t_est < 0.05 and t_inv < 0.02
