@@ -1,0 +1,232 @@
+"""Pass 1: find the mark's boxes in every frame while running the detector on few frames.
+
+The Sora mark holds still for ~2 s, then jumps. So the detector sees every ``stride``-th frame
+(batched, several requests in flight); where two consecutive samples disagree, the interval is
+bisected (all intervals of a window in parallel, one batched request per round) until the frames
+where the state changes are adjacent. Frames never seen take the state of their neighbours
+(``boxes.build_timeline``). For a 30 fps clip with stride 8, that is ~1/8 of the frames plus
+~3 per jump instead of all of them.
+
+Between samples only the letterboxed image (the 640-wide resize without padding) is kept, for at
+most ``stride × batch × (in_flight + 1)`` frames: memory is flat in the video's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.decode import Decoded, letterbox_params
+
+LOGGER = logging.getLogger(__name__)
+
+DETECTOR_SIZE = 640
+PAD_VALUE = 114
+
+
+class Detector:
+    """Letterboxed uint8 NHWC batches -> per-image [n,5] boxes (frame pixels) after NMS."""
+
+    def __init__(self, client, *, width: int, height: int, conf: float = 0.25, iou: float = 0.45,
+                 model: str = "detector", batch: int = 8) -> None:
+        self.client = client
+        self.model = model
+        self.batch = max(1, batch)
+        self.conf, self.iou = conf, iou
+        self.width, self.height = width, height
+        self.scale, self.new_w, self.new_h, self.pad_x, self.pad_y = letterbox_params(width, height, DETECTOR_SIZE)
+        self.images_sent = 0
+
+    def resize(self, decoded: Decoded) -> np.ndarray:
+        """The frame scaled into the letterbox (without the padding): [new_h,new_w,3]."""
+        small = decoded.frame.reformat(width=self.new_w, height=self.new_h, format="rgb24",
+                                       interpolation="BILINEAR")
+        return small.to_ndarray()
+
+    def _batch(self, images: list[np.ndarray]) -> np.ndarray:
+        out = np.full((len(images), DETECTOR_SIZE, DETECTOR_SIZE, 3), PAD_VALUE, np.uint8)
+        for i, img in enumerate(images):
+            out[i, self.pad_y : self.pad_y + self.new_h, self.pad_x : self.pad_x + self.new_w] = img
+        return out
+
+    def submit(self, images: list[np.ndarray]) -> list:
+        """Send ``images`` in batches; returns the futures in order."""
+        futures = []
+        for start in range(0, len(images), self.batch):
+            chunk = images[start : start + self.batch]
+            futures.append(self.client.submit(self.model, {"images": self._batch(chunk)}, ["output0"]))
+            self.images_sent += len(chunk)
+        return futures
+
+    def collect(self, futures: list) -> list[np.ndarray]:
+        results = []
+        for future in futures:
+            outputs = future.result()["output0"]
+            for out in outputs:
+                results.append(bx.decode_detections(
+                    out, conf=self.conf, iou=self.iou, scale=self.scale, pad_x=self.pad_x,
+                    pad_y=self.pad_y, width=self.width, height=self.height))
+        return results
+
+    def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return self.collect(self.submit(images)) if images else []
+
+
+@dataclass
+class CropSampler:
+    """Keeps up to ``per_position`` full-resolution crops of each mark position (for the matte).
+
+    Crops of one position have one size (the first detection's box grown by ``margin``), centred
+    on each detection; when full, every other crop is dropped and the stride doubles, so the kept
+    crops spread over the whole video with bounded memory.
+    """
+
+    per_position: int = 48
+    margin: float = 0.15
+    windows: list[np.ndarray] = field(default_factory=list)  # [4] int box per position
+    crops: list[list[np.ndarray]] = field(default_factory=list)
+    frames: list[list[int]] = field(default_factory=list)
+    origins: list[list[tuple[int, int]]] = field(default_factory=list)  # (y0, x0) of each crop
+    _seen: list[int] = field(default_factory=list)
+    _every: list[int] = field(default_factory=list)
+
+    def add(self, frame_index: int, rgb: np.ndarray, dets: np.ndarray) -> None:
+        height, width = rgb.shape[:2]
+        for det in np.asarray(dets)[:, :4]:
+            pid = -1
+            if self.windows:
+                m = bx.iou_matrix(det[None], np.stack(self.windows).astype(np.float64))[0]
+                if m.max() > 0.3:
+                    pid = int(np.argmax(m))
+            if pid < 0:
+                w, h = det[2] - det[0], det[3] - det[1]
+                mx, my = w * self.margin + 4, h * self.margin + 4
+                win = np.array([det[0] - mx, det[1] - my, det[2] + mx, det[3] + my]).round().astype(int)
+                self.windows.append(win)
+                self.crops.append([])
+                self.frames.append([])
+                self.origins.append([])
+                self._seen.append(0)
+                self._every.append(1)
+                pid = len(self.windows) - 1
+            self._seen[pid] += 1
+            if (self._seen[pid] - 1) % self._every[pid]:
+                continue
+            win = self.windows[pid]
+            cw, ch = win[2] - win[0], win[3] - win[1]
+            cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
+            x0 = int(round(cx - cw / 2))
+            y0 = int(round(cy - ch / 2))
+            if x0 < 0 or y0 < 0 or x0 + cw > width or y0 + ch > height:
+                continue  # partly outside the frame: not comparable with the others
+            self.crops[pid].append(rgb[y0 : y0 + ch, x0 : x0 + cw].copy())
+            self.frames[pid].append(frame_index)
+            self.origins[pid].append((y0, x0))
+            if len(self.crops[pid]) >= self.per_position:
+                self.crops[pid] = self.crops[pid][::2]
+                self.frames[pid] = self.frames[pid][::2]
+                self.origins[pid] = self.origins[pid][::2]
+                self._every[pid] *= 2
+
+
+@dataclass
+class ScanResult:
+    n_frames: int
+    pts: array  # per frame, in the input's time base
+    observations: dict[int, np.ndarray]  # frame -> [n,5] for frames the detector saw
+    detected_frames: int
+    sampler: CropSampler | None
+    seconds_detect: float = 0.0
+
+
+def scan(
+    frames: Iterable[Decoded], detector: Detector | None, *, stride: int = 8, in_flight: int = 2,
+    sampler: CropSampler | None = None, on_frame: Callable[[int], None] | None = None,
+    should_cancel: Callable[[], None] | None = None,
+) -> ScanResult:
+    """Decode everything once; detect on samples + bisection. ``detector=None`` only counts frames
+    and records timestamps (manual regions). ``should_cancel`` raises to stop."""
+    pts = array("q")
+    observations: dict[int, np.ndarray] = {}
+    stride = max(1, stride)
+    window: dict[int, np.ndarray] = {}  # frame -> resized image, since the last processed sample
+    samples: list[int] = []
+    full: dict[int, np.ndarray] = {}
+    pending: deque = deque()
+    state = {"last_sample": None, "busy": 0.0}
+
+    def process(entry) -> None:
+        futures, sample_ids, images = entry
+        t0 = time.perf_counter()
+        results = detector.collect(futures)
+        for idx, dets in zip(sample_ids, results):
+            observations[idx] = dets
+            if sampler is not None and len(dets) and idx in full:
+                sampler.add(idx, full[idx], dets)
+        for idx in sample_ids:
+            full.pop(idx, None)
+        # Bisect every interval whose ends disagree, all intervals of the window per round.
+        chain = ([state["last_sample"]] if state["last_sample"] is not None else []) + sample_ids
+        todo = [(a, b) for a, b in zip(chain[:-1], chain[1:])
+                if b - a > 1 and not bx.same_boxes(observations[a], observations[b])]
+        while todo:
+            mids = [(a + b) // 2 for a, b in todo]
+            found = detector.detect([images[m] for m in mids])
+            nxt = []
+            for (a, b), m, dets in zip(todo, mids, found):
+                observations[m] = dets
+                for lo, hi in ((a, m), (m, b)):
+                    if hi - lo > 1 and not bx.same_boxes(observations[lo], observations[hi]):
+                        nxt.append((lo, hi))
+            todo = nxt
+        state["last_sample"] = sample_ids[-1]
+        state["busy"] += time.perf_counter() - t0
+
+    def flush(last: bool = False) -> None:
+        if samples:
+            sample_ids = list(samples)
+            images = dict(window)
+            futures = detector.submit([window[i] for i in sample_ids])
+            pending.append((futures, sample_ids, images))
+            samples.clear()
+            # Keep the last sample's image: the next window's intervals start there.
+            keep = sample_ids[-1]
+            window.clear()
+            window[keep] = images[keep]
+        while pending and (last or len(pending) > in_flight):
+            process(pending.popleft())
+
+    index = -1
+    last_item: Decoded | None = None
+    for item in frames:
+        index = item.index
+        pts.append(item.pts)
+        if on_frame is not None:
+            on_frame(index)
+        if detector is None:
+            continue
+        window[index] = detector.resize(item)
+        last_item = item
+        if index % stride == 0:
+            samples.append(index)
+            if sampler is not None:
+                full[index] = item.frame.to_ndarray(format="rgb24")
+            if len(samples) >= detector.batch:
+                if should_cancel is not None:
+                    should_cancel()
+                flush()
+    n_frames = index + 1
+    if detector is not None and n_frames:
+        if (n_frames - 1) % stride != 0:
+            samples.append(n_frames - 1)  # the last frame is always a sample
+            if sampler is not None and last_item is not None:
+                full[n_frames - 1] = last_item.frame.to_ndarray(format="rgb24")
+        flush(last=True)
+    return ScanResult(n_frames, pts, observations, len(observations), sampler, state["busy"])

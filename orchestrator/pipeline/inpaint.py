@@ -1,0 +1,165 @@
+"""Crop inpainting: plan square crops around the holes, batch them to Triton, paste back blended.
+
+Why crops: the inpainter's cost grows with its input area, and the mark is ~1% of a frame. Each
+group of nearby boxes gets the smallest available crop size that holds it with context; boxes
+larger than the biggest crop are downscaled into it (and the result upscaled back). Crops near the
+frame edge are shifted inside; frames smaller than a crop are padded by reflection. The result is
+pasted with a feather that only reaches a few pixels around the hole, so the rest of the frame is
+untouched even when the crop was resampled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Crop:
+    """One inpainter input: a square region of side ``side`` at (x0, y0), resized to ``size``."""
+
+    x0: int
+    y0: int
+    side: int
+    size: int
+    boxes: np.ndarray  # [n,4] int, frame coordinates (x2/y2 exclusive)
+    hole: np.ndarray | None = None  # optional bool [h,w] over the region (else the boxes)
+    feather: int = 3
+
+    def region(self, width: int, height: int) -> tuple[int, int, int, int]:
+        return self.x0, self.y0, min(self.x0 + self.side, width), min(self.y0 + self.side, height)
+
+    def hole_mask(self, width: int, height: int) -> np.ndarray:
+        x0, y0, x1, y1 = self.region(width, height)
+        if self.hole is not None:
+            return self.hole
+        mask = np.zeros((y1 - y0, x1 - x0), bool)
+        for bx1, by1, bx2, by2 in self.boxes:
+            mask[max(by1 - y0, 0) : max(by2 - y0, 0), max(bx1 - x0, 0) : max(bx2 - x0, 0)] = True
+        return mask
+
+    def extract(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(image uint8 [3,S,S], mask uint8 [1,S,S]) for the inpainter."""
+        height, width = frame.shape[:2]
+        x0, y0, x1, y1 = self.region(width, height)
+        image = frame[y0:y1, x0:x1]
+        mask = self.hole_mask(width, height).astype(np.uint8) * 255
+        pad_b, pad_r = self.side - image.shape[0], self.side - image.shape[1]
+        if pad_b or pad_r:
+            border = cv2.BORDER_REFLECT_101 if min(image.shape[:2]) > 1 else cv2.BORDER_REPLICATE
+            image = cv2.copyMakeBorder(image, 0, pad_b, 0, pad_r, border)
+            mask = cv2.copyMakeBorder(mask, 0, pad_b, 0, pad_r, cv2.BORDER_CONSTANT, value=0)
+        if self.side != self.size:
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            mask = np.where(mask > 0, 255, 0).astype(np.uint8)  # any touched pixel is a hole
+        return np.ascontiguousarray(image.transpose(2, 0, 1)), mask[None]
+
+    def paste(self, frame: np.ndarray, output: np.ndarray) -> None:
+        """Blend the inpainter output [3,S,S] back into ``frame`` (in place)."""
+        height, width = frame.shape[:2]
+        x0, y0, x1, y1 = self.region(width, height)
+        result = output.transpose(1, 2, 0)
+        if self.side != self.size:
+            result = cv2.resize(result, (self.side, self.side), interpolation=cv2.INTER_CUBIC)
+        result = result[: y1 - y0, : x1 - x0]
+        hole = self.hole_mask(width, height)
+        ys, xs = np.nonzero(hole)
+        if ys.size == 0:
+            return
+        f = self.feather
+        # Work only on the hole's bounding box grown by the feather.
+        ya, yb = max(ys.min() - 2 * f, 0), min(ys.max() + 2 * f + 1, y1 - y0)
+        xa, xb = max(xs.min() - 2 * f, 0), min(xs.max() + 2 * f + 1, x1 - x0)
+        sub = hole[ya:yb, xa:xb].astype(np.uint8) * 255
+        if f > 0:
+            k = 2 * f + 1
+            alpha = cv2.GaussianBlur(cv2.dilate(sub, np.ones((k, k), np.uint8)), (k, k), 0)
+            alpha = np.maximum(alpha, sub).astype(np.float32) / 255.0
+        else:
+            alpha = sub.astype(np.float32) / 255.0
+        target = frame[y0 + ya : y0 + yb, x0 + xa : x0 + xb]
+        blended = target * (1.0 - alpha[..., None]) + result[ya:yb, xa:xb] * alpha[..., None]
+        target[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def needed_side(box: np.ndarray, context: float, min_context: int) -> int:
+    w, h = box[2] - box[0], box[3] - box[1]
+    m = max(w, h)
+    return int(math.ceil(m + 2 * max(m * context, min_context)))
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])])
+
+
+def plan_crops(
+    boxes: np.ndarray, width: int, height: int, sizes: list[int], *, context: float = 0.25,
+    min_context: int = 16, feather: int = 3,
+) -> list[Crop]:
+    """Group boxes whose union still fits the largest crop, then size and place one crop per group."""
+    if len(boxes) == 0:
+        return []
+    sizes = sorted(sizes)
+    largest = sizes[-1]
+    groups: list[tuple[np.ndarray, list[np.ndarray]]] = []
+    for box in sorted(np.asarray(boxes).tolist(), key=lambda b: (b[0], b[1])):
+        box = np.asarray(box)
+        for i, (union, members) in enumerate(groups):
+            merged = _union(union, box)
+            if needed_side(merged, context, min_context) <= largest:
+                groups[i] = (merged, members + [box])
+                break
+        else:
+            groups.append((box, [box]))
+    crops = []
+    for union, members in groups:
+        need = needed_side(union, context, min_context)
+        size = next((s for s in sizes if s >= need), largest)
+        side = max(size, need)
+        cx, cy = (union[0] + union[2]) / 2, (union[1] + union[3]) / 2
+        x0 = int(round(cx - side / 2))
+        y0 = int(round(cy - side / 2))
+        x0 = 0 if width <= side else min(max(x0, 0), width - side)
+        y0 = 0 if height <= side else min(max(y0, 0), height - side)
+        crops.append(Crop(x0, y0, side, size, np.asarray(members, np.int32), feather=feather))
+    return crops
+
+
+@dataclass
+class PendingInpaint:
+    """Crops of some frames sent to Triton; ``finish()`` waits and pastes them back."""
+
+    items: list[tuple[np.ndarray, Crop]] = field(default_factory=list)
+    futures: list[tuple[Future, list[int]]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        for future, indices in self.futures:
+            outputs = future.result()["output"]
+            for out, i in zip(outputs, indices):
+                frame, crop = self.items[i]
+                crop.paste(frame, out)
+
+
+def submit_crops(client, models: dict[int, str], items: list[tuple[np.ndarray, Crop]], batch: int) -> PendingInpaint:
+    """Extract every crop, group them by crop size, send batches of at most ``batch``."""
+    pending = PendingInpaint(items=items)
+    by_size: dict[int, list[int]] = {}
+    for i, (_, crop) in enumerate(items):
+        by_size.setdefault(crop.size, []).append(i)
+    for size, indices in by_size.items():
+        for start in range(0, len(indices), batch):
+            chunk = indices[start : start + batch]
+            pairs = [items[i][1].extract(items[i][0]) for i in chunk]
+            images = np.stack([p[0] for p in pairs])
+            masks = np.stack([p[1] for p in pairs])
+            future = client.submit(models[size], {"image": images, "mask": masks}, ["output"])
+            pending.futures.append((future, chunk))
+    return pending

@@ -1,0 +1,431 @@
+"""``process_video``: the whole removal of one video, blocking (the worker runs it in a thread).
+
+Two passes, because boxes over time need the future and the matte needs crops from many frames:
+
+1. decode → detector on a stride + bisection where the boxes change (``detect.scan``), sampling
+   crops of each mark position for the matte; then ``boxes.build_timeline`` (snap, fill, drop).
+2. decode → per frame: matte inversion (``method=auto`` when the estimate is reliable and fits the
+   frame) and/or crop inpainting of what is left → encode, audio packets copied.
+
+Stages run in threads with bounded queues (decode → work → encode), so decoding, Triton and x264
+overlap; memory holds a bounded number of frames whatever the video's length. The output is
+written to a temp file beside the target and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from orchestrator.errors import AppError, InputError, OutputError, TaskCancelledError, TritonUnavailableError
+from orchestrator.metrics import FRAMES_PROCESSED, STAGE_SECONDS
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.decode import VideoInfo, iter_frames, probe
+from orchestrator.pipeline.detect import CropSampler, Detector, scan
+from orchestrator.pipeline.encode import Encoder
+from orchestrator.pipeline.inpaint import Crop, plan_crops, submit_crops
+from orchestrator.pipeline.options import TaskOptions
+
+LOGGER = logging.getLogger(__name__)
+
+try:  # written in parallel (issue 5); the pipeline works without it
+    from orchestrator.pipeline import matte as matte_mod
+except ImportError:  # pragma: no cover
+    matte_mod = None
+
+PASS1_SHARE = 35.0  # percent of the progress bar for pass 1 when it runs
+
+
+@dataclass
+class Progress:
+    percent: float
+    stage: str
+    fps: float | None
+    frames_done: int
+    frames_total: int | None
+
+
+class _Reporter:
+    """Calls ``progress`` at most every ``interval`` seconds (and always on stage changes)."""
+
+    def __init__(self, callback: Callable[[Progress], None] | None, interval: float = 0.5) -> None:
+        self.callback = callback
+        self.interval = interval
+        self._last = 0.0
+        self._stage = ""
+        self._stage_start = time.monotonic()
+
+    def __call__(self, stage: str, done: int, total: int | None, lo: float, hi: float, force: bool = False) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if stage != self._stage:
+            self._stage, self._stage_start, force = stage, now, True
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        frac = min(done / total, 1.0) if total else 0.0
+        elapsed = now - self._stage_start
+        fps = done / elapsed if elapsed > 0 and done else None
+        try:
+            self.callback(Progress(round(lo + (hi - lo) * frac, 1), stage, fps, done, total))
+        except Exception:  # noqa: BLE001 - a broken progress sink must not fail the task
+            LOGGER.warning("progress callback failed", exc_info=True)
+
+
+def _threaded(items: Iterable, maxsize: int, name: str, timer: dict) -> Iterator:
+    """Run the iterable in a thread, yield its items through a bounded queue (errors re-raised).
+
+    Closing the returned generator (or an error in the consumer) stops the thread at its next item.
+    """
+    q: queue.Queue = queue.Queue(maxsize)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            it = iter(items)
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                finally:
+                    timer[name] = timer.get(name, 0.0) + time.perf_counter() - t0
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+        q.put(done)
+
+    thread = threading.Thread(target=produce, name=f"pipeline-{name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def _checker(should_cancel: Callable[[], bool] | None) -> Callable[[], None]:
+    def check() -> None:
+        if should_cancel is not None and should_cancel():
+            raise TaskCancelledError("the task was cancelled")
+    return check
+
+
+@dataclass
+class _MarkPlan:
+    """Matte removal for one timeline position (only when the estimate is usable)."""
+
+    estimate: object
+    window: tuple[int, int, int, int]  # x0, y0, w, h of the crop the matte lives in
+    offset: np.ndarray
+
+
+def _plan_mattes(timeline: bx.Timeline, sampler: CropSampler, width: int, height: int) -> tuple[dict[int, _MarkPlan], list[dict]]:
+    """Estimate one matte per detected position from the crops gathered in pass 1."""
+    plans: dict[int, _MarkPlan] = {}
+    report: list[dict] = []
+    for pid, box in enumerate(timeline.positions):
+        entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint"}
+        report.append(entry)
+        if matte_mod is None or not sampler.windows:
+            entry["reason"] = "matte module unavailable" if matte_mod is None else "no crops"
+            continue
+        ious = bx.iou_matrix(box[None], np.stack(sampler.windows).astype(np.float64))[0]
+        sid = int(np.argmax(ious))
+        crops = sampler.crops[sid] if ious[sid] > 0.2 else []
+        if len(crops) < 2:
+            entry["reason"] = "too few crops"
+            continue
+        try:
+            estimate = matte_mod.estimate_matte(np.stack(crops))
+        except ValueError as exc:
+            entry["reason"] = str(exc)
+            continue
+        entry["matte"] = estimate.summary()
+        if not estimate.reliable:
+            entry["reason"] = estimate.reason
+            continue
+        win = sampler.windows[sid]
+        cw, ch = int(win[2] - win[0]), int(win[3] - win[1])
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(round(cx - cw / 2)), int(round(cy - ch / 2))
+        if x0 < 0 or y0 < 0 or x0 + cw > width or y0 + ch > height:
+            entry["reason"] = "mark window leaves the frame"
+            continue
+        # The mark sits at p + offsets[i] in crop i (origin o_i); in a crop at (x0,y0) it sits at
+        # p + offsets[i] + o_i - (x0,y0): the same for every i when the mark holds still.
+        origins = np.asarray(sampler.origins[sid], np.float32)  # (y, x)
+        offs = np.asarray(estimate.offsets, np.float32)
+        if len(offs) == len(origins):
+            offset = np.median(offs + origins - np.array([y0, x0], np.float32), 0)
+        else:
+            offset = np.zeros(2, np.float32)
+        plans[pid] = _MarkPlan(estimate, (x0, y0, cw, ch), offset)
+        entry["method"] = "matte"
+    return plans, report
+
+
+def process_video(
+    input_path: Path | str, output_path: Path | str, options: TaskOptions, *, settings,
+    progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    client=None,
+) -> dict:
+    """Remove the mark from ``input_path`` into ``output_path`` (see module docstring).
+
+    ``client`` lets a caller share its TritonClient; by default one is made from ``settings``.
+    """
+    from orchestrator.triton.client import TritonClient
+
+    started = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    check = _checker(should_cancel)
+    report = _Reporter(progress, min(0.5, getattr(settings, "progress_interval_s", 0.5)))
+    info = probe(input_path, max_width=settings.max_width, max_height=settings.max_height,
+                 max_duration_s=settings.max_duration_s)
+    LOGGER.info("input %s: %dx%d, ~%s frames, %s fps, audio=%s", input_path.name, info.width,
+                info.height, info.frames_estimate, info.fps, info.has_audio)
+    own_client = client is None
+    if own_client:
+        client = TritonClient.from_settings(settings)
+    timer: dict[str, float] = {}
+    try:
+        sizes = client.inpainter_sizes()
+        if not sizes:
+            raise TritonUnavailableError("no inpainter model is ready", detail="no READY inpainter*")
+        if options.detect and "detector" not in client.ready_models():
+            raise TritonUnavailableError("the detector model is not ready")
+        details = _run(input_path, output_path, options, settings, info, client, sizes, check, report, timer)
+    finally:
+        if own_client:
+            client.close()
+    total = time.perf_counter() - started
+    timer["total"] = total
+    for stage, seconds in timer.items():
+        STAGE_SECONDS.labels(stage).observe(seconds)
+    details["timings_s"] = {k: round(v, 3) for k, v in timer.items()}
+    details["fps"] = round(details["frames"] / total, 2) if total > 0 else None
+    report("done", details["frames"], details["frames"], 100.0, 100.0, force=True)
+    LOGGER.info("processed %s: %d frames in %.1f s (%s)", input_path.name, details["frames"], total,
+                details["timings_s"])
+    return details
+
+
+def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInfo, client, sizes,
+         check, report, timer) -> dict:
+    width, height = info.width, info.height
+    use_matte = options.method == "auto" and matte_mod is not None and options.detect
+    timeline: bx.Timeline | None = None
+    n_frames = info.frames_estimate
+    details: dict = {"width": width, "height": height, "inpainter_sizes": sorted(sizes)}
+    pass2_lo = 0.0
+    plans: dict[int, _MarkPlan] = {}
+    if options.detect:
+        # ---------------- pass 1 ----------------
+        detector = Detector(client, width=width, height=height, conf=settings.detect_conf,
+                            iou=settings.detect_iou, batch=settings.detect_batch)
+        sampler = CropSampler(per_position=settings.matte_crops) if use_matte else None
+        frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
+                           8, "decode", timer)
+        t0 = time.perf_counter()
+        result = scan(
+            frames, detector, stride=settings.detect_stride, in_flight=settings.requests_in_flight,
+            sampler=sampler, should_cancel=check,
+            on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
+        )
+        timer["detect"] = result.seconds_detect
+        timer["pass1"] = time.perf_counter() - t0
+        n_frames = result.n_frames
+        if n_frames == 0:
+            raise InputError("the video stream has no frames")
+        check()
+        timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames)
+        details["detector_frames"] = result.detected_frames
+        t0 = time.perf_counter()
+        if use_matte and timeline.positions.size:
+            plans, marks = _plan_mattes(timeline, sampler, width, height)
+        else:
+            marks = [{"box": [round(float(v), 1) for v in b], "method": "inpaint"} for b in timeline.positions]
+        timer["matte"] = time.perf_counter() - t0
+        details["marks"] = marks
+        pass2_lo = PASS1_SHARE
+    details["regions"] = len(options.regions)
+
+    # ---------------- pass 2 ----------------
+    first_pts: list[int] = []
+    tb = info.time_base
+    counters = {"frames": 0, "with_boxes": 0, "crops": 0, "matte_frames": 0}
+    tmp = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError("cannot create the output directory", detail=str(exc)) from exc
+    encoder = Encoder(tmp, info, input_path=input_path, crf=settings.crf, preset=settings.preset)
+    sizes_list = sorted(sizes)
+    batch = max(1, settings.inpaint_batch)
+
+    def work() -> Iterator:
+        """Frames → chunks ready to finish: [(pts, frame or VideoFrame)], PendingInpaint|None."""
+        chunk: list = []
+        items: list[tuple[np.ndarray, Crop]] = []
+        frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
+                           8, "decode", timer)
+        t_work = 0.0
+        for d in frames:
+            t0 = time.perf_counter()
+            if not first_pts:
+                first_pts.append(d.pts)
+            t = float((d.pts - first_pts[0]) * tb)
+            fboxes = bx.frame_boxes(
+                timeline if timeline is not None and d.index < timeline.n_frames else None,
+                d.index, t, options.regions, width, height,
+                frac=settings.box_margin_frac, px=settings.box_margin_px)
+            if len(fboxes) == 0:
+                chunk.append((d.pts, d.frame))
+            else:
+                rgb = d.frame.to_ndarray(format="rgb24")
+                counters["with_boxes"] += 1
+                crops = _remove(rgb, d.index, fboxes, timeline, plans, sizes_list, settings, counters)
+                items.extend((rgb, c) for c in crops)
+                chunk.append((d.pts, rgb))
+            t_work += time.perf_counter() - t0
+            if len(items) >= batch or len(chunk) >= 4 * batch:
+                check()
+                yield chunk, (submit_crops(client, sizes, items, batch) if items else None)
+                counters["crops"] += len(items)
+                chunk, items = [], []
+        if chunk:
+            yield chunk, (submit_crops(client, sizes, items, batch) if items else None)
+            counters["crops"] += len(items)
+        timer["remove"] = t_work
+
+    t_inpaint_wait = 0.0
+    t_encode = 0.0
+    stages = _threaded(work(), max(1, settings.requests_in_flight), "work", timer)
+    try:
+        for chunk, pending in stages:
+            if pending is not None:
+                t0 = time.perf_counter()
+                pending.finish()
+                t_inpaint_wait += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for pts, frame in chunk:
+                encoder.write(frame, pts)
+                counters["frames"] += 1
+            t_encode += time.perf_counter() - t0
+            FRAMES_PROCESSED.inc(len(chunk))
+            report("remove", counters["frames"], n_frames, pass2_lo, 99.0)
+        t0 = time.perf_counter()
+        encoder.close()
+        t_encode += time.perf_counter() - t0
+    except BaseException:
+        stages.close()
+        encoder.abort()
+        _unlink(tmp)
+        raise
+    timer["inpaint_wait"] = t_inpaint_wait
+    timer["encode"] = t_encode
+    if counters["frames"] == 0:
+        _unlink(tmp)
+        raise InputError("the video stream has no frames")
+    try:
+        os.replace(tmp, output_path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise OutputError("cannot move the result into place", detail=str(exc)) from exc
+    details.update(
+        frames=counters["frames"], frames_with_boxes=counters["with_boxes"],
+        crops_inpainted=counters["crops"], matte_frames=counters["matte_frames"],
+    )
+    return details
+
+
+def _remove(rgb: np.ndarray, index: int, fboxes: np.ndarray, timeline, plans, sizes, settings, counters) -> list[Crop]:
+    """Matte inversion in place where it applies; returns the crops that still need the inpainter."""
+    height, width = rgb.shape[:2]
+    holes: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # (x0,y0,w,h), bool mask
+    box_list: list[np.ndarray] = []
+    handled = np.zeros(len(fboxes), bool)
+    if plans and timeline is not None and index < timeline.n_frames:
+        ids = timeline.ids_at(index)
+        n_det = len(ids)  # frame_boxes puts detected boxes first, in id order
+        for j, pid in enumerate(ids[:n_det]):
+            plan = plans.get(int(pid))
+            if plan is None:
+                continue
+            x0, y0, cw, ch = plan.window
+            crop = rgb[y0 : y0 + ch, x0 : x0 + cw]
+            try:
+                opacity, residual = matte_mod.fit_opacity(crop, plan.estimate, offset=plan.offset)
+            except ValueError:
+                continue
+            if residual > plan.estimate.max_residual:
+                continue  # this frame does not fit the matte (animation, fade): inpaint the box
+            restored, hole = matte_mod.remove_with_matte(crop, plan.estimate, opacity, offset=plan.offset)
+            rgb[y0 : y0 + ch, x0 : x0 + cw] = restored
+            handled[j] = True
+            counters["matte_frames"] += 1
+            if hole.any():
+                holes.append(((x0, y0, cw, ch), hole))
+    for j, box in enumerate(fboxes):
+        if not handled[j]:
+            box_list.append(box)
+    crops: list[Crop] = []
+    if box_list:
+        crops.extend(plan_crops(np.asarray(box_list), width, height, sizes,
+                                context=settings.inpaint_context))
+    for (x0, y0, cw, ch), hole in holes:
+        ys, xs = np.nonzero(hole)
+        hb = np.array([[x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]])
+        for crop in plan_crops(hb, width, height, sizes, context=settings.inpaint_context):
+            # The hole in the crop region's coordinates.
+            rx0, ry0, rx1, ry1 = crop.region(width, height)
+            full = np.zeros((ry1 - ry0, rx1 - rx0), bool)
+            ya, xa = max(y0, ry0), max(x0, rx0)
+            yb, xb = min(y0 + ch, ry1), min(x0 + cw, rx1)
+            full[ya - ry0 : yb - ry0, xa - rx0 : xb - rx0] = hole[ya - y0 : yb - y0, xa - x0 : xb - x0]
+            crop.hole = full
+            crops.append(crop)
+    return crops
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        LOGGER.warning("could not remove the temp file %s", path)

@@ -1,0 +1,53 @@
+"""A CPU model repository for the pipeline tests: the committed weight-free inpainters (512, 256)
+and the committed demo detector when present, else a detector that never finds anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from export.repository import write_repository
+
+ASSETS = Path(__file__).resolve().parents[2] / "export" / "assets"
+
+
+def blind_detector_onnx(path: Path) -> Path:
+    """images uint8 [B,640,640,3] -> output0 float32 [B,5,8400] of zeros (no detections)."""
+    nodes = [
+        helper.make_node("Shape", ["images"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),
+        helper.make_node("Concat", ["batch", "tail"], ["out_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["out_shape"], ["output0"],
+                         value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+    ]
+    inits = [
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("tail", TensorProto.INT64, [2], [5, 8400]),
+    ]
+    graph = helper.make_graph(
+        nodes, "blind_detector",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["B", 640, 640, 3])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["B", 5, 8400])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def demo_detector() -> Path | None:
+    path = ASSETS / "detector_demo.onnx"
+    return path if path.is_file() else None
+
+
+def make_pipeline_repository(root: Path, *, detector: Path | None = None, sizes=(512, 256)) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    det = detector or blind_detector_onnx(root.parent / "blind_detector.onnx")
+    write_repository(root, target="cpu", detector_onnx=det,
+                     inpainter_onnx={s: ASSETS / f"inpainter_fallback_{s}.onnx" for s in sizes},
+                     cpu_threads=1)
+    return root
