@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 import uvicorn
@@ -31,6 +32,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="model repository for --local-triton (default ./model_repository)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     return parser.parse_args(argv)
+
+
+class _TritonThread(threading.Thread):
+    """Starts the local Triton and stays alive while it runs: the parent-death signal Triton gets
+    is tied to the thread that started it, so that thread must outlive the server."""
+
+    def __init__(self, triton) -> None:
+        super().__init__(name="local-triton", daemon=True)
+        self.triton = triton
+        self.stop_event = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.triton.start()
+        except Exception as exc:  # noqa: BLE001 - reported; /ping turns degraded after the deadline
+            self.error = exc
+            LOGGER.error("local Triton did not start: %s", exc)
+            print(f"Triton did not start: {exc}", file=sys.stderr, flush=True)
+            return
+        print(f"Triton running: gRPC {self.triton.grpc_url}, HTTP {self.triton.http_url}, "
+              f"log {self.triton.log_path}", flush=True)
+        self.stop_event.wait()
+        self.triton.stop()
 
 
 async def _serve(settings: Settings) -> None:
@@ -56,22 +81,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    triton = None
+    triton_thread = None
     if args.local_triton:
-        from orchestrator.triton.local import LocalTriton, TritonStartError
+        from orchestrator.triton.local import LocalTriton
 
         ports = {name: int(os.environ.get(f"TRITON_{name.upper()}_PORT", default))
                  for name, default in (("http", 8000), ("grpc", 8001), ("metrics", 8002))}
         triton = LocalTriton(args.model_repository, http_port=ports["http"], grpc_port=ports["grpc"],
                              metrics_port=ports["metrics"],
                              runtime_dir=settings.data_dir / "triton-runtime")
-        try:
-            triton.start()
-        except TritonStartError as exc:
-            print(f"Triton did not start: {exc}", file=sys.stderr)
-            return 1
         overrides["triton_grpc_url"] = triton.grpc_url
-        print(f"Triton running: gRPC {triton.grpc_url}, HTTP {triton.http_url}, log {triton.log_path}", flush=True)
+        # Triton starts beside the service (not before it): /ping answers 204 while it comes up.
+        triton_thread = _TritonThread(triton)
+        triton_thread.start()
     settings = settings.with_overrides(**overrides)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"Orchestrator: http://{shown}:{settings.port}  (API docs: /docs, health: /ping)", flush=True)
@@ -80,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if triton is not None:
+        if triton_thread is not None:
             print("stopping Triton", flush=True)
-            triton.stop()
-    return 0
+            triton_thread.stop_event.set()
+            triton_thread.join(30)
+    return 0 if triton_thread is None or triton_thread.error is None else 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ within a fraction of a second whether or not Triton is there.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 from contextlib import asynccontextmanager
 
@@ -21,8 +23,6 @@ from orchestrator.api.deps import Services
 from orchestrator.errors import AppError, UnauthorizedError
 from orchestrator.metrics import REGISTRY
 from orchestrator.settings import Settings
-from orchestrator.tasks.store import TaskStore
-from orchestrator.tasks.worker import Worker
 from orchestrator.triton.models import ModelManager
 
 LOGGER = logging.getLogger(__name__)
@@ -62,22 +62,39 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings) -> FastAPI:
     services = Services(settings=settings, models=ModelManager(settings))
 
+    async def boot() -> None:
+        """Open the database and start the worker, off the startup path (imports take ~1 s)."""
+        try:
+            worker_module = await asyncio.to_thread(importlib.import_module, "orchestrator.tasks.worker")
+            store_module = importlib.import_module("orchestrator.tasks.store")
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            store = store_module.TaskStore(settings.effective_database_url)
+            await store.init()
+            services.store = store
+            services.worker = worker_module.Worker(settings, store, services.models)
+            await services.worker.start()
+            LOGGER.info("task store open (%s); worker started", store.engine.url.render_as_string())
+        except Exception as exc:  # noqa: BLE001 - reported by the task routes and /ping
+            LOGGER.exception("the task store could not be opened")
+            services.boot_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            services.booted.set()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = TaskStore(settings.effective_database_url)
-        await store.init()
-        services.store = store
-        services.worker = Worker(settings, store, services.models)
         services.models.start()
-        await services.worker.start()
-        LOGGER.info("orchestrator up (Triton %s, data %s)", settings.triton_grpc_url, settings.data_dir)
+        boot_task = asyncio.create_task(boot(), name="boot")
+        LOGGER.info("orchestrator starting (Triton %s, data %s)", settings.triton_grpc_url, settings.data_dir)
         try:
             yield
         finally:
-            await services.worker.stop()
+            if not boot_task.done():
+                await asyncio.wait([boot_task], timeout=30)
+            if services.worker is not None:
+                await services.worker.stop()
             await services.models.stop()
-            await store.close()
+            if services.store is not None:
+                await services.store.close()
 
     app = FastAPI(
         title="Sora watermark remover",

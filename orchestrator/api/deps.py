@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
-from orchestrator.errors import UnauthorizedError
+from orchestrator.errors import AppError, UnauthorizedError
 from orchestrator.settings import Settings
-from orchestrator.tasks.store import TaskStore
-from orchestrator.tasks.worker import Worker
 from orchestrator.triton.models import ModelManager
+
+if TYPE_CHECKING:  # imported at runtime in the background (SQLAlchemy takes ~1 s to import)
+    from orchestrator.tasks.store import TaskStore
+    from orchestrator.tasks.worker import Worker
+
+BOOT_WAIT_S = 30.0
+
+
+class ServiceStartingError(AppError):
+    status_code = 503
+    code = "starting"
 
 
 @dataclass
@@ -21,12 +31,23 @@ class Services:
 
     settings: Settings
     models: ModelManager
-    store: TaskStore | None = None
-    worker: Worker | None = None
+    store: "TaskStore | None" = None
+    worker: "Worker | None" = None
+    booted: asyncio.Event = field(default_factory=asyncio.Event)
+    boot_error: str | None = None
 
 
-def get_services(request: Request) -> Services:
-    return request.app.state.services
+async def get_services(request: Request) -> Services:
+    """The wired services; task routes wait (bounded) for the database to be open."""
+    services: Services = request.app.state.services
+    if not services.booted.is_set():
+        try:
+            await asyncio.wait_for(services.booted.wait(), BOOT_WAIT_S)
+        except asyncio.TimeoutError as exc:
+            raise ServiceStartingError("the service is still starting; try again shortly") from exc
+    if services.boot_error:
+        raise ServiceStartingError(f"the service could not start its task store: {services.boot_error}")
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

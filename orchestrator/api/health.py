@@ -21,7 +21,11 @@ router = APIRouter(tags=["health"])
     summary="Readiness for load balancers (RunPod convention)",
 )
 async def ping(request: Request) -> Response:
-    snapshot = request.app.state.services.models.snapshot()
+    services = request.app.state.services
+    snapshot = services.models.snapshot()
+    if services.boot_error:
+        body = PingDegraded(error=f"task store unavailable: {services.boot_error}", models=snapshot.models)
+        return JSONResponse(body.model_dump(), status_code=503)
     if snapshot.state is ModelState.ready:
         return JSONResponse(PingHealthy(models=snapshot.models).model_dump())
     if snapshot.state is ModelState.degraded:

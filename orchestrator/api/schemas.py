@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from orchestrator.tasks.store import Task
+if TYPE_CHECKING:
+    from orchestrator.tasks.store import Task
 
 TaskStatusName = Literal["queued", "processing", "finished", "failed", "cancelled"]
 
@@ -43,7 +44,7 @@ class TaskView(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict, description="pipeline statistics")
 
     @classmethod
-    def from_task(cls, task: Task) -> "TaskView":
+    def from_task(cls, task: "Task") -> "TaskView":
         has_result = task.status == "finished" and task.output_path is not None
         return cls(
             task_id=task.id, status=task.status, progress=round(task.progress, 1), stage=task.stage,

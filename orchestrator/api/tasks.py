@@ -6,18 +6,20 @@ import logging
 import os
 import uuid
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from orchestrator import metrics
 from orchestrator.api.deps import Services, ServicesDep, require_api_key
-from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, TaskList, TaskView
+from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, TaskList, TaskStatusName, TaskView
 from orchestrator.api.upload import receive_form, video_suffix
-from orchestrator.download import check_host, check_url_syntax
 from orchestrator.errors import ConflictError, InputError, NotFoundError
 from orchestrator.pipeline.options import TaskOptions
-from orchestrator.tasks.store import Task, TaskStatus
+
+if TYPE_CHECKING:
+    from orchestrator.tasks.store import Task
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ SUBMIT_BODY = {
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(require_api_key)])
 
 
-async def submit_task(request: Request, services: Services) -> Task:
+async def submit_task(request: Request, services: Services) -> "Task":
     """Shared by ``POST /v1/tasks`` and the compatibility route: receive, validate, enqueue."""
     settings = services.settings
     task_id = uuid.uuid4().hex
@@ -74,6 +76,8 @@ async def submit_task(request: Request, services: Services) -> Task:
                 output_path=output, source_name=form.filename,
             )
         elif video_url:
+            from orchestrator.download import check_host, check_url_syntax
+
             url = check_url_syntax(video_url)
             await check_host(url, settings)
             name = PurePosixPath(url.split("?", 1)[0]).name or None
@@ -92,16 +96,16 @@ async def submit_task(request: Request, services: Services) -> Task:
     return task
 
 
-async def load_task(services: Services, task_id: str) -> Task:
+async def load_task(services: Services, task_id: str) -> "Task":
     task = await services.store.get(task_id)
     if task is None:
         raise NotFoundError(f"no task with id {task_id!r}")
     return task
 
 
-def result_response(task: Task) -> FileResponse:
+def result_response(task: "Task") -> FileResponse:
     """The output file of a finished task; only ever by task id, never by a path from the user."""
-    if task.status != TaskStatus.finished.value:
+    if task.status != "finished":
         raise ConflictError(f"task {task.id} is {task.status}; the result exists only once it is finished")
     if not task.output_path or not Path(task.output_path).is_file():
         raise NotFoundError(f"the result of task {task.id} was removed after its retention time")
@@ -119,11 +123,11 @@ async def create_task(request: Request, services: ServicesDep) -> JSONResponse:
 @router.get("", response_model=TaskList, responses=ERRORS, summary="List tasks, newest first")
 async def list_tasks(
     services: ServicesDep,
-    status: TaskStatus | None = None,
+    status: TaskStatusName | None = None,
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0),
 ) -> TaskList:
-    tasks, total = await services.store.list(status=status.value if status else None, limit=limit, offset=offset)
+    tasks, total = await services.store.list(status=status, limit=limit, offset=offset)
     return TaskList(items=[TaskView.from_task(t) for t in tasks], total=total, limit=limit, offset=offset)
 
 
@@ -145,7 +149,7 @@ async def delete_task(task_id: str, services: ServicesDep) -> TaskDeleted:
     task = await load_task(services, task_id)
     if not task.is_final:
         task = await services.worker.cancel(task_id)
-        if task.status == TaskStatus.cancelled.value:
+        if task.status == "cancelled":
             return TaskDeleted(task_id=task.id, status=task.status, deleted=False, message="task cancelled")
         return TaskDeleted(task_id=task.id, status=task.status, deleted=False,
                            message="cancel requested: the task stops at its next batch")

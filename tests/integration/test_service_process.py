@@ -1,0 +1,93 @@
+"""``python -m orchestrator`` as a real process: fast first /ping, health port, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from service_support import ROOT, make_tiny_repository
+
+from orchestrator.triton.local import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _ping(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def _wait_ping(port: int, want: set[int], timeout_s: float, proc: subprocess.Popen) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-3000:]
+        status = _ping(port)
+        if status in want:
+            return status, time.perf_counter() - t0
+        time.sleep(0.02)
+    raise AssertionError(f"/ping on {port} never answered {want} within {timeout_s} s")
+
+
+def _start(tmp_path, args: list[str], **env) -> tuple[subprocess.Popen, int, int]:
+    port, health = free_port(), free_port()
+    full_env = dict(os.environ, PORT=str(port), PORT_HEALTH=str(health), DATA_DIR=str(tmp_path / "data"),
+                    LOG_LEVEL="info", **env)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "--host", "127.0.0.1", *args],
+                            cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, port, health
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_process_answers_ping_quickly_without_triton(tmp_path):
+    t0 = time.perf_counter()
+    proc, port, health = _start(tmp_path, [], TRITON_GRPC_URL=f"127.0.0.1:{free_port()}")
+    try:
+        status, _ = _wait_ping(port, {204}, 30, proc)
+        since_start = time.perf_counter() - t0
+        print(f"first /ping {status} {since_start:.2f} s after process start")
+        # The design target is < 1 s; imports on a loaded 2-core CI box can take longer.
+        assert since_start < 10
+        assert _ping(health) == 204
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_local_triton_mode_serves_and_ctrl_c_stops_triton_too(tmp_path):
+    repo = make_tiny_repository(tmp_path / "repo")
+    proc, port, _ = _start(
+        tmp_path, ["--local-triton", "--model-repository", str(repo)],
+        TRITON_HTTP_PORT=str(free_port()), TRITON_GRPC_PORT=str(free_port()),
+        TRITON_METRICS_PORT=str(free_port()),
+    )
+    try:
+        _wait_ping(port, {200}, 120, proc)
+        tritons = [p for p in psutil.Process(proc.pid).children(recursive=True) if "tritonserver" in p.name()]
+        assert tritons, "no tritonserver child process"
+    finally:
+        rc = _stop(proc)
+    assert rc == 0
+    out = proc.stdout.read().decode()
+    assert "Triton running" in out and f"http://127.0.0.1:{port}" in out
+    gone, alive = psutil.wait_procs(tritons, timeout=15)
+    assert not alive, "tritonserver outlived the orchestrator"
