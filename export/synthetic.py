@@ -78,7 +78,7 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         gain, bias = rng.uniform(0.85, 1.12), rng.uniform(-12, 12)
         out = out * gain + bias
     if rng.random() < 0.6:
-        out += rng.normal(0, rng.uniform(1, 7), out.shape)
+        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(1, 7))
     pil = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
     if rng.random() < 0.25:
         pil = pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
@@ -177,9 +177,19 @@ def make_sample(seed: int, split: int, index: int, *, imgsz: int = 640, crop: in
     return Sample(np.ascontiguousarray(image), labels)
 
 
+def _write_sample(job) -> bool:
+    out, name, seed, split, k, imgsz, crop, negative_rate, photos = job
+    s = make_sample(seed, split, k, imgsz=imgsz, crop=crop, negative_rate=negative_rate, photos=photos)
+    stem = f"{name}_{k:05d}"
+    Image.fromarray(s.image).save(out / "images" / name / f"{stem}.jpg", quality=95)
+    (out / "labels" / name / f"{stem}.txt").write_text(
+        "".join(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for cx, cy, w, h in s.boxes))
+    return bool(s.boxes)
+
+
 def generate_dataset(out_dir: str | Path, *, n_train: int = 1200, n_val: int = 200, imgsz: int = 640,
                      crop: int | None = 320, seed: int = 0, negative_rate: float = 0.12,
-                     photos: tuple[str, ...] | None = None) -> Path:
+                     photos: tuple[str, ...] | None = None, workers: int = 1) -> Path:
     """Write ``images/{train,val}``, ``labels/{train,val}`` and ``data.yaml``; returns data.yaml.
 
     ``photos`` restricts the photo backgrounds (default: all installed except
@@ -195,14 +205,14 @@ def generate_dataset(out_dir: str | Path, *, n_train: int = 1200, n_val: int = 2
     for split, name, n in ((0, "train", n_train), (1, "val", n_val)):
         (out / "images" / name).mkdir(parents=True, exist_ok=True)
         (out / "labels" / name).mkdir(parents=True, exist_ok=True)
-        positives = 0
-        for k in range(n):
-            s = make_sample(seed, split, k, imgsz=imgsz, crop=crop, negative_rate=negative_rate, photos=photos)
-            stem = f"{name}_{k:05d}"
-            Image.fromarray(s.image).save(out / "images" / name / f"{stem}.jpg", quality=95)
-            (out / "labels" / name / f"{stem}.txt").write_text(
-                "".join(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for cx, cy, w, h in s.boxes))
-            positives += bool(s.boxes)
+        jobs = [(out, name, seed, split, k, imgsz, crop, negative_rate, photos) for k in range(n)]
+        if workers > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                positives = sum(pool.imap_unordered(_write_sample, jobs, chunksize=16))
+        else:
+            positives = sum(map(_write_sample, jobs))
         counts[name] = (n, positives)
     data_yaml = out / "data.yaml"
     data_yaml.write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: watermark\n")
@@ -218,9 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", type=int, default=200)
     parser.add_argument("--crop", type=int, default=320, help="crop size (0 = whole 640 frame)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="generator processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(generate_dataset(args.out, n_train=args.train, n_val=args.val, crop=args.crop or None, seed=args.seed))
+    print(generate_dataset(args.out, n_train=args.train, n_val=args.val, crop=args.crop or None, seed=args.seed,
+                           workers=args.workers))
     return 0
 
 

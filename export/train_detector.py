@@ -207,7 +207,8 @@ def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = "
         data_yaml = ds / "data.yaml"
         LOGGER.info("reusing dataset %s", ds)
     else:
-        data_yaml = synthetic.generate_dataset(ds, n_train=n_train, n_val=n_val, crop=crop, seed=seed)
+        data_yaml = synthetic.generate_dataset(ds, n_train=n_train, n_val=n_val, crop=crop, seed=seed,
+                                               workers=2 if n_train >= 200 else 1)
     report["dataset"] = {
         "generator": "export.synthetic.generate_dataset", "seed": seed, "train": n_train, "val": n_val,
         "crop": crop, "letterbox": 640, "negative_rate": 0.12,
@@ -231,7 +232,7 @@ def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = "
         data=str(data_yaml), epochs=epochs, imgsz=crop, batch=batch, workers=0, device="cpu",
         cache="ram", plots=False, amp=False, seed=seed, deterministic=True, project=str(work),
         name="run", exist_ok=True, verbose=False, patience=1000, fliplr=0.0, scale=0.3,
-        translate=0.1, mosaic=1.0, close_mosaic=max(1, epochs // 6), optimizer="AdamW", lr0=0.003,
+        translate=0.1, mosaic=1.0, close_mosaic=2 if epochs > 3 else 0, optimizer="AdamW", lr0=0.003,
         warmup_epochs=1.0, cos_lr=False,
     )
     if time_minutes:
