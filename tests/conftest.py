@@ -43,3 +43,17 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory) -> Path:
+    """A CPU model repository built by ``export.prepare`` (offline, as on a fresh machine): the
+    committed demo detector (or, until it exists, a random-init export cached under data/weights)
+    and the committed weight-free inpainters (512 and 256)."""
+    from export.prepare import prepare
+    from export.weights import WeightSettings
+
+    root = Path(__file__).resolve().parent.parent
+    repo = tmp_path_factory.mktemp("model_repository")
+    prepare(repo, offline=True, settings=WeightSettings(weights_dir=root / "data" / "weights"))
+    return repo
