@@ -589,8 +589,44 @@ def make_clip(path: str | Path, *, width: int = 640, height: int = 360, fps: flo
     return truth
 
 
+def main(argv: list[str] | None = None) -> int:
+    """CLI: write a sample clip with the mark (and its ground truth JSON beside it)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Write a synthetic clip with a Sora-like watermark")
+    parser.add_argument("--out", type=Path, required=True, help="output .mp4")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--opacity", type=float, default=0.7)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--template", type=Path, help="your own mark: PNG with alpha")
+    parser.add_argument("--username", default=DEFAULT_USERNAME, help="'' for no username line")
+    parser.add_argument("--background", help="photo:<name> or " + "/".join(PROCEDURAL_KINDS))
+    parser.add_argument("--no-audio", action="store_true")
+    parser.add_argument("--clean", action="store_true", help="write the clip WITHOUT the mark")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        truth = make_clip(args.out, width=args.width, height=args.height, fps=args.fps, seconds=args.seconds,
+                          opacity=args.opacity, audio=not args.no_audio, seed=args.seed, template=args.template,
+                          username=args.username or None, background=args.background, marked=not args.clean)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    truth.save(args.out.with_suffix(".truth.json"))
+    print(args.out)
+    return 0
+
+
 __all__ = [
     "Template", "sora_template", "template_from_png", "template_for_frame", "composite", "alpha_map",
     "sora_slots", "sora_schedule", "Placement", "Background", "ClipTruth", "make_clip",
     "available_photos", "HELDOUT_PHOTOS", "PHOTO_SOURCES", "PROCEDURAL_KINDS",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -149,3 +149,11 @@ def test_a_four_second_clip_generates_quickly(tmp_path):
     t0 = time.perf_counter()
     wm.make_clip(tmp_path / "c.mp4", width=640, height=360, fps=30, seconds=4.0, seed=0)
     assert time.perf_counter() - t0 < 20  # a few seconds normally; generous for a loaded CI machine
+
+
+def test_cli_writes_clip_and_truth(tmp_path):
+    out = tmp_path / "sample.mp4"
+    assert wm.main(["--out", str(out), "--width", "160", "--height", "90", "--seconds", "0.5", "--no-audio"]) == 0
+    truth = wm.ClipTruth.load(tmp_path / "sample.truth.json")
+    assert out.stat().st_size > 0 and truth.n_frames == 15
+    assert wm.main(["--out", str(tmp_path / "odd.mp4"), "--width", "161"]) == 2
