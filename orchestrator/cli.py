@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import httpx
 from rich.console import Console
@@ -133,7 +133,7 @@ class ServiceClient:
         return response.status_code, body if isinstance(body, dict) else {}
 
     def submit(self, path: Path, *, regions: str | None = None, detect: bool | None = None,
-               method: str | None = None) -> dict:
+               method: str | None = None, on_upload: Callable[[int, int], None] | None = None) -> dict:
         data: dict[str, str] = {}
         if regions:
             data["regions"] = regions
@@ -141,7 +141,8 @@ class ServiceClient:
             data["detect"] = "true" if detect else "false"
         if method:
             data["method"] = method
-        with path.open("rb") as fh:
+        with path.open("rb") as raw:
+            fh = _ReadProgress(raw, path.stat().st_size, on_upload) if on_upload else raw
             # Uploads can be large: no overall timeout on writing the body.
             response = self._request("POST", "/v1/tasks", data=data,
                                      files={"video": (path.name, fh, "application/octet-stream")},
@@ -194,6 +195,28 @@ class ServiceClient:
         total = body.get("total") if isinstance(body, dict) else None
         total = total if isinstance(total, int) else len(items)
         return {str(t.get("task_id")): total - 1 - i for i, t in enumerate(items)}
+
+
+class _ReadProgress:
+    """A file wrapper that reports bytes read, so the upload can show a progress bar."""
+
+    def __init__(self, raw: BinaryIO, total: int, callback: Callable[[int, int], None]) -> None:
+        self._raw, self._total, self._callback = raw, total, callback
+        self.name = getattr(raw, "name", "video")
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._callback(self._raw.tell(), self._total)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
 
 
 def _items(body: Any) -> list[dict]:
@@ -354,7 +377,8 @@ def _describe(task: dict, position: int | None) -> str:
         return f"queued (#{int(pos) + 1} in line)" if isinstance(pos, int) else "queued"
     if status == "processing":
         stage = task.get("stage")
-        fps = task.get("fps")
+        live = (task.get("details") or {}).get("progress") or {}
+        fps = live.get("fps") if isinstance(live, dict) else None
         text = f"processing: {stage}" if stage else "processing"
         return f"{text} {float(fps):.1f} fps" if isinstance(fps, (int, float)) and fps else text
     return status
@@ -390,9 +414,13 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
             jobs.append(_Job(src, dest, progress.add_task("", total=100, name=src.name, state="uploading")))
         for job in jobs:
             try:
-                job.task_id = client.submit(job.source, regions=regions, detect=detect, method=method)["task_id"]
+                job.task_id = client.submit(
+                    job.source, regions=regions, detect=detect, method=method,
+                    on_upload=lambda done, total, bar=job.bar: progress.update(
+                        bar, completed=100.0 * done / max(total, 1)),
+                )["task_id"]
                 job.status = "queued"
-                progress.update(job.bar, state="queued")
+                progress.update(job.bar, completed=0, state="queued")
                 console.print(f"submitted {escape(job.source.name)} as task {job.task_id}")
             except CliError as exc:
                 if exc.exit_code in (EXIT_UNREACHABLE, EXIT_AUTH):

@@ -33,12 +33,15 @@ def frame_count(path: Path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-def repository_for_tests(request) -> Path:
-    """The prepared model repository from the shared ``model_repository`` fixture."""
+def repository_for_tests(request, tmp_path: Path) -> Path:
+    """The shared ``model_repository`` fixture when tests/conftest.py has one, else the pipeline
+    tests' CPU repository (committed weight-free inpainters + demo detector)."""
     try:
         return request.getfixturevalue("model_repository")
-    except pytest.FixtureLookupError:  # the shared fixture is not in tests/conftest.py (yet)
-        pytest.skip("needs the `model_repository` fixture from tests/conftest.py")
+    except pytest.FixtureLookupError:
+        from pipeline_support import make_pipeline_repository
+
+        return make_pipeline_repository(tmp_path / "model_repository")
 
 
 @contextlib.asynccontextmanager

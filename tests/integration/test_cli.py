@@ -35,7 +35,7 @@ async def run_cli(*args: str, env: dict | None = None, timeout_s: float = 240.0)
 
 
 async def test_two_files_then_a_non_video_against_the_live_service(tmp_path, triton_factory, request):
-    repository = repository_for_tests(request)
+    repository = repository_for_tests(request, tmp_path)
     first = make_marked_clip(tmp_path / "first.mp4")
     second = make_marked_clip(tmp_path / "second clip.mp4", frames=12)
     out_dir = tmp_path / "out"

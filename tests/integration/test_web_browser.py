@@ -40,7 +40,7 @@ async def browser_page():
 async def test_upload_through_the_page_and_download_the_clean_video(tmp_path, triton_factory, request):
     from playwright.async_api import expect
 
-    repository = repository_for_tests(request)
+    repository = repository_for_tests(request, tmp_path)
     clip = make_marked_clip(tmp_path / "clip.mp4")
     async with live_service(tmp_path, triton_factory, repository) as app, browser_page() as (page, errors):
         await page.goto(app.url)
@@ -64,9 +64,13 @@ async def test_upload_through_the_page_and_download_the_clean_video(tmp_path, tr
         await expect(task.locator(".task-status")).to_have_text("Finished")
         # Before/after side by side: both videos have a source and the result decodes in Chromium.
         await expect(task.locator(".compare")).to_be_visible()
-        after = task.locator(".after video")
-        await after.evaluate("v => new Promise(ok => v.readyState >= 2 ? ok() : v.addEventListener('loadeddata', ok))")
-        assert await after.evaluate("v => v.videoWidth") == 192
+        for video in (task.locator(".before video"), task.locator(".after video")):
+            # Show the same frame in both (the screenshot then compares them).
+            await video.evaluate("""v => new Promise(ok => {
+                const seek = () => { v.addEventListener('seeked', ok, {once: true}); v.currentTime = 1.0; };
+                v.readyState >= 1 ? seek() : v.addEventListener('loadedmetadata', seek, {once: true});
+            })""")
+        assert await task.locator(".after video").evaluate("v => v.videoWidth") == 192
         assert (await task.locator(".before video").get_attribute("src") or "").startswith("blob:")
 
         async with page.expect_download() as info:

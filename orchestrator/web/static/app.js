@@ -315,8 +315,11 @@
     $(".bar-fill", el).style.width = `${shown}%`;
     const details = [`${shown.toFixed(0)}%`];
     if (d.status === "uploading") details[0] = `${shown.toFixed(0)}% uploaded`;
-    if (d.fps) details.push(`${Number(d.fps).toFixed(1)} fps`);
-    if (d.frames_total) details.push(`${d.frames_done || 0}/${d.frames_total} frames`);
+    // Live numbers while processing (details.progress), totals once finished (details).
+    const info = (d.details && (d.status === "processing" ? d.details.progress : d.details)) || {};
+    if (d.status === "processing" && info.frames_total) details.push(`frame ${info.frames_done || 0} of ${info.frames_total}`);
+    if (d.status === "finished" && info.frames) details.push(`${info.frames} frames`);
+    if (info.fps) details.push(`${Number(info.fps).toFixed(1)} fps`);
     $(".task-detail", el).textContent = details.join(" · ");
     const errorEl = $(".task-error", el);
     const error = d.status === "failed" || d.status === "cancelled" ? d.error || "" : "";
