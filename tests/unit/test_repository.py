@@ -183,3 +183,16 @@ def test_prepare_cli_does_not_import_torch(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "export.prepare", "--target", "tpu"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 2 and "invalid choice" in cli.stderr
+
+
+def test_gpu_target_copies_onnx_without_python_model(tmp_path):
+    detector = tiny_detector(tmp_path / "det.onnx")
+    repo = tmp_path / "gpu"
+    write_repository(repo, target="gpu", detector_onnx=detector,
+                     inpainter_onnx={256: ASSETS / "inpainter_fallback_256.onnx"})
+    for name in ("detector", "inpainter_256"):
+        assert (repo / name / "1" / "model.onnx").is_file()
+        assert not (repo / name / "1" / "model.py").exists()
+        assert parse_config((repo / name / "config.pbtxt").read_text()).backend == "onnxruntime"
+    with pytest.raises(RepositoryError, match="export.tensorrt"):
+        write_repository(repo, target="gpu-plan", detector_onnx=detector, inpainter_onnx={})
