@@ -59,6 +59,8 @@ def probe(path: Path | str, *, max_width: int, max_height: int, max_duration_s: 
                 raise InputError("the file has audio but no video stream")
             raise InputError("the file has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for this codec tag
+            raise InputError("the video codec is unknown or not supported (no decoder for it)")
         names = set(fmt.split(","))
         if names & _IMAGE_FORMATS or any(n.endswith("_pipe") for n in names):
             raise InputError(f"the file is a still image ({fmt}), not a video")
@@ -135,6 +137,12 @@ def iter_frames(path: Path | str, *, max_duration_s: float | None = None) -> Ite
                 index += 1
         except av.error.FFmpegError as exc:
             raise InputError("the video stream is corrupt and cannot be decoded", detail=str(exc)) from exc
+        # A file cut short (e.g. an MP4 truncated mid-mdat with its index in front) decodes without
+        # an error but stops early: fail clearly instead of returning a silently shorter video.
+        declared = stream.frames or 0
+        if declared and index < declared - max(3, declared // 100):
+            raise InputError(f"the video is truncated: only {index} of the {declared} frames it "
+                             "declares could be read")
 
 
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
