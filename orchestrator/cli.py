@@ -295,8 +295,12 @@ class LocalStack:
         self.check_repository()
         self._log = self.log_path.open("ab")
         LOGGER.info("starting the local stack: %s", " ".join(self.command()))
+        from orchestrator.triton.local import _set_parent_death_signal
+
+        # Parent-death signal: the service (and through it Triton) never outlives this command.
         self._process = subprocess.Popen(self.command(), env=self.environment(), stdout=self._log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_set_parent_death_signal)
         deadline = time.monotonic() + self.timeout_s
         with ServiceClient(self.url) as client, self.console.status(
                 "starting the local service (Triton + orchestrator)…"):
@@ -365,6 +369,7 @@ class _Job:
     dest: Path
     bar: TaskID
     task_id: str | None = None
+    submitted_at: float = 0.0
     status: str = "pending"
     error: str | None = None
     last: dict = field(default_factory=dict)
@@ -419,8 +424,9 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                     on_upload=lambda done, total, bar=job.bar: progress.update(
                         bar, completed=100.0 * done / max(total, 1)),
                 )["task_id"]
+                job.submitted_at = time.monotonic()
                 job.status = "queued"
-                progress.update(job.bar, completed=0, state="queued")
+                progress.reset(job.bar, total=100, completed=0, name=job.source.name, state="queued")  # the clock restarts too
                 console.print(f"submitted {escape(job.source.name)} as task {job.task_id}")
             except CliError as exc:
                 if exc.exit_code in (EXIT_UNREACHABLE, EXIT_AUTH):
@@ -450,7 +456,7 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                     size = client.download(task, job.dest)
                     progress.update(job.bar, state="[green]done")
                     console.print(f"[green]done[/] {escape(job.source.name)} -> {escape(str(job.dest))} "
-                                  f"({size / 1e6:.2f} MB)")
+                                  f"({size / 1e6:.2f} MB, {time.monotonic() - job.submitted_at:.1f} s)")
                 elif job.status in ("failed", "cancelled"):
                     job.error = task.get("error") or job.status
                     progress.update(job.bar, state=f"[red]{job.status}")

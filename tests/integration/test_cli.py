@@ -72,6 +72,31 @@ async def test_two_files_then_a_non_video_against_the_live_service(tmp_path, tri
         assert not (out_dir / "junk.clean.mp4").exists()
 
 
+async def test_local_starts_and_stops_the_embedded_stack(tmp_path, request):
+    """--local: Triton + the orchestrator started by the CLI on free ports, stopped afterwards."""
+    import psutil
+
+    repository = repository_for_tests(request, tmp_path)
+    clip = make_marked_clip(tmp_path / "local.mp4", frames=12)
+    code, out, err = await run_cli("process", str(clip), "-o", str(tmp_path / "out"), "--local",
+                                   "--model-repository", str(repository), "--regions", REGIONS,
+                                   "--poll", "0.3", env={"SORA_UNMARK_URL": "http://127.0.0.1:9"})
+    print(out, err, sep="\n")
+    assert code == 0, err
+    assert "local service ready at http://127.0.0.1:" in out
+    assert frame_count(tmp_path / "out" / "local.clean.mp4") == 12
+    leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"])
+                 if any(str(repository) in part for part in (p.info["cmdline"] or []))]
+    assert leftovers == []
+
+
+async def test_local_without_prepared_models_says_how_to_prepare_them(tmp_path):
+    clip = make_marked_clip(tmp_path / "a.mp4", frames=4)
+    code, _, err = await run_cli("process", str(clip), "-o", str(tmp_path / "out"), "--local",
+                                 "--model-repository", str(tmp_path / "empty"))
+    assert code == 2 and "no prepared models" in err and "make models" in err
+
+
 async def _reason_of_last_failure(url: str) -> str | None:
     """The failure reason the service recorded (the CLI must show this, not a generic text)."""
     async with httpx.AsyncClient(base_url=url) as client:
