@@ -5,8 +5,9 @@ detections around the jumps (it fades). So detections are clustered into *positi
 detection is snapped to its position's median box: no jitter), each position gets a per-frame
 presence track, and the tracks are cleaned:
 
-- frames the detector never saw (the detection stride) take the state of their known neighbours
-  when both agree (the detector refines every interval where they disagree);
+- frames the detector never saw (the detection stride) take the union of their observed
+  neighbours (the same state when they agree; the detector bisects intervals where they disagree
+  down to a few frames, which then get both positions);
 - runs of presence shorter than ``min_run`` frames are dropped (one-frame false positives);
 - absences of at most ``max_gap`` frames between two presences of the same position are filled;
 - frames without any box between two marked frames (a jump with a fade), and at most ``max_gap``
@@ -183,12 +184,13 @@ def build_timeline(
         for pid in labels[int(f)]:
             present[pid, f] = True
             counts[pid] += 1
-    # 1. Unobserved frames between two observations that agree take their state.
+    # 1. Unobserved frames take the union of their two observed neighbours: the same state when
+    #    they agree; both positions where the detector was not asked to refine a change.
     for pid in range(k):
         states = present[pid, known_frames]
-        both = states[:-1] & states[1:]
-        for a, b in zip(known_frames[:-1][both], known_frames[1:][both]):
-            present[pid, a:b + 1] = True
+        either = states[:-1] | states[1:]
+        for a, b in zip(known_frames[:-1][either], known_frames[1:][either]):
+            present[pid, a + 1:b] = True
         # Before the first and after the last observation: extend the edge state.
         if states.size and states[0]:
             present[pid, : known_frames[0]] = True

@@ -124,8 +124,10 @@ class CropSampler:
             cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
             x0 = int(round(cx - cw / 2))
             y0 = int(round(cy - ch / 2))
-            if x0 < 0 or y0 < 0 or x0 + cw > width or y0 + ch > height:
-                continue  # partly outside the frame: not comparable with the others
+            if cw > width or ch > height:
+                continue
+            # Near an edge the window shifts inside the frame; registration absorbs the shift.
+            x0, y0 = min(max(x0, 0), width - cw), min(max(y0, 0), height - ch)
             self.crops[pid].append(rgb[y0 : y0 + ch, x0 : x0 + cw].copy())
             self.frames[pid].append(frame_index)
             self.origins[pid].append((y0, x0))
@@ -148,11 +150,19 @@ class ScanResult:
 
 def scan(
     frames: Iterable[Decoded], detector: Detector | None, *, stride: int = 8, in_flight: int = 2,
-    sampler: CropSampler | None = None, on_frame: Callable[[int], None] | None = None,
-    should_cancel: Callable[[], None] | None = None,
+    refine_span: int = 1, sampler: CropSampler | None = None,
+    regions_at: Callable[[int], np.ndarray] | None = None,
+    on_frame: Callable[[int], None] | None = None, should_cancel: Callable[[], None] | None = None,
 ) -> ScanResult:
-    """Decode everything once; detect on samples + bisection. ``detector=None`` only counts frames
-    and records timestamps (manual regions). ``should_cancel`` raises to stop."""
+    """Decode everything once; detect on samples + bisection of changed intervals until they are
+    at most ``refine_span`` frames long (1 = exact change frames; larger spans cost fewer detector
+    calls and give the frames left in between both positions).
+
+    ``detector=None`` only records timestamps and samples region crops. ``regions_at(pts)`` gives
+    the manual regions active at a frame, whose crops the ``sampler`` also keeps (for the matte).
+    ``should_cancel`` raises to stop."""
+    refine_span = max(1, refine_span)
+    crop_stride = max(1, stride // 4)  # region crops are cheap; the matte wants many backgrounds
     pts = array("q")
     observations: dict[int, np.ndarray] = {}
     stride = max(1, stride)
@@ -175,7 +185,7 @@ def scan(
         # Bisect every interval whose ends disagree, all intervals of the window per round.
         chain = ([state["last_sample"]] if state["last_sample"] is not None else []) + sample_ids
         todo = [(a, b) for a, b in zip(chain[:-1], chain[1:])
-                if b - a > 1 and not bx.same_boxes(observations[a], observations[b])]
+                if b - a > refine_span and not bx.same_boxes(observations[a], observations[b])]
         while todo:
             mids = [(a + b) // 2 for a, b in todo]
             found = detector.detect([images[m] for m in mids])
@@ -183,7 +193,7 @@ def scan(
             for (a, b), m, dets in zip(todo, mids, found):
                 observations[m] = dets
                 for lo, hi in ((a, m), (m, b)):
-                    if hi - lo > 1 and not bx.same_boxes(observations[lo], observations[hi]):
+                    if hi - lo > refine_span and not bx.same_boxes(observations[lo], observations[hi]):
                         nxt.append((lo, hi))
             todo = nxt
         state["last_sample"] = sample_ids[-1]
@@ -210,6 +220,12 @@ def scan(
         pts.append(item.pts)
         if on_frame is not None:
             on_frame(index)
+        if sampler is not None and regions_at is not None and index % crop_stride == 0:
+            regs = regions_at(item.pts)
+            if len(regs):
+                sampler.add(index, item.frame.to_ndarray(format="rgb24"), regs)
+            if detector is None and should_cancel is not None and index % (stride * 8) == 0:
+                should_cancel()
         if detector is None:
             continue
         window[index] = detector.resize(item)

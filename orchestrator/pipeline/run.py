@@ -155,17 +155,18 @@ class _MarkPlan:
     offset: np.ndarray
 
 
-def _plan_mattes(timeline: bx.Timeline, sampler: CropSampler, width: int, height: int) -> tuple[dict[int, _MarkPlan], list[dict]]:
-    """Estimate one matte per detected position from the crops gathered in pass 1."""
-    plans: dict[int, _MarkPlan] = {}
-    report: list[dict] = []
-    for pid, box in enumerate(timeline.positions):
-        entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint"}
-        report.append(entry)
+def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampler, width: int,
+                 height: int) -> dict[tuple, _MarkPlan]:
+    """Estimate one matte per mark (detected position or region) from the crops of pass 1.
+
+    ``marks`` are (key, box, report entry); the entry says which method the mark gets and why.
+    """
+    plans: dict[tuple, _MarkPlan] = {}
+    for key, box, entry in marks:
         if matte_mod is None or not sampler.windows:
             entry["reason"] = "matte module unavailable" if matte_mod is None else "no crops"
             continue
-        ious = bx.iou_matrix(box[None], np.stack(sampler.windows).astype(np.float64))[0]
+        ious = bx.iou_matrix(np.asarray(box, np.float64)[None], np.stack(sampler.windows).astype(np.float64))[0]
         sid = int(np.argmax(ious))
         crops = sampler.crops[sid] if ious[sid] > 0.2 else []
         if len(crops) < 2:
@@ -184,9 +185,10 @@ def _plan_mattes(timeline: bx.Timeline, sampler: CropSampler, width: int, height
         cw, ch = int(win[2] - win[0]), int(win[3] - win[1])
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         x0, y0 = int(round(cx - cw / 2)), int(round(cy - ch / 2))
-        if x0 < 0 or y0 < 0 or x0 + cw > width or y0 + ch > height:
-            entry["reason"] = "mark window leaves the frame"
+        if cw > width or ch > height:
+            entry["reason"] = "mark window larger than the frame"
             continue
+        x0, y0 = min(max(x0, 0), width - cw), min(max(y0, 0), height - ch)
         # The mark sits at p + offsets[i] in crop i (origin o_i); in a crop at (x0,y0) it sits at
         # p + offsets[i] + o_i - (x0,y0): the same for every i when the mark holds still.
         origins = np.asarray(sampler.origins[sid], np.float32)  # (y, x)
@@ -195,9 +197,9 @@ def _plan_mattes(timeline: bx.Timeline, sampler: CropSampler, width: int, height
             offset = np.median(offs + origins - np.array([y0, x0], np.float32), 0)
         else:
             offset = np.zeros(2, np.float32)
-        plans[pid] = _MarkPlan(estimate, (x0, y0, cw, ch), offset)
+        plans[key] = _MarkPlan(estimate, (x0, y0, cw, ch), offset)
         entry["method"] = "matte"
-    return plans, report
+    return plans
 
 
 def process_video(
@@ -249,23 +251,37 @@ def process_video(
 def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInfo, client, sizes,
          check, report, timer) -> dict:
     width, height = info.width, info.height
-    use_matte = options.method == "auto" and matte_mod is not None and options.detect
+    tb = info.time_base
+    use_matte = options.method == "auto" and matte_mod is not None
     timeline: bx.Timeline | None = None
     n_frames = info.frames_estimate
     details: dict = {"width": width, "height": height, "inpainter_sizes": sorted(sizes)}
     pass2_lo = 0.0
-    plans: dict[int, _MarkPlan] = {}
-    if options.detect:
+    plans: dict[tuple, _MarkPlan] = {}
+    marks: list[tuple[tuple, np.ndarray, dict]] = []
+    region_entries = [{"box": list(r.box), "start": r.start, "end": r.end, "method": "inpaint"}
+                      for r in options.regions]
+    if options.detect or (use_matte and options.regions):
         # ---------------- pass 1 ----------------
-        detector = Detector(client, width=width, height=height, conf=settings.detect_conf,
-                            iou=settings.detect_iou, batch=settings.detect_batch)
+        detector = None
+        if options.detect:
+            detector = Detector(client, width=width, height=height, conf=settings.detect_conf,
+                                iou=settings.detect_iou, batch=settings.detect_batch)
         sampler = CropSampler(per_position=settings.matte_crops) if use_matte else None
+        first_pts: list[int] = []
+
+        def regions_at(pts: int) -> np.ndarray:
+            if not first_pts:
+                first_pts.append(pts)
+            return bx.region_boxes(options.regions, float((pts - first_pts[0]) * tb))
+
         frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
                            8, "decode", timer)
         t0 = time.perf_counter()
         result = scan(
             frames, detector, stride=settings.detect_stride, in_flight=settings.requests_in_flight,
-            sampler=sampler, should_cancel=check,
+            refine_span=settings.detect_refine_span, sampler=sampler,
+            regions_at=regions_at if options.regions else None, should_cancel=check,
             on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
         )
         timer["detect"] = result.seconds_detect
@@ -274,21 +290,25 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
         if n_frames == 0:
             raise InputError("the video stream has no frames")
         check()
-        timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames)
-        details["detector_frames"] = result.detected_frames
+        if options.detect:
+            timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames)
+            details["detector_frames"] = result.detected_frames
+            for pid, box in enumerate(timeline.positions):
+                entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint"}
+                marks.append((("p", pid), box, entry))
+        marks += [(("r", k), np.asarray(r.box, np.float64), region_entries[k])
+                  for k, r in enumerate(options.regions)]
         t0 = time.perf_counter()
-        if use_matte and timeline.positions.size:
-            plans, marks = _plan_mattes(timeline, sampler, width, height)
-        else:
-            marks = [{"box": [round(float(v), 1) for v in b], "method": "inpaint"} for b in timeline.positions]
+        if use_matte and marks:
+            plans = _plan_mattes(marks, sampler, width, height)
         timer["matte"] = time.perf_counter() - t0
-        details["marks"] = marks
         pass2_lo = PASS1_SHARE
-    details["regions"] = len(options.regions)
+    if options.detect:
+        details["marks"] = [entry for key, _, entry in marks if key[0] == "p"]
+    details["regions"] = region_entries
 
     # ---------------- pass 2 ----------------
     first_pts: list[int] = []
-    tb = info.time_base
     counters = {"frames": 0, "with_boxes": 0, "crops": 0, "matte_frames": 0}
     tmp = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -320,11 +340,12 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
             else:
                 rgb = d.frame.to_ndarray(format="rgb24")
                 counters["with_boxes"] += 1
-                crops = _remove(rgb, d.index, fboxes, timeline, plans, sizes_list, settings, counters)
+                keys = _box_keys(timeline, d.index, t, options.regions) if plans else []
+                crops = _remove(rgb, fboxes, keys, plans, sizes_list, settings, counters)
                 items.extend((rgb, c) for c in crops)
                 chunk.append((d.pts, rgb))
             t_work += time.perf_counter() - t0
-            if len(items) >= batch or len(chunk) >= 4 * batch:
+            if len(items) >= batch or len(chunk) >= batch:
                 check()
                 yield chunk, (submit_crops(client, sizes, items, batch) if items else None)
                 counters["crops"] += len(items)
@@ -375,17 +396,24 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
     return details
 
 
-def _remove(rgb: np.ndarray, index: int, fboxes: np.ndarray, timeline, plans, sizes, settings, counters) -> list[Crop]:
+def _box_keys(timeline, index: int, t: float, regions) -> list[tuple]:
+    """The mark key of each box ``frame_boxes`` returns (detected positions first, then regions)."""
+    keys: list[tuple] = []
+    if timeline is not None and index < timeline.n_frames:
+        keys += [("p", int(pid)) for pid in timeline.ids_at(index)]
+    keys += [("r", k) for k, r in enumerate(regions) if r.active_at(t)]
+    return keys
+
+
+def _remove(rgb: np.ndarray, fboxes: np.ndarray, keys: list[tuple], plans, sizes, settings, counters) -> list[Crop]:
     """Matte inversion in place where it applies; returns the crops that still need the inpainter."""
     height, width = rgb.shape[:2]
     holes: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # (x0,y0,w,h), bool mask
     box_list: list[np.ndarray] = []
     handled = np.zeros(len(fboxes), bool)
-    if plans and timeline is not None and index < timeline.n_frames:
-        ids = timeline.ids_at(index)
-        n_det = len(ids)  # frame_boxes puts detected boxes first, in id order
-        for j, pid in enumerate(ids[:n_det]):
-            plan = plans.get(int(pid))
+    if plans and len(keys) == len(fboxes):  # (else a box was clipped away: no matte this frame)
+        for j, key in enumerate(keys):
+            plan = plans.get(key)
             if plan is None:
                 continue
             x0, y0, cw, ch = plan.window
