@@ -42,20 +42,26 @@ async def test_upload_through_the_page_and_download_the_clean_video(tmp_path, tr
 
     repository = repository_for_tests(request, tmp_path)
     clip = make_marked_clip(tmp_path / "clip.mp4")
+    junk = tmp_path / "notes.mp4"
+    junk.write_bytes(b"plain text, not a video\n" * 100)
     async with live_service(tmp_path, triton_factory, repository) as app, browser_page() as (page, errors):
         await page.goto(app.url)
         await expect(page.locator("#readiness")).to_have_text("Models ready", timeout=15_000)
         assert await page.locator("#auth").is_hidden()  # no API_KEY: no key asked
 
-        await page.get_by_label("Video files").set_input_files(str(clip))
-        await expect(page.locator("#selected li")).to_have_text("clip.mp4 (" + _size(clip) + ")")
+        # Two files at once: the clip and a text file named .mp4 (its task must fail, clearly).
+        await page.get_by_label("Video files").set_input_files([str(clip), str(junk)])
+        await expect(page.locator("#selected li").first).to_have_text("clip.mp4 (" + _size(clip) + ")")
         await page.get_by_text("Advanced options").click()
         await page.get_by_label("Regions (JSON)").fill(REGIONS)
         await page.get_by_label("Method").select_option("inpaint")
         await page.get_by_role("button", name="Remove watermark").click()
 
-        task = page.locator(".task").first
-        await expect(task.locator(".task-name")).to_have_text("clip.mp4")
+        await expect(page.locator(".task")).to_have_count(2)
+        bad = page.locator(".task", has_text="notes.mp4")
+        await expect(bad.locator(".task-status")).to_have_text("Failed", timeout=120_000)
+        await expect(bad.get_by_role("alert")).to_contain_text("not a video")
+        task = page.locator(".task", has_text="clip.mp4")
         await expect(task).to_have_attribute("data-status", "finished", timeout=180_000)
         await expect(task).to_have_attribute("data-result", "ready", timeout=30_000)
         bar = task.get_by_role("progressbar")
@@ -105,10 +111,20 @@ async def test_page_asks_for_the_key_once_and_shows_the_queue(tmp_path):
         await page.get_by_role("textbox", name="API key").press("Enter")
         await expect(key_form).to_be_hidden()
 
-        # Two uploads queue behind each other while the models are not ready.
-        for _ in range(2):
-            await page.get_by_label("Video files").set_input_files(str(clip))
-            await page.get_by_role("button", name="Remove watermark").click()
+        # Two uploads queue behind each other while the models are not ready: one picked with
+        # the keyboard (Enter on the drop zone opens the file chooser), one dropped on the zone.
+        async with page.expect_file_chooser() as chooser:
+            await page.locator("#dropzone").focus()
+            await page.keyboard.press("Enter")
+        await (await chooser.value).set_files(str(clip))
+        await page.get_by_role("button", name="Remove watermark").click()
+        await page.locator("#dropzone").evaluate("""(zone, bytes) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([new Uint8Array(bytes)], "dropped.mp4", {type: "video/mp4"}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+        }""", list(clip.read_bytes()))
+        await expect(page.locator("#selected li")).to_contain_text("dropped.mp4")
+        await page.get_by_role("button", name="Remove watermark").click()
         tasks = page.locator(".task")
         await expect(tasks).to_have_count(2)
         await expect(tasks.nth(1).locator(".task-status")).to_have_text("Queued: next in line", timeout=10_000)
