@@ -247,7 +247,7 @@ class Worker:
         if isinstance(exc, TritonUnavailableError):
             if task.attempts < self.settings.max_task_attempts:
                 delay = self.settings.task_retry_backoff_s * 2 ** (task.attempts - 1)
-                LOGGER.warning("task %s: Triton unavailable (%s); retry in %.0f s", task.id,
+                LOGGER.warning("task %s: Triton unavailable (%s); retry in %.1f s", task.id,
                                exc.public_message, delay)
                 metrics.TASK_RETRIES.inc()
                 await self.store.requeue(task.id, delay_s=delay, error=exc.public_message)

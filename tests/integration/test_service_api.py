@@ -5,6 +5,7 @@ cancel/delete, and restart recovery of the persisted queue. Triton is absent on 
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from pathlib import Path
@@ -205,3 +206,52 @@ async def test_restart_puts_processing_tasks_back_in_the_queue(tmp_path, clip):
         b = (await client.get(f"/v1/tasks/{second}")).json()
         assert a["status"] == "queued" and a["attempts"] == 1 and a["stage"] == "requeued"
         assert b["status"] == "failed" and b["error"].startswith("gave up after 2 attempts")
+
+
+async def test_finished_results_expire_after_the_ttl(tmp_path):
+    settings = test_settings(tmp_path, result_ttl_s=1.0, janitor_interval_s=0.2)
+    store = TaskStore(settings.effective_database_url)
+    await store.init()
+    out = settings.data_dir / "results" / "done.mp4"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"result bytes")
+    task = await store.create(options={}, input_path=None, output_path=str(out), source_name="a b.mp4")
+    await store.claim_next()  # no input: not claimable, so finish it directly
+    from orchestrator.tasks.store import TaskStatus
+
+    await store.finish(task.id, TaskStatus.finished, progress=100)
+    await store.close()
+    async with running_app(settings) as app, app.client() as client:
+        r = await client.get(f"/v1/tasks/{task.id}/result")
+        if r.status_code == 200:  # served until the janitor runs past the TTL
+            assert r.content == b"result bytes" and "a%20b-unmarked.mp4" in r.headers["content-disposition"]
+        await wait_for(lambda: _gone(client, task.id), 10, what="result removed by the janitor")
+        assert not out.exists()
+        view = (await client.get(f"/v1/tasks/{task.id}")).json()
+        assert view["status"] == "finished" and view["result_url"] is None and view["details"]["result_expired"]
+
+
+async def _gone(client, task_id):
+    r = await client.get(f"/v1/tasks/{task_id}/result")
+    return r.status_code == 404 and "retention" in r.json()["error"]["message"]
+
+
+async def test_cors_and_stalled_upload(tmp_path, clip):
+    settings = test_settings(tmp_path, cors_origins=("http://ui.example",), upload_idle_timeout_s=0.5)
+    async with running_app(settings) as app, app.client() as client:
+        r = await client.options("/v1/tasks", headers={"Origin": "http://ui.example",
+                                                       "Access-Control-Request-Method": "POST"})
+        assert r.headers.get("access-control-allow-origin") == "http://ui.example"
+        r = await client.get("/ping", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+
+        async def stalled():
+            yield b'--b\r\nContent-Disposition: form-data; name="video"; filename="s.mp4"\r\n\r\n'
+            yield clip[:1000]
+            await asyncio.sleep(3)
+            yield b"\r\n--b--\r\n"
+
+        r = await client.post("/v1/tasks", content=stalled(),
+                              headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 408 and "stalled" in r.json()["error"]["message"]
+        assert not list((settings.data_dir / "uploads").iterdir())

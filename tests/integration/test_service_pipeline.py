@@ -98,6 +98,10 @@ async def test_task_queued_before_models_ready_runs_after_and_ping_stays_fast(tm
         assert "unmark_queue_wait_seconds_count" in metrics
 
 
+async def _ping_not_200(client):
+    return (await client.get("/ping")).status_code != 200
+
+
 async def _compat_done(client, task_id):
     body = (await client.get("/get_results", params={"remove_task_id": task_id})).json()
     return body if body["status"] in ("FINISHED", "ERROR") else None
@@ -168,3 +172,27 @@ def test_sigkilled_orchestrator_resumes_its_task(tmp_path, triton_factory, pipel
         finally:
             if second.poll() is None:
                 second.kill()
+
+
+async def test_triton_killed_mid_task_is_retried_when_it_returns(tmp_path, triton_factory, pipeline_repo):
+    ports = (free_port(), free_port(), free_port())
+    triton = triton_factory(pipeline_repo, ports=ports)
+    settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, optional_models=("inpainter_256",),
+                             task_retry_backoff_s=0.5, triton_live_deadline_s=60.0)
+    clip = _clip(tmp_path / "long.mp4", frames=300)
+    async with running_app(settings) as app, app.client() as client:
+        task_id = (await client.post("/v1/tasks", files={"video": ("long.mp4", clip)},
+                                     data={"regions": REGIONS, "detect": "false"})).json()["task_id"]
+        await wait_for(lambda: _status(client, task_id, "processing"), 120, 0.05, what="processing")
+        triton.kill()
+        requeued = await wait_for(lambda: _status(client, task_id, "queued", "failed", "finished"), 60,
+                                  what="requeued after the kill")
+        assert requeued["status"] == "queued", requeued
+        await wait_for(lambda: _ping_not_200(client), 10, what="/ping leaving 200")
+
+        triton_factory(pipeline_repo, ports=ports)
+        task = await wait_for(lambda: _status(client, task_id, "finished", "failed"), 180, what="finished")
+        assert task["status"] == "finished", task
+        assert task["attempts"] == 2
+        result = await client.get(task["result_url"])
+        assert _frames(result.content, tmp_path) == 300
