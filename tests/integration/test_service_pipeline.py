@@ -196,3 +196,23 @@ async def test_triton_killed_mid_task_is_retried_when_it_returns(tmp_path, trito
         assert task["attempts"] == 2
         result = await client.get(task["result_url"])
         assert _frames(result.content, tmp_path) == 300
+
+
+async def test_graceful_stop_puts_the_running_task_back_without_using_an_attempt(tmp_path, triton_factory,
+                                                                                   pipeline_repo):
+    from orchestrator.tasks.store import TaskStore
+
+    triton = triton_factory(pipeline_repo)
+    settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, optional_models=("inpainter_256",))
+    clip = _clip(tmp_path / "long.mp4", frames=300)
+    async with running_app(settings) as app, app.client() as client:
+        task_id = (await client.post("/v1/tasks", files={"video": ("long.mp4", clip)},
+                                     data={"regions": REGIONS, "detect": "false"})).json()["task_id"]
+        await wait_for(lambda: _status(client, task_id, "processing"), 120, 0.05, what="processing")
+    # the app has stopped (lifespan shutdown) while the task was running
+    store = TaskStore(settings.effective_database_url)
+    await store.init()
+    task = await store.get(task_id)
+    await store.close()
+    assert task.status == "queued" and task.attempts == 0, task
+    assert task.input_path and not (settings.data_dir / "results" / f"{task_id}.mp4").exists()
