@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import httpx
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -494,12 +495,17 @@ def run_list(client: ServiceClient, *, limit: int, status: str | None, as_json: 
     if not tasks:
         console.print("no tasks")
         return EXIT_OK
-    table = Table("task id", "status", "progress", "stage", "name", "created", "error")
+    table = Table("task id", "status", "file / error", box=box.SIMPLE_HEAD)
+    for column in table.columns[:2]:
+        column.no_wrap = True  # the id is what `status` needs: never cut it
     for t in tasks:
-        table.add_row(str(t.get("task_id", "")), str(t.get("status", "")),
-                      f"{float(t.get('progress') or 0):.0f}%", str(t.get("stage") or ""),
-                      str(t.get("source_name") or t.get("filename") or ""), str(t.get("created_at") or ""),
-                      str(t.get("error") or ""))
+        status = str(t.get("status", ""))
+        if status == "processing":
+            status += f" {float(t.get('progress') or 0):.0f}%"
+        text = escape(str(t.get("filename") or t.get("source") or ""))
+        if t.get("error"):
+            text += f"\n[red]{escape(str(t['error']))}[/]"
+        table.add_row(str(t.get("task_id", "")), status, text)
     console.print(table)
     return EXIT_OK
 

@@ -153,3 +153,16 @@ def test_status_of_a_failed_task_exits_1(tmp_path):
     with cli.ServiceClient("http://svc", transport=httpx.MockTransport(service)) as client:
         assert cli.run_status(client, "t9", as_json=True, console=out) == 1
     assert json.loads(out_buf.getvalue())["status"] == "failed"
+
+
+def test_list_keeps_full_ids_and_shows_errors_on_a_narrow_terminal():
+    service = FakeService()
+    service.tasks["d1b7edb999e24ecc9c8c4ffe9ff35c9c"] = {
+        "task_id": "d1b7edb999e24ecc9c8c4ffe9ff35c9c", "status": "queued", "filename": "junk [1].mp4",
+        "error": "the file is not a video (unrecognised format)"}
+    buf = io.StringIO()
+    with cli.ServiceClient("http://svc", transport=httpx.MockTransport(service)) as client:
+        assert cli.run_list(client, limit=10, status=None, as_json=False, console=Console(file=buf, width=80)) == 0
+    text = buf.getvalue()
+    assert "d1b7edb999e24ecc9c8c4ffe9ff35c9c" in text and "junk [1].mp4" in text
+    assert "the file is not a video" in " ".join(text.split())
