@@ -165,12 +165,24 @@ def naive(url: str, clip: Path, regions: list, frames: int, out: Path) -> tuple[
     return time.perf_counter() - t0, done
 
 
+def memory_check(url: str, method: str) -> None:
+    """Peak RSS of the orchestrator process for a 10 s and a 60 s clip (640x360, 30 fps)."""
+    rss, wall = {}, {}
+    for secs in (10, 60):
+        c, r = make_input(640, 360, secs)
+        res = run_child(url, c, r, OUT / f"mem_{secs}.mp4", method)
+        rss[secs], wall[secs] = res["rss_mb"], res["wall_s"]
+    print(f"| peak RSS 640x360 10 s / 60 s | {rss[10]:.0f} MB / {rss[60]:.0f} MB "
+          f"(ratio {rss[60] / rss[10]:.2f}; wall {wall[10]:.0f} s / {wall[60]:.0f} s) |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="Triton gRPC URL (default: start the local Triton)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--naive-frames", type=int, default=30)
     parser.add_argument("--memory", action="store_true", help="also compare peak RSS of 10 s vs 60 s")
+    parser.add_argument("--only-memory", action="store_true", help="only the 10 s vs 60 s RSS check")
     parser.add_argument("--method", default="inpaint", choices=["auto", "inpaint"])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -187,6 +199,9 @@ def main() -> None:
         server = start_triton()
         url = server.grpc_url
     try:
+        if args.only_memory:
+            memory_check(url, args.method)
+            return
         t0 = time.perf_counter()
         clip, regions = make_input(704, 1280, args.seconds)
         print(f"clip {clip.name} ready ({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -210,12 +225,7 @@ def main() -> None:
         print(f"| naive reference | {nv_s:.1f} s for {nv_n} frames → {naive_total:.0f} s extrapolated |")
         print(f"| speed-up over naive | {naive_total / res['wall_s']:.1f}x |")
         if args.memory:
-            rss = {}
-            for secs in (10, 60):
-                c, r = make_input(640, 360, secs)
-                rss[secs] = run_child(url, c, r, OUT / f"mem_{secs}.mp4", args.method)["rss_mb"]
-            print(f"| peak RSS 640x360 10 s / 60 s | {rss[10]:.0f} MB / {rss[60]:.0f} MB "
-                  f"(ratio {rss[60] / rss[10]:.2f}) |")
+            memory_check(url, args.method)
     finally:
         if server is not None:
             server.stop()

@@ -15,6 +15,7 @@ import math
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import av
 import cv2
 import numpy as np
 
@@ -45,11 +46,17 @@ class Crop:
             mask[max(by1 - y0, 0) : max(by2 - y0, 0), max(bx1 - x0, 0) : max(bx2 - x0, 0)] = True
         return mask
 
-    def extract(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(image uint8 [3,S,S], mask uint8 [1,S,S]) for the inpainter."""
-        height, width = frame.shape[:2]
+    def extract(self, frame: np.ndarray, origin: tuple[int, int] = (0, 0),
+                size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(image uint8 [3,S,S], mask uint8 [1,S,S]) for the inpainter.
+
+        ``frame`` may be a part of the frame whose top-left corner is ``origin`` (frame
+        coordinates); ``size`` is then the whole frame's (width, height).
+        """
+        width, height = size or (frame.shape[1], frame.shape[0])
         x0, y0, x1, y1 = self.region(width, height)
-        image = frame[y0:y1, x0:x1]
+        ox, oy = origin
+        image = frame[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
         mask = self.hole_mask(width, height).astype(np.uint8) * 255
         pad_b, pad_r = self.side - image.shape[0], self.side - image.shape[1]
         if pad_b or pad_r:
@@ -62,16 +69,19 @@ class Crop:
             mask = np.where(mask > 0, 255, 0).astype(np.uint8)  # any touched pixel is a hole
         return np.ascontiguousarray(image.transpose(2, 0, 1)), mask[None]
 
-    def paste(self, frame: np.ndarray, output: np.ndarray) -> None:
-        """Blend the inpainter output [3,S,S] back into ``frame`` (in place)."""
-        height, width = frame.shape[:2]
+    def paste(self, frame: np.ndarray, output: np.ndarray, origin: tuple[int, int] = (0, 0),
+              size: tuple[int, int] | None = None) -> None:
+        """Blend the inpainter output [3,S,S] back into ``frame`` (in place; see ``extract``)."""
+        width, height = size or (frame.shape[1], frame.shape[0])
         x0, y0, x1, y1 = self.region(width, height)
+        ox, oy = origin
+        x0, x1, y0, y1 = x0 - ox, x1 - ox, y0 - oy, y1 - oy
         result = output.transpose(1, 2, 0)
         if self.side != self.size:
             result = cv2.resize(result, (self.side, self.side), interpolation=cv2.INTER_CUBIC)
         result = result[: y1 - y0, : x1 - x0]
         hole = self.hole_mask(width, height)
-        ys, xs = np.nonzero(hole)
+        ys, xs = np.nonzero(hole)  # (hole_mask is in region coordinates: origin-independent)
         if ys.size == 0:
             return
         f = self.feather
@@ -137,29 +147,76 @@ def plan_crops(
 class PendingInpaint:
     """Crops of some frames sent to Triton; ``finish()`` waits and pastes them back."""
 
-    items: list[tuple[np.ndarray, Crop]] = field(default_factory=list)
+    items: list[tuple[np.ndarray, Crop, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
     futures: list[tuple[Future, list[int]]] = field(default_factory=list)
 
     def finish(self) -> None:
         for future, indices in self.futures:
             outputs = future.result()["output"]
             for out, i in zip(outputs, indices):
-                frame, crop = self.items[i]
-                crop.paste(frame, out)
+                frame, crop, origin, size = self.items[i]
+                crop.paste(frame, out, origin, size)
 
 
-def submit_crops(client, models: dict[int, str], items: list[tuple[np.ndarray, Crop]], batch: int) -> PendingInpaint:
-    """Extract every crop, group them by crop size, send batches of at most ``batch``."""
+def submit_crops(client, models: dict[int, str], items: list, batch: int) -> PendingInpaint:
+    """Extract every crop, group them by crop size, send batches of at most ``batch``.
+
+    ``items`` are (pixels, crop, origin, frame size) as in ``Crop.extract``."""
     pending = PendingInpaint(items=items)
     by_size: dict[int, list[int]] = {}
-    for i, (_, crop) in enumerate(items):
+    for i, (_, crop, _, _) in enumerate(items):
         by_size.setdefault(crop.size, []).append(i)
     for size, indices in by_size.items():
         for start in range(0, len(indices), batch):
             chunk = indices[start : start + batch]
-            pairs = [items[i][1].extract(items[i][0]) for i in chunk]
+            pairs = [items[i][1].extract(items[i][0], items[i][2], items[i][3]) for i in chunk]
             images = np.stack([p[0] for p in pairs])
             masks = np.stack([p[1] for p in pairs])
             future = client.submit(models[size], {"image": images, "mask": masks}, ["output"])
             pending.futures.append((future, chunk))
     return pending
+
+
+class YuvCanvas:
+    """Edit rectangles of a yuv420p frame in RGB without converting the whole frame.
+
+    Most of a marked frame is untouched: converting only the area around the mark (and encoding
+    the frame's own YUV planes) saves two full-frame colour conversions per frame. Coordinates
+    passed to ``read``/``write`` must be even (chroma is subsampled 2x2).
+    """
+
+    def __init__(self, frame: av.VideoFrame) -> None:
+        self.width, self.height = frame.width, frame.height
+        self.array = frame.to_ndarray()  # I420: Y rows, then U, then V
+        w, h = self.width, self.height
+        flat = self.array.reshape(-1)
+        self.y = flat[: w * h].reshape(h, w)
+        self.u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
+        self.v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
+
+    @staticmethod
+    def supports(frame: av.VideoFrame) -> bool:
+        return frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        w, h = x1 - x0, y1 - y0
+        buf = np.empty(w * h * 3 // 2, np.uint8)
+        buf[: w * h] = self.y[y0:y1, x0:x1].ravel()
+        buf[w * h : w * h * 5 // 4] = self.u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].ravel()
+        buf[w * h * 5 // 4 :] = self.v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].ravel()
+        return cv2.cvtColor(buf.reshape(h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420)
+
+    def write(self, x0: int, y0: int, rgb: np.ndarray) -> None:
+        h, w = rgb.shape[:2]
+        flat = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420).reshape(-1)
+        self.y[y0 : y0 + h, x0 : x0 + w] = flat[: w * h].reshape(h, w)
+        self.u[y0 // 2 : (y0 + h) // 2, x0 // 2 : (x0 + w) // 2] = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
+        self.v[y0 // 2 : (y0 + h) // 2, x0 // 2 : (x0 + w) // 2] = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
+
+    def to_frame(self) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(self.array, format="yuv420p")
+
+
+def even_box(x0: int, y0: int, x1: int, y1: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Grow a box to even coordinates (inside an even-sized frame)."""
+    return x0 // 2 * 2, y0 // 2 * 2, min(width, (x1 + 1) // 2 * 2), min(height, (y1 + 1) // 2 * 2)

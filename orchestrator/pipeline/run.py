@@ -32,7 +32,7 @@ from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.decode import VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import CropSampler, Detector, scan
 from orchestrator.pipeline.encode import Encoder
-from orchestrator.pipeline.inpaint import Crop, plan_crops, submit_crops
+from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops, submit_crops
 from orchestrator.pipeline.options import TaskOptions
 
 LOGGER = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
     def work() -> Iterator:
         """Frames → chunks ready to finish: [(pts, frame or VideoFrame)], PendingInpaint|None."""
         chunk: list = []
-        items: list[tuple[np.ndarray, Crop]] = []
+        items: list = []
         frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
                            8, "decode", timer)
         t_work = 0.0
@@ -338,12 +338,19 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
             if len(fboxes) == 0:
                 chunk.append((d.pts, d.frame))
             else:
-                rgb = d.frame.to_ndarray(format="rgb24")
                 counters["with_boxes"] += 1
                 keys = _box_keys(timeline, d.index, t, options.regions) if plans else []
-                crops = _remove(rgb, fboxes, keys, plans, sizes_list, settings, counters)
-                items.extend((rgb, c) for c in crops)
-                chunk.append((d.pts, rgb))
+                if YuvCanvas.supports(d.frame):
+                    canvas = YuvCanvas(d.frame)
+                    read = canvas.read
+                else:  # other pixel formats: edit a full RGB copy
+                    canvas = d.frame.to_ndarray(format="rgb24")
+                    read = lambda x0, y0, x1, y1, _rgb=canvas: _rgb[y0:y1, x0:x1]  # noqa: E731
+                roi, roi_rgb, crops = _remove(read, width, height, fboxes, keys, plans, sizes_list,
+                                              settings, counters)
+                if roi is not None:
+                    items.extend((roi_rgb, c, (roi[0], roi[1]), (width, height)) for c in crops)
+                chunk.append((d.pts, (canvas, roi, roi_rgb)))
             t_work += time.perf_counter() - t0
             if len(items) >= batch or len(chunk) >= batch:
                 check()
@@ -366,6 +373,14 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                 t_inpaint_wait += time.perf_counter() - t0
             t0 = time.perf_counter()
             for pts, frame in chunk:
+                if isinstance(frame, tuple):  # edited: write the area back into the frame
+                    canvas, roi, roi_rgb = frame
+                    if isinstance(canvas, YuvCanvas):
+                        if roi is not None:
+                            canvas.write(roi[0], roi[1], roi_rgb)
+                        frame = canvas.to_frame()
+                    else:
+                        frame = canvas  # the RGB copy, edited in place through views
                 encoder.write(frame, pts)
                 counters["frames"] += 1
             t_encode += time.perf_counter() - t0
@@ -405,11 +420,17 @@ def _box_keys(timeline, index: int, t: float, regions) -> list[tuple]:
     return keys
 
 
-def _remove(rgb: np.ndarray, fboxes: np.ndarray, keys: list[tuple], plans, sizes, settings, counters) -> list[Crop]:
-    """Matte inversion in place where it applies; returns the crops that still need the inpainter."""
-    height, width = rgb.shape[:2]
+def _remove(read, width: int, height: int, fboxes: np.ndarray, keys: list[tuple], plans, sizes,
+            settings, counters):
+    """Plan the removal of one frame's boxes.
+
+    ``read(x0, y0, x1, y1)`` returns the RGB pixels of an even-aligned area of the frame. Matte
+    inversion is applied where it fits; the rest becomes inpainter crops. Returns the area that
+    changes (``roi``, even-aligned, or None), its RGB pixels (with the matte already applied) and
+    the crops, whose pixels are ``roi_rgb`` at origin ``roi[:2]``.
+    """
+    restored_parts: list[tuple[int, int, np.ndarray]] = []
     holes: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # (x0,y0,w,h), bool mask
-    box_list: list[np.ndarray] = []
     handled = np.zeros(len(fboxes), bool)
     if plans and len(keys) == len(fboxes):  # (else a box was clipped away: no matte this frame)
         for j, key in enumerate(keys):
@@ -417,7 +438,8 @@ def _remove(rgb: np.ndarray, fboxes: np.ndarray, keys: list[tuple], plans, sizes
             if plan is None:
                 continue
             x0, y0, cw, ch = plan.window
-            crop = rgb[y0 : y0 + ch, x0 : x0 + cw]
+            ex0, ey0, ex1, ey1 = even_box(x0, y0, x0 + cw, y0 + ch, width, height)
+            crop = read(ex0, ey0, ex1, ey1)[y0 - ey0 : y0 - ey0 + ch, x0 - ex0 : x0 - ex0 + cw]
             try:
                 opacity, residual = matte_mod.fit_opacity(crop, plan.estimate, offset=plan.offset)
             except ValueError:
@@ -425,15 +447,13 @@ def _remove(rgb: np.ndarray, fboxes: np.ndarray, keys: list[tuple], plans, sizes
             if residual > plan.estimate.max_residual:
                 continue  # this frame does not fit the matte (animation, fade): inpaint the box
             restored, hole = matte_mod.remove_with_matte(crop, plan.estimate, opacity, offset=plan.offset)
-            rgb[y0 : y0 + ch, x0 : x0 + cw] = restored
+            restored_parts.append((x0, y0, restored))
             handled[j] = True
             counters["matte_frames"] += 1
             if hole.any():
                 holes.append(((x0, y0, cw, ch), hole))
-    for j, box in enumerate(fboxes):
-        if not handled[j]:
-            box_list.append(box)
     crops: list[Crop] = []
+    box_list = [box for j, box in enumerate(fboxes) if not handled[j]]
     if box_list:
         crops.extend(plan_crops(np.asarray(box_list), width, height, sizes,
                                 context=settings.inpaint_context))
@@ -441,15 +461,24 @@ def _remove(rgb: np.ndarray, fboxes: np.ndarray, keys: list[tuple], plans, sizes
         ys, xs = np.nonzero(hole)
         hb = np.array([[x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]])
         for crop in plan_crops(hb, width, height, sizes, context=settings.inpaint_context):
-            # The hole in the crop region's coordinates.
             rx0, ry0, rx1, ry1 = crop.region(width, height)
-            full = np.zeros((ry1 - ry0, rx1 - rx0), bool)
+            full = np.zeros((ry1 - ry0, rx1 - rx0), bool)  # the hole in the crop's coordinates
             ya, xa = max(y0, ry0), max(x0, rx0)
             yb, xb = min(y0 + ch, ry1), min(x0 + cw, rx1)
             full[ya - ry0 : yb - ry0, xa - rx0 : xb - rx0] = hole[ya - y0 : yb - y0, xa - x0 : xb - x0]
             crop.hole = full
             crops.append(crop)
-    return crops
+    areas = [c.region(width, height) for c in crops]
+    areas += [(x0, y0, x0 + r.shape[1], y0 + r.shape[0]) for x0, y0, r in restored_parts]
+    if not areas:
+        return None, None, []
+    a = np.asarray(areas)
+    roi = even_box(int(a[:, 0].min()), int(a[:, 1].min()), int(a[:, 2].max()), int(a[:, 3].max()),
+                   width, height)
+    roi_rgb = read(*roi)
+    for x0, y0, r in restored_parts:
+        roi_rgb[y0 - roi[1] : y0 - roi[1] + r.shape[0], x0 - roi[0] : x0 - roi[0] + r.shape[1]] = r
+    return roi, roi_rgb, crops
 
 
 def _unlink(path: Path) -> None:
