@@ -65,6 +65,7 @@ class Worker:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
         await self.store.recover(self.settings.max_task_attempts)
+        await self.remove_leftovers()
         for task_id in await self.store.queued_ids(waiting_for_input=True):
             task = await self.store.get(task_id)
             if task and task.source_url:
@@ -245,6 +246,7 @@ class Worker:
         if isinstance(exc, asyncio.CancelledError):
             raise exc
         if isinstance(exc, TritonUnavailableError):
+            self.models.poke()
             if task.attempts < self.settings.max_task_attempts:
                 delay = self.settings.task_retry_backoff_s * 2 ** (task.attempts - 1)
                 LOGGER.warning("task %s: Triton unavailable (%s); retry in %.1f s", task.id,
@@ -317,6 +319,25 @@ class Worker:
             except Exception:  # noqa: BLE001
                 LOGGER.exception("janitor failed")
             await asyncio.sleep(self.settings.janitor_interval_s)
+
+    async def remove_leftovers(self) -> int:
+        """Files a killed process left behind, removed at start (before anything runs again): the
+        temp result of an interrupted attempt (``.<task>.mp4.<hex>.tmp``), upload/download
+        ``.part`` files, and uploads whose task was never recorded. Returns how many."""
+        removed: list[Path] = []
+        for path in self.results_dir.glob(".*.tmp"):
+            task = await self.store.get(path.name[1:].split(".", 1)[0])
+            if task is None or task.status != TaskStatus.processing.value:
+                removed.append(path)
+        for path in self.uploads_dir.iterdir():
+            if path.name.endswith(".part") or await self.store.get(path.name.split(".", 1)[0]) is None:
+                removed.append(path)
+        for path in removed:
+            _unlink(str(path))
+        if removed:
+            LOGGER.info("removed %d files left by an interrupted run: %s", len(removed),
+                        [p.name for p in removed])
+        return len(removed)
 
     async def remove_expired(self) -> int:
         """Delete files of tasks that ended more than ``result_ttl_s`` ago; returns how many."""
