@@ -92,3 +92,27 @@ def test_limits(tmp_path):
 def test_letterbox_params_match_ultralytics():
     assert letterbox_params(1280, 704) == (0.5, 640, 352, 0, 144)
     assert letterbox_params(704, 1280) == (0.5, 352, 640, 144, 0)
+
+
+def test_yuv_canvas_edits_only_the_area():
+    import cv2
+
+    from orchestrator.pipeline.inpaint import YuvCanvas, even_box
+
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[..., 0] = np.arange(96)[None, :] * 2
+    rgb[..., 1] = np.arange(64)[:, None] * 3
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    canvas = YuvCanvas(frame)
+    assert YuvCanvas.supports(frame)
+    area = even_box(11, 7, 41, 33, 96, 64)
+    assert area == (10, 6, 42, 34)
+    part = canvas.read(*area)
+    full = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    assert np.array_equal(part, full[6:34, 10:42])
+    part[:] = (200, 30, 30)
+    canvas.write(area[0], area[1], part)
+    out = canvas.to_frame().to_ndarray(format="rgb24")
+    assert np.abs(out[10:30, 14:38].astype(int) - (200, 30, 30)).max() < 8
+    outside = frame.to_ndarray(format="rgb24")
+    assert np.array_equal(out[40:], outside[40:]) and np.array_equal(out[:, 50:], outside[:, 50:])
