@@ -263,6 +263,12 @@
     el.dataset.cid = String(task.cid);
     $(".task-name", el).textContent = name;
     $(".bar", el).setAttribute("aria-label", `Progress of ${name}`);
+    // Each card repeats the same buttons: give them names that say which file they act on.
+    $(".cancel", el).setAttribute("aria-label", `Cancel ${name}`);
+    $(".forget", el).setAttribute("aria-label", `Remove ${name} from the list`);
+    $(".play-both", el).setAttribute("aria-label", `Play before and after of ${name}`);
+    $(".before video", el).setAttribute("aria-label", `${name} before`);
+    $(".after video", el).setAttribute("aria-label", `${name} after removal`);
     $(".cancel", el).addEventListener("click", () => cancelTask(task));
     $(".forget", el).addEventListener("click", () => forgetTask(task));
     $(".play-both", el).addEventListener("click", () => {
