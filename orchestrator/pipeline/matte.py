@@ -33,8 +33,8 @@ class MatteEstimate:
 
     ``alpha`` is the matte at full visibility (the median frame's opacity is 1); the effective
     blend weight of frame ``t`` is ``alpha * frame_opacity[t]``. ``residual`` is the per-frame
-    misfit relative to the mark's own signal (0 = perfect; above ``max_residual`` the frame
-    should go to the inpainter). ``reliable`` False means: do not invert, inpaint the box.
+    misfit relative to the mark's own signal (0 = perfect; above ``max_residual``, the per-frame
+    limit, the frame should go to the inpainter). ``reliable`` False means: do not invert, inpaint the box.
     """
 
     alpha: np.ndarray  # float32 [h, w] in [0, 1]
@@ -48,6 +48,7 @@ class MatteEstimate:
     offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # [N, 2]
     support: np.ndarray | None = None  # bool [h, w]: where the mark is (dilated)
     opacity_noise: float = 0.0  # scatter of fitted opacities; smaller changes are ignored
+    effective_frames: float = 0.0  # independent background samples the estimate rests on
 
     @property
     def frame_ok(self) -> np.ndarray:
@@ -64,6 +65,7 @@ class MatteEstimate:
             "alpha_max": round(float(self.alpha.max()) if self.alpha.size else 0.0, 3),
             "color": [round(float(c), 1) for c in self.color],
             "median_residual": round(float(np.median(self.residual)), 3) if self.residual.size else None,
+            "effective_frames": round(self.effective_frames, 1),
         }
 
 
@@ -298,6 +300,43 @@ def _fill_frames(x: np.ndarray, known: np.ndarray) -> np.ndarray:
     return _fill(x.reshape(n * c, h, w), known).reshape(n, c, h, w)
 
 
+def _als(x, bg, wcol, opacity, alpha, *, fit_color: bool, rounds: int, ridge: float):
+    """Alternating least squares of alpha / (W) / per-frame opacity on one background guess.
+
+    Returns (alpha, se, W, opacity) with the opacities normalised to a median of 1.
+    """
+    d = x - bg
+    wcol = wcol.copy()
+    se = np.ones_like(alpha)
+    for _ in range(max(1, rounds)):
+        prev_alpha = alpha
+        g = wcol[None, :, None, None] - bg
+        alpha, se = _solve_alpha(d, g, opacity, ridge)
+        alpha = np.clip(alpha, 0.0, 1.5)
+        core = alpha > 0.2
+        if not core.any():
+            break
+        if fit_color:
+            # J - (1 - a) B = a W, per channel over the mark's core pixels.
+            a_c = alpha[core][None, None, :] * opacity[:, None, None]  # [N, 1, K]
+            target = x[:, :, core] - (1 - a_c) * bg[:, :, core]
+            wcol = np.clip((a_c * target).sum(axis=(0, 2)) / max(float((a_c * a_c).sum()), 1e-6),
+                           0, 255).astype(np.float32)
+            g = wcol[None, :, None, None] - bg
+        ag = alpha[core][None, None, :] * g[:, :, core]  # [N, 3, K]
+        opacity = (d[:, :, core] * ag).sum(axis=(1, 2)) / np.maximum((ag * ag).sum(axis=(1, 2)), 1e-6)
+        opacity = np.clip(opacity, 0.0, None).astype(np.float32)
+        med = float(np.median(opacity))
+        if med <= 1e-3:
+            break
+        opacity /= med
+        alpha = alpha * med
+        se = se * med
+        if np.abs(alpha - prev_alpha).max() < 2e-3:
+            break
+    return alpha.astype(np.float32), se.astype(np.float32), wcol, opacity
+
+
 def estimate_matte(
     crops: np.ndarray,
     *,
@@ -305,9 +344,9 @@ def estimate_matte(
     register_crops: bool = True,
     color: np.ndarray | tuple[float, float, float] | None = None,
     min_frames: int = 8,
-    alpha_threshold: float = 0.85,
-    max_residual: float = 0.5,
-    min_background_motion: float = 2.0,
+    alpha_threshold: float = 0.6,
+    max_residual: float = 0.6,
+    min_background_motion: float = 1.0,
     iterations: int = 6,
     inner_rounds: int = 8,
 ) -> MatteEstimate:
@@ -363,7 +402,6 @@ def estimate_matte(
 
     fixed_color = color is not None
     wcol = np.asarray(color if fixed_color else WHITE, dtype=np.float32).reshape(3)
-    wcol4 = lambda: wcol[None, :, None, None]  # noqa: E731
     opacity = np.ones(n, np.float32)
     known = border
     ridge = 100.0 * n  # pulls alpha to 0 where the background never differs from W
@@ -372,35 +410,8 @@ def estimate_matte(
     support = np.zeros((h, w), bool)
     for it in range(max(1, iterations)):
         bg = _fill_frames(x, known)
-        d = x - bg
-        # Alternate alpha / W / opacity on this background guess; W only once the support is
-        # known (a border-only fill is too rough to separate alpha from W).
-        for _ in range(inner_rounds):
-            prev_alpha = alpha
-            g = wcol4() - bg
-            alpha, se = _solve_alpha(d, g, opacity, ridge)
-            alpha = np.clip(alpha, 0.0, 1.5)
-            core = alpha > 0.2
-            if not core.any():
-                break
-            if not fixed_color and it > 0:
-                # J - (1 - a) B = a W, per channel over the mark's core pixels.
-                a_c = alpha[core][None, None, :] * opacity[:, None, None]  # [N, 1, K]
-                target = x[:, :, core] - (1 - a_c) * bg[:, :, core]
-                wcol = np.clip((a_c * target).sum(axis=(0, 2)) / max(float((a_c * a_c).sum()), 1e-6),
-                               0, 255).astype(np.float32)
-                g = wcol4() - bg
-            ag = alpha[core][None, None, :] * g[:, :, core]  # [N, 3, K]
-            opacity = (d[:, :, core] * ag).sum(axis=(1, 2)) / np.maximum((ag * ag).sum(axis=(1, 2)), 1e-6)
-            opacity = np.clip(opacity, 0.0, None).astype(np.float32)
-            med = float(np.median(opacity))
-            if med <= 1e-3:
-                break
-            opacity /= med
-            alpha = alpha * med
-            se = se * med
-            if np.abs(alpha - prev_alpha).max() < 2e-3:
-                break
+        alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
+                                     ridge=ridge)
         significant = (alpha > 0.02) & (alpha > 3.0 * se)
         new_support = _dilate(significant, 2) & ~border
         if not new_support.any():
@@ -413,7 +424,6 @@ def estimate_matte(
         known = ~support
         if it > 0 and changed <= max(2, 0.01 * int(support.sum())):
             break  # the background guess would hardly change
-    alpha = np.clip(np.where(_dilate(alpha > 3.0 * se, 1), alpha, 0.0), 0.0, 1.0).astype(np.float32)
 
     frac = float(support.mean())
     if alpha.max() < 0.05 or frac < 0.002:
@@ -421,22 +431,58 @@ def estimate_matte(
     if frac > 0.9:
         return unreliable("the mark covers the whole crop: no background around it to compare with", offsets)
 
-    opacity, opacity_noise = _regularise_opacity(opacity)
     if not np.array_equal(known, ~support):
-        bg = _fill_frames(x, ~support)
+        known = ~support
+        bg = _fill_frames(x, known)
+        alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
+                                     ridge=ridge)
+    if not fixed_color:
+        # alpha and W trade off against each other when the backgrounds have similar colours:
+        # keep white (the Sora mark's colour) unless a fitted colour explains the frames clearly better.
+        cand = _als(x, bg, wcol, opacity, alpha, fit_color=True, rounds=2 * inner_rounds, ridge=ridge)
+        res_white = float(np.median(_residuals(x, bg, alpha, wcol, opacity, support)))
+        res_fit = float(np.median(_residuals(x, bg, cand[0], cand[2], cand[3], support)))
+        LOGGER.debug("matte colour: white residual %.3f, fitted %s residual %.3f", res_white, cand[2], res_fit)
+        if res_fit < 0.8 * res_white:
+            alpha, se, wcol, opacity = cand
+    # Zero the matte where it is not significant. Slowly moving backgrounds make the fill errors of
+    # neighbouring frames alike, so the per-pixel standard error is scaled by the effective number
+    # of independent frames (lag-1 autocorrelation of the fit residuals).
+    n_eff = _effective_frames(x, bg, alpha, wcol, opacity, support)
+    se_eff = se * np.sqrt(n / n_eff)
+    keep = (alpha > 2.0 * se_eff) | (alpha > 0.1)
+    alpha = np.clip(np.where(_dilate(keep & (alpha > 3.0 * se), 1), alpha, 0.0), 0.0, 1.0).astype(np.float32)
+
+    opacity, opacity_noise = _regularise_opacity(opacity)
     residual = _residuals(x, bg, alpha, wcol, opacity, support)
     med_res = float(np.median(residual))
     reliable, reason = True, "ok"
     if med_res > max_residual:
         reliable = False
         reason = f"the fixed matte does not fit the frames (median residual {med_res:.2f} > {max_residual})"
+    # Per-frame limit: the residual's floor is set by the background guess (high on fine textures
+    # under a faint mark), so a frame is a misfit when it stands out from the others.
+    frame_limit = float(min(1.0, max(max_residual, 1.5 * med_res)))
     LOGGER.debug("matte: %d frames, alpha max %.2f, W %s, median residual %.3f", n, alpha.max(), wcol, med_res)
     return MatteEstimate(
         alpha=alpha, color=wcol.astype(np.float32), frame_opacity=opacity.astype(np.float32),
         residual=residual.astype(np.float32), reliable=reliable, reason=reason,
-        alpha_threshold=alpha_threshold, max_residual=max_residual, offsets=offsets, support=support,
-        opacity_noise=opacity_noise,
+        alpha_threshold=alpha_threshold, max_residual=frame_limit, offsets=offsets, support=support,
+        opacity_noise=opacity_noise, effective_frames=float(n_eff),
     )
+
+
+def _effective_frames(x, bg, alpha, wcol, opacity, support) -> float:
+    """Independent frames among N, from the lag-1 autocorrelation of the fit residuals over time."""
+    n = x.shape[0]
+    if n < 3 or not support.any():
+        return float(max(1, n))
+    b = bg[:, :, support]
+    r = (x[:, :, support] - b) - alpha[support][None, None, :] * opacity[:, None, None] * (wcol[None, :, None] - b)
+    r = r - r.mean(axis=0, keepdims=True)
+    rho = float((r[1:] * r[:-1]).sum() / max(float((r * r).sum()), 1e-6))
+    rho = min(max(rho, 0.0), 0.99)
+    return float(np.clip(n * (1 - rho) / (1 + rho), 1.0, n))
 
 
 def _regularise_opacity(opacity: np.ndarray) -> tuple[np.ndarray, float]:

@@ -48,7 +48,7 @@ def _mark_alpha(h: int, w: int, cy: float, cx: float) -> np.ndarray:
 
 
 def _clip(n: int, opacity: float, *, seed: int = 0, jitter: float = 0.0, changing: bool = False,
-          noise: float = 1.5, opacities: np.ndarray | None = None):
+          noise: float = 1.5, opacities: np.ndarray | None = None, color=(255.0, 255.0, 255.0)):
     """Crops of a moving textured background with a white mark; returns (crops, clean, alpha, offsets)."""
     rng = np.random.default_rng(seed)
     big = _texture(rng, H + 4 * n + 8, W + 6 * n + 8)
@@ -63,7 +63,7 @@ def _clip(n: int, opacity: float, *, seed: int = 0, jitter: float = 0.0, changin
             a = _mark_alpha(H, W, 35 + d[0], 80 + d[1])
         o = opacity if opacities is None else opacities[t]
         a = a * o
-        obs = a[..., None] * 255.0 + (1 - a[..., None]) * bg + rng.normal(0, noise, bg.shape)
+        obs = a[..., None] * np.asarray(color) + (1 - a[..., None]) * bg + rng.normal(0, noise, bg.shape)
         crops.append(np.clip(np.rint(obs), 0, 255).astype(np.uint8))
         clean.append(bg)
         alphas.append(a)
@@ -96,7 +96,7 @@ def test_alpha_estimate_close_to_truth():
 
 def test_inversion_restores_background():
     crops, clean, alphas, _ = _clip(60, 0.6, seed=1)
-    est = matte.estimate_matte(crops)
+    est = matte.estimate_matte(crops, alpha_threshold=0.9)  # invert everything, inpaint nothing
     assert est.reliable, est.reason
     mask = alphas[0] > 0.01
     # the limit: inversion with the true matte (noise and rounding remain)
@@ -120,6 +120,14 @@ def test_inversion_restores_background():
     flicker = np.abs(np.diff(restored_all, axis=0))[:, mask].mean()
     flicker_clean = np.abs(np.diff(clean, axis=0))[:, mask].mean()
     assert flicker < flicker_clean * 1.15
+
+
+def test_coloured_mark():
+    crops, clean, alphas, _ = _clip(60, 0.6, seed=10, color=(250.0, 200.0, 40.0))
+    est = matte.estimate_matte(crops)
+    assert est.reliable, est.reason
+    assert np.abs(est.color - [250, 200, 40]).max() < 15, est.color
+    assert np.abs(est.alpha - alphas[0]).mean() <= 0.03
 
 
 def test_registration_recovers_jitter():
