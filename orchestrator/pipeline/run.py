@@ -278,12 +278,15 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
         frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
                            8, "decode", timer)
         t0 = time.perf_counter()
-        result = scan(
-            frames, detector, stride=settings.detect_stride, in_flight=settings.requests_in_flight,
-            refine_span=settings.detect_refine_span, sampler=sampler,
-            regions_at=regions_at if options.regions else None, should_cancel=check,
-            on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
-        )
+        try:
+            result = scan(
+                frames, detector, stride=settings.detect_stride, in_flight=settings.requests_in_flight,
+                refine_span=settings.detect_refine_span, sampler=sampler,
+                regions_at=regions_at if options.regions else None, should_cancel=check,
+                on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
+            )
+        finally:
+            frames.close()  # stops the decode thread now, also on errors
         timer["detect"] = result.seconds_detect
         timer["pass1"] = time.perf_counter() - t0
         n_frames = result.n_frames
