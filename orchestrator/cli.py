@@ -524,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("process", parents=[common], help="clean video files and download the results")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="video files")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN",
+                   help="video files, or directories (their .mp4/.mov/.webm/... files)")
     p.add_argument("-o", "--output-dir", type=Path, required=True, metavar="OUT_DIR",
                    help="where <name>.clean.mp4 files are written (existing files are replaced)")
     p.add_argument("--regions", help='JSON list of [x1,y1,x2,y2] boxes (or {"box":[..],"start":s,"end":s})')
@@ -548,10 +549,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for the videos directly inside it (by suffix, sorted)."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise CliError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {path}", EXIT_USAGE)
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CliError(f"no such file: {path}", EXIT_USAGE)
+    return files
+
+
 def _check_inputs(args: argparse.Namespace) -> None:
-    missing = [str(p) for p in args.inputs if not p.is_file()]
-    if missing:
-        raise CliError(f"no such file: {', '.join(missing)}", EXIT_USAGE)
+    args.inputs = expand_inputs(args.inputs)
     if args.regions:
         try:
             regions = json.loads(args.regions)

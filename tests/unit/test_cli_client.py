@@ -166,3 +166,12 @@ def test_list_keeps_full_ids_and_shows_errors_on_a_narrow_terminal():
     text = buf.getvalue()
     assert "d1b7edb999e24ecc9c8c4ffe9ff35c9c" in text and "junk [1].mp4" in text
     assert "the file is not a video" in " ".join(text.split())
+
+
+def test_a_directory_stands_for_the_videos_in_it(tmp_path):
+    for name in ("b.MP4", "a.mov", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    assert cli.expand_inputs([tmp_path]) == [tmp_path / "a.mov", tmp_path / "b.MP4"]
+    with pytest.raises(cli.CliError, match="no video files"):
+        cli.expand_inputs([tmp_path / "sub"])
