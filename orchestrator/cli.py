@@ -44,6 +44,7 @@ LOGGER = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:5344"
 TERMINAL = {"finished", "failed", "cancelled"}
+UNREACHABLE_GRACE_S = 60.0  # how long `process` keeps polling a service that went away
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -427,7 +428,8 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                 )["task_id"]
                 job.submitted_at = time.monotonic()
                 job.status = "queued"
-                progress.reset(job.bar, total=100, completed=0, name=job.source.name, state="queued")  # the clock restarts too
+                # reset, not update: the elapsed clock restarts at submission too
+                progress.reset(job.bar, total=100, completed=0, name=job.source.name, state="queued")
                 console.print(f"submitted {escape(job.source.name)} as task {job.task_id}")
             except CliError as exc:
                 if exc.exit_code in (EXIT_UNREACHABLE, EXIT_AUTH):
@@ -436,6 +438,7 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                 progress.update(job.bar, state="[red]rejected")
                 err.print(f"[red]error:[/] {escape(exc.message)}")
 
+        unreachable_since: float | None = None
         while any(j.status not in TERMINAL for j in jobs):
             positions: dict[str, int] | None = None
             for job in jobs:
@@ -443,7 +446,17 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                     continue
                 try:
                     task = client.get(job.task_id)
+                    unreachable_since = None
                 except CliError as exc:
+                    if exc.exit_code == EXIT_UNREACHABLE:
+                        # Tasks survive a service restart: keep polling for a while before giving up.
+                        unreachable_since = unreachable_since or time.monotonic()
+                        if time.monotonic() - unreachable_since > UNREACHABLE_GRACE_S:
+                            raise CliError(f"{exc.message} (for {UNREACHABLE_GRACE_S:.0f} s; the submitted "
+                                           "tasks may still finish: see `sora-unmark list`)",
+                                           EXIT_UNREACHABLE) from exc
+                        progress.update(job.bar, state="[yellow]service unreachable, retrying")
+                        break
                     if exc.exit_code != EXIT_FAILED:
                         raise
                     task = {"status": "failed", "error": exc.message}
@@ -454,7 +467,15 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                 progress.update(job.bar, completed=pct,
                                 state=_describe(task, (positions or {}).get(job.task_id)))
                 if job.status == "finished":
-                    size = client.download(task, job.dest)
+                    try:
+                        size = client.download(task, job.dest)
+                    except CliError as exc:
+                        if exc.exit_code != EXIT_FAILED:
+                            raise
+                        job.status, job.error = "failed", exc.message
+                        progress.update(job.bar, state="[red]download failed")
+                        err.print(f"[red]error:[/] {escape(job.source.name)}: {escape(exc.message)}")
+                        continue
                     progress.update(job.bar, state="[green]done")
                     console.print(f"[green]done[/] {escape(job.source.name)} -> {escape(str(job.dest))} "
                                   f"({size / 1e6:.2f} MB, {time.monotonic() - job.submitted_at:.1f} s)")

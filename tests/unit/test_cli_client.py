@@ -175,3 +175,42 @@ def test_a_directory_stands_for_the_videos_in_it(tmp_path):
     assert cli.expand_inputs([tmp_path]) == [tmp_path / "a.mov", tmp_path / "b.MP4"]
     with pytest.raises(cli.CliError, match="no video files"):
         cli.expand_inputs([tmp_path / "sub"])
+
+
+class FlakyService(FakeService):
+    """Goes away (connection refused) for the next ``outage`` task polls."""
+
+    outage = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.startswith("/v1/tasks/") and self.outage > 0:
+            self.outage -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return super().__call__(request)
+
+
+def _run_flaky(tmp_path, service) -> tuple[int, str]:
+    (tmp_path / "a.mp4").write_bytes(b"data")
+    out, _, err, err_buf = _consoles()
+    with cli.ServiceClient("http://svc", transport=httpx.MockTransport(service)) as client:
+        try:
+            code = cli.run_process(client, [tmp_path / "a.mp4"], tmp_path / "out", regions=None, detect=None,
+                                   method=None, poll_s=0.0, console=out, err=err)
+        except cli.CliError as exc:
+            return exc.exit_code, exc.message
+    return code, err_buf.getvalue()
+
+
+def test_a_short_outage_while_polling_is_ridden_out(tmp_path):
+    service = FlakyService()
+    service.outage = 3
+    code, _ = _run_flaky(tmp_path, service)
+    assert code == 0 and (tmp_path / "out" / "a.clean.mp4").read_bytes() == b"MP4t1"
+
+
+def test_a_long_outage_gives_up_with_exit_3(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "UNREACHABLE_GRACE_S", -1.0)
+    service = FlakyService()
+    service.outage = 10
+    code, message = _run_flaky(tmp_path, service)
+    assert code == cli.EXIT_UNREACHABLE and "sora-unmark list" in message
