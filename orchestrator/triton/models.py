@@ -93,6 +93,7 @@ class ModelManager:
         self._grpc_aio = None
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()
+        self._poke = asyncio.Event()
         self._gone_since: float | None = time.monotonic()
         self._retry_at = 0.0
         self._optional_tried = False
@@ -167,7 +168,15 @@ class ModelManager:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 LOGGER.exception("model manager step failed")
-            await asyncio.sleep(self.settings.model_poll_interval_s if self.ready else 0.5)
+            self._poke.clear()
+            try:
+                await asyncio.wait_for(self._poke.wait(), self.settings.model_poll_interval_s if self.ready else 0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    def poke(self) -> None:
+        """Check Triton now (the worker saw it fail) instead of at the next poll."""
+        self._poke.set()
 
     # -- one poll --------------------------------------------------------------------------------
     async def _live(self) -> bool:
