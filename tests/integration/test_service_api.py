@@ -121,6 +121,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     payloads: dict[str, bytes] = {}
 
     def do_GET(self):  # noqa: N802 - http.server API
+        if self.path == "/to-file":
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", self.path[len("/redirect"):] or "/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = self.payloads.get(self.path)
         if data is None:
             self.send_error(404)
@@ -157,21 +169,23 @@ async def test_video_url_rules(tmp_path, http_source):
     settings = test_settings(tmp_path / "b", allow_private_urls=True, url_max_mb=1)
     async with running_app(settings) as app, app.client() as client:
         ids = {}
-        for name in ("clip.mp4", "big.mp4", "missing.mp4"):
+        for name in ("clip.mp4", "big.mp4", "missing.mp4", "redirect/clip.mp4", "to-file"):
             r = await client.post("/v1/tasks", data={"video_url": f"{http_source}/{name}"})
             assert r.status_code == 202, r.text
             ids[name] = r.json()["task_id"]
 
         async def settled():
             tasks = {n: (await client.get(f"/v1/tasks/{i}")).json() for n, i in ids.items()}
-            done = tasks["clip.mp4"]["stage"] is None and all(
-                tasks[n]["status"] == "failed" for n in ("big.mp4", "missing.mp4"))
+            done = tasks["clip.mp4"]["stage"] is None and tasks["redirect/clip.mp4"]["stage"] is None and all(
+                tasks[n]["status"] == "failed" for n in ("big.mp4", "missing.mp4", "to-file"))
             return tasks if done else None
 
         tasks = await wait_for(settled, 20, what="downloads to settle")
         assert tasks["clip.mp4"]["status"] == "queued" and tasks["clip.mp4"]["source"] == "url"
         assert "1 MB limit" in tasks["big.mp4"]["error"]
         assert "HTTP 404" in tasks["missing.mp4"]["error"]
+        assert tasks["redirect/clip.mp4"]["status"] == "queued"  # redirects are followed ...
+        assert "only http and https" in tasks["to-file"]["error"]  # ... and checked
         stored = await app.services.store.get(ids["clip.mp4"])
         assert Path(stored.input_path).read_bytes() == _Handler.payloads["/clip.mp4"]
 

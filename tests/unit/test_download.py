@@ -1,0 +1,36 @@
+"""video_url checks that need no network: schemes, credentials, and which addresses are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.download import _is_public, check_host, check_url_syntax
+from orchestrator.errors import InputError
+from orchestrator.settings import Settings
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://h/x", "gopher://h", "javascript:alert(1)",
+                                 "http://", "https://user:pw@example.com/v.mp4", "h" * 5000])
+def test_bad_urls_are_refused_with_a_message(url):
+    with pytest.raises(InputError, match="video_url"):
+        check_url_syntax(url)
+
+
+def test_good_url_passes():
+    assert check_url_syntax("  https://example.com/v.mp4?x=1 ") == "https://example.com/v.mp4?x=1"
+
+
+@pytest.mark.parametrize("address,public", [
+    ("8.8.8.8", True), ("2606:4700:4700::1111", True),
+    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False), ("::1", False),
+    ("::ffff:127.0.0.1", False), ("fe80::1%eth0", False), ("224.0.0.1", False),
+])
+def test_private_and_local_addresses(address, public):
+    assert _is_public(address) is public
+
+
+async def test_localhost_is_refused_unless_allowed():
+    with pytest.raises(InputError, match="private or local"):
+        await check_host("http://localhost:9/x.mp4", Settings())
+    await check_host("http://localhost:9/x.mp4", Settings(allow_private_urls=True))
