@@ -4,7 +4,7 @@ A thin typed wrapper over the synchronous ``tritonclient.grpc`` client, shared b
 pool so several requests are in flight at once (the gRPC channel is thread-safe and the call
 releases the GIL while it waits). The pipeline's stages are threads, not coroutines, so the sync
 client fits without an event loop; ``tritonclient.grpc.aio`` was not benchmarked against it (on
-the CPU the model, not the transport, dominates: ~1 s per YOLO11s image, ~5 ms per request).
+the CPU the model, not the transport, dominates a request: ~1 s per YOLO11s image here).
 
 Every call has a deadline (``settings.grpc_timeout_s``); every failure becomes
 ``TritonUnavailableError`` (the worker retries those); latencies and errors go to Prometheus.
