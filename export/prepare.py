@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.repository import TARGETS, inpainter_name, write_repository
-from export.weights import WeightSettings, WeightsError, detector_weights, lama_weights
+from export.weights import (WeightSettings, WeightsError, detector_cached, detector_weights, lama_cached,
+                            lama_weights)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -83,31 +84,46 @@ def _cached_export(cache: Path, what: str, export) -> Path:
     return cache
 
 
-def _explicit_or_download(getter, settings: WeightSettings, explicit: Path | None, offline: bool, what: str):
-    """(weights path | None, note). Explicit paths that fail raise; downloads that fail return None."""
-    if explicit is None and offline:
+def _obtain(getter, cached, settings: WeightSettings, explicit: Path | None, offline: bool, what: str):
+    """(weights path | None, note why not). A path given explicitly must work (else PrepareError);
+    a download is tried only where torch can export it, and a failed one just returns None."""
+    if explicit is not None:
+        try:
+            return getter(settings), ""
+        except WeightsError as exc:
+            raise PrepareError(f"{what}: {exc}") from exc
+    if offline:
         return None, "offline"
+    if not _has_torch():  # serving install: only an earlier download can be used (its export is cached)
+        path = cached(settings)
+        if path is not None:
+            return path, ""
+        return None, "torch is not installed here to export downloaded weights (see make export)"
     try:
         return getter(settings), ""
     except WeightsError as exc:
-        if explicit is not None:
-            raise PrepareError(f"{what}: {exc}") from exc
-        LOGGER.info("%s: %s", what, exc)
+        LOGGER.warning("%s: %s", what, exc)
         return None, "download failed"
 
 
 def choose_detector(settings: WeightSettings, *, offline: bool, require_real: bool,
                     demo: Path = DETECTOR_DEMO) -> Choice:
     cache_dir = settings.weights_dir / "onnx"
-    weights, note = _explicit_or_download(detector_weights, settings, settings.detector_weights, offline, "detector")
+    explicit = settings.detector_weights
+    weights, note = _obtain(detector_weights, detector_cached, settings, explicit, offline, "detector")
     if weights is not None:
         def export(out: Path) -> None:
             from export.detector import export_detector
 
             export_detector(out, weights=weights)
 
-        path = _cached_export(cache_dir / f"detector-{_weights_key(weights)}.onnx", "detector", export)
-        return Choice("detector", "real", path, f"from {weights}")
+        try:
+            path = _cached_export(cache_dir / f"detector-{_weights_key(weights)}.onnx", "detector", export)
+            return Choice("detector", "real", path, f"from {weights}")
+        except PrepareError as exc:
+            if explicit is not None or require_real:
+                raise
+            note = str(exc)
     if require_real:
         raise PrepareError(f"detector: real weights required but unavailable ({note}); set DETECTOR_WEIGHTS=PATH "
                            "or DETECTOR_URL")
@@ -128,7 +144,8 @@ def choose_detector(settings: WeightSettings, *, offline: bool, require_real: bo
 
 def choose_inpainters(settings: WeightSettings, crops: tuple[int, ...], *, offline: bool,
                       require_real: bool) -> list[Choice]:
-    weights, note = _explicit_or_download(lama_weights, settings, settings.lama_weights, offline, "inpainter")
+    explicit = settings.lama_weights
+    weights, note = _obtain(lama_weights, lama_cached, settings, explicit, offline, "inpainter")
     if weights is not None:
         choices = []
         for crop in crops:
@@ -140,12 +157,16 @@ def choose_inpainters(settings: WeightSettings, crops: tuple[int, ...], *, offli
             cache = settings.weights_dir / "onnx" / f"lama-{_weights_key(weights)}-{crop}.onnx"
             try:
                 path = _cached_export(cache, f"LaMa {crop}", export)
-            except PrepareError:
-                raise
+            except PrepareError as exc:  # no torch to export with
+                if explicit is not None or require_real:
+                    raise
+                note = str(exc)
+                break
             except Exception as exc:  # noqa: BLE001 - a checkpoint that does not fit, etc.
                 raise PrepareError(f"inpainter: cannot export LaMa from {weights}: {exc}") from exc
             choices.append(Choice(inpainter_name(crop), "real", path, f"big-lama from {weights}", crop))
-        return choices
+        else:
+            return choices
     if require_real:
         raise PrepareError(f"inpainter: LaMa weights required but unavailable ({note}); set LAMA_WEIGHTS=PATH "
                            "or LAMA_URL")

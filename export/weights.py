@@ -156,6 +156,12 @@ def fetch(source: str | Path, *, checksum: Checksum | None = None, cache_dir: Pa
     return target
 
 
+def cached_download(url: str, checksum: Checksum | None, cache_dir: Path) -> Path | None:
+    """The file an earlier :func:`fetch` of ``url`` left in ``cache_dir``, if any (no network)."""
+    path = Path(cache_dir) / _cache_name(url, checksum)
+    return path if path.is_file() else None
+
+
 def extract_member(archive: Path, suffix: str, cache_dir: Path) -> Path:
     """The file of ``archive`` (a zip such as the official big-lama.zip) whose name ends with ``suffix``."""
     with zipfile.ZipFile(archive) as zf:
@@ -211,6 +217,18 @@ def lama_weights(settings: WeightSettings) -> Path:
         except WeightsError as exc:
             errors.append(str(exc))
     raise WeightsError("LaMa weights unavailable: " + "; ".join(errors))
+
+
+def lama_cached(settings: WeightSettings) -> Path | None:
+    """LaMa weights already downloaded from ``LAMA_URL`` (no network)."""
+    checksum = Checksum.pick(sha256=settings.lama_sha256, md5=settings.lama_md5)
+    return cached_download(settings.lama_url, checksum, settings.weights_dir)
+
+
+def detector_cached(settings: WeightSettings) -> Path | None:
+    """Detector weights already downloaded from ``DETECTOR_URL`` (no network)."""
+    return cached_download(settings.detector_url, Checksum.pick(sha256=settings.detector_sha256),
+                           settings.weights_dir)
 
 
 def detector_weights(settings: WeightSettings) -> Path:

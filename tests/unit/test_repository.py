@@ -196,3 +196,28 @@ def test_gpu_target_copies_onnx_without_python_model(tmp_path):
         assert parse_config((repo / name / "config.pbtxt").read_text()).backend == "onnxruntime"
     with pytest.raises(RepositoryError, match="export.tensorrt"):
         write_repository(repo, target="gpu-plan", detector_onnx=detector, inpainter_onnx={})
+
+
+def test_prepare_without_torch_never_downloads_and_falls_back(tmp_path, monkeypatch, http_unreachable_url):
+    """Serving install (no torch): downloads are skipped (they could not be exported); an earlier
+    download whose export is missing falls back too, with the reason in the note."""
+    import export.prepare as prep
+    from export.weights import Checksum, cached_download
+
+    monkeypatch.setattr(prep, "_has_torch", lambda: False)
+    demo = tiny_detector(tmp_path / "detector_demo.onnx")
+    settings = WeightSettings(weights_dir=tmp_path / "w", lama_url=http_unreachable_url,
+                              detector_url=http_unreachable_url, lama_md5=None, lama_hf_repo=None)
+    report = prepare(tmp_path / "repo", settings=settings, detector_demo=demo)
+    assert [c.kind for c in report.choices] == ["demo", "fallback", "fallback"]
+    with pytest.raises(PrepareError, match="torch is not installed"):
+        prepare(tmp_path / "repo", settings=settings, detector_demo=demo, require_real=True)
+    # An earlier download is found without network, but cannot be exported here.
+    (tmp_path / "w").mkdir()
+    from export.weights import _cache_name
+
+    (tmp_path / "w" / _cache_name(http_unreachable_url, None)).write_bytes(b"weights")
+    assert cached_download(http_unreachable_url, None, tmp_path / "w") is not None
+    report = prepare(tmp_path / "repo", settings=settings, detector_demo=demo)
+    assert [c.kind for c in report.choices] == ["demo", "fallback", "fallback"]
+    assert Checksum.pick(md5="AB") == Checksum("md5", "ab")
