@@ -48,8 +48,10 @@ async def _ready_later(app, client, triton_factory, tmp_path, ports):
 
 
 async def test_broken_model_gives_503_with_error_and_fails_tasks(tmp_path, triton_factory):
-    triton = triton_factory(make_tiny_repository(tmp_path / "repo", broken=("detector",)))
-    settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, model_load_retries=2)
+    repo = make_tiny_repository(tmp_path / "repo", broken=("detector",))
+    triton = triton_factory(repo)
+    settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, model_load_retries=2,
+                             model_retry_interval_s=3.0)
     async with running_app(settings) as app, app.client() as client:
         response = await client.post("/v1/tasks", files={"video": ("clip.mp4", b"\0" * 1000, "video/mp4")})
         assert response.status_code == 202, response.text
@@ -72,6 +74,11 @@ async def test_broken_model_gives_503_with_error_and_fails_tasks(tmp_path, trito
 
         task = await wait_for(failed, 10, what="task failed")
         assert "model 'detector' failed to load" in task["error"]
+
+        # The repository is fixed: the periodic retry brings the service back without a restart.
+        good = make_tiny_repository(tmp_path / "good")
+        (repo / "detector" / "1" / "model.onnx").write_bytes((good / "detector" / "1" / "model.onnx").read_bytes())
+        await wait_for(lambda: _is(client, 200), 60, what="/ping 200 after the fix")
 
 
 async def test_triton_killed_then_restarted_on_same_ports(tmp_path, triton_factory):
