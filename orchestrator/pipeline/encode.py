@@ -25,6 +25,12 @@ from orchestrator.pipeline.decode import VideoInfo
 LOGGER = logging.getLogger(__name__)
 
 
+def os_reason(exc: BaseException) -> str:
+    """The system's reason for a failed write ("No space left on device"), without the path, so
+    the user learns why the result could not be written."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
 def pixel_format(width: int, height: int) -> str:
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
@@ -42,7 +48,7 @@ class Encoder:
             self._out = av.open(str(output_path), mode="w", format="mp4",
                                 options={"movflags": "+faststart"})
         except (OSError, av.error.FFmpegError) as exc:
-            raise OutputError("cannot create the output file", detail=str(exc)) from exc
+            raise OutputError(f"cannot create the output file: {os_reason(exc)}", detail=str(exc)) from exc
         rate = Fraction(info.fps).limit_denominator(1001) if info.fps else Fraction(30, 1)
         self._video = self._out.add_stream("libx264", rate=rate)
         self._video.width = info.width
@@ -75,7 +81,7 @@ class Encoder:
             packets = self._video.encode(frame)
             self._mux(packets)
         except av.error.FFmpegError as exc:
-            raise OutputError("encoding the output video failed", detail=str(exc)) from exc
+            raise OutputError(f"encoding the output video failed: {os_reason(exc)}", detail=str(exc)) from exc
         self.frames += 1
         self._last_video_time = max(self._last_video_time, float(pts * self.info.time_base))
         self._mux_audio_until(self._last_video_time)
@@ -111,7 +117,7 @@ class Encoder:
             self._mux_audio_until(None)
             self._out.close()
         except (OSError, av.error.FFmpegError) as exc:
-            raise OutputError("finishing the output video failed", detail=str(exc)) from exc
+            raise OutputError(f"finishing the output video failed: {os_reason(exc)}", detail=str(exc)) from exc
         finally:
             if self._audio_in is not None:
                 self._audio_in.close()

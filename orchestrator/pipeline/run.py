@@ -31,7 +31,7 @@ from orchestrator.metrics import FRAMES_PROCESSED, STAGE_SECONDS
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.decode import VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import CropSampler, Detector, scan
-from orchestrator.pipeline.encode import Encoder
+from orchestrator.pipeline.encode import Encoder, os_reason
 from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops, submit_crops
 from orchestrator.pipeline.options import TaskOptions
 
@@ -317,7 +317,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError("cannot create the output directory", detail=str(exc)) from exc
+        raise OutputError(f"cannot create the output directory: {os_reason(exc)}", detail=str(exc)) from exc
     encoder = Encoder(tmp, info, input_path=input_path, crf=settings.crf, preset=settings.preset)
     sizes_list = sorted(sizes)
     batch = max(1, settings.inpaint_batch)
@@ -406,7 +406,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
         os.replace(tmp, output_path)
     except OSError as exc:
         _unlink(tmp)
-        raise OutputError("cannot move the result into place", detail=str(exc)) from exc
+        raise OutputError(f"cannot move the result into place: {os_reason(exc)}", detail=str(exc)) from exc
     details.update(
         frames=counters["frames"], frames_with_boxes=counters["with_boxes"],
         crops_inpainted=counters["crops"], matte_frames=counters["matte_frames"],
