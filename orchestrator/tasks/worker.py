@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator import metrics
 from orchestrator.download import download
-from orchestrator.errors import AppError, InputError, TaskCancelledError, TritonUnavailableError
+from orchestrator.errors import AppError, InputError, OutputError, TaskCancelledError, TritonUnavailableError
 from orchestrator.settings import Settings
 from orchestrator.tasks.store import Task, TaskStatus, TaskStore, utcnow
 from orchestrator.triton.models import ModelManager, ModelState
@@ -199,7 +199,11 @@ class Worker:
         options = TaskOptions.model_validate(task.options or {})
         if not task.input_path or not Path(task.input_path).exists():
             raise InputError("the uploaded video is no longer on the server")
-        Path(task.output_path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(task.output_path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a file in its place, a read-only or full disk
+            raise OutputError(f"the server cannot write results: cannot create the results directory "
+                              f"({exc.strerror or type(exc).__name__})", detail=str(exc)) from exc
 
         def progress(p: Any) -> None:
             running.latest = p
