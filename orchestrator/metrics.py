@@ -5,6 +5,8 @@ Defined in one module so every stage records into the same objects; no task ids 
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -66,3 +68,17 @@ UPLOAD_BYTES = Counter(
     "unmark_upload_bytes_total", "Bytes of video received (uploads and video_url downloads).",
     registry=REGISTRY,
 )
+
+# Series that exist from the start at 0: a labelled metric has no series until its first use, so
+# dashboards would show "no data" (and rate() nothing) instead of 0 for e.g. failed tasks.
+TASK_FINAL_STATUSES = ("finished", "failed", "cancelled")
+for _status in TASK_FINAL_STATUSES:
+    TASKS_FINISHED.labels(status=_status)
+
+
+def init_model_series(models: Iterable[str]) -> None:
+    """Create the per-model series (at 0) for the models the service uses; the model manager calls it."""
+    for name in models:
+        TRITON_REQUEST_ERRORS.labels(model=name)
+        TRITON_REQUEST_SECONDS.labels(model=name)
+        MODEL_READY.labels(model=name)

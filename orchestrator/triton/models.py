@@ -89,6 +89,7 @@ class ModelManager:
         self.models = {name: ModelStatus(name, True) for name in settings.required_models}
         for name in settings.optional_models:
             self.models.setdefault(name, ModelStatus(name, False))
+        metrics.init_model_series(self.models)
         self._client = None
         self._grpc_aio = None
         self._task: asyncio.Task | None = None

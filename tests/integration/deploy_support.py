@@ -6,8 +6,6 @@ import json
 import re
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sora-unmark.json"
 
@@ -61,16 +59,29 @@ def dashboard_metric_names(path: Path = DASHBOARD) -> set[str]:
     return names
 
 
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """(series name, labels, value) per sample line of a Prometheus text exposition, names exactly
+    as written: prometheus_client's parser renames counters to ``*_total``, which Triton's are not."""
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match:
+            labels = dict(_LABEL.findall(match.group(2) or ""))
+            samples.append((match.group(1), labels, float(match.group(3))))
+    return samples
+
+
 def scrape_series_names(text: str) -> set[str]:
-    """Series names in a Prometheus text exposition (``_total``, ``_bucket`` ... as written)."""
-    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {name for name, _, _ in scrape_samples(text)}
 
 
 def scrape_value(text: str, name: str, **labels: str) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels`` (0 when none)."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return sum(value for n, sample_labels, value in scrape_samples(text)
+               if n == name and all(sample_labels.get(k) == v for k, v in labels.items()))
