@@ -209,7 +209,7 @@ class OrchestratorProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = dict(os.environ, PORT=str(self.port), DATA_DIR=str(data_dir),
-                        TRITON_GRPC_URL=triton_grpc_url, LOG_LEVEL="info", **env)
+                        TRITON_GRPC_URL=triton_grpc_url, LOG_LEVEL="info")
         self.env.pop("API_KEY", None)
         self.env.update(env)
         self.proc: subprocess.Popen | None = None
