@@ -238,8 +238,11 @@ def process_video(
             client.close()
     total = time.perf_counter() - started
     timer["total"] = total
-    for stage, seconds in timer.items():
-        STAGE_SECONDS.labels(stage).observe(seconds)
+    # Metric labels are the documented stages; details keep every timer.
+    for stage, key in (("decode", "decode"), ("detect", "detect"), ("matte", "matte"),
+                       ("inpaint", "inpaint_wait"), ("encode", "encode"), ("total", "total")):
+        if key in timer:
+            STAGE_SECONDS.labels(stage).observe(timer[key])
     details["timings_s"] = {k: round(v, 3) for k, v in timer.items()}
     details["fps"] = round(details["frames"] / total, 2) if total > 0 else None
     report("done", details["frames"], details["frames"], 100.0, 100.0, force=True)
