@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from orchestrator import metrics
 from orchestrator.api.deps import Services, ServicesDep, require_api_key
 from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, TaskList, TaskStatusName, TaskView
-from orchestrator.api.upload import receive_form, video_suffix
+from orchestrator.api.upload import StorageError, receive_form, video_suffix
 from orchestrator.errors import ConflictError, InputError, NotFoundError
 from orchestrator.pipeline.options import TaskOptions
 
@@ -54,7 +54,10 @@ async def submit_task(request: Request, services: Services) -> "Task":
     settings = services.settings
     task_id = uuid.uuid4().hex
     uploads = settings.data_dir / "uploads"
-    uploads.mkdir(parents=True, exist_ok=True)
+    try:
+        uploads.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"the server could not store the upload ({exc.strerror or exc})") from exc
     part = uploads / f"{task_id}.part"
     form = await receive_form(request, part, max_mb=settings.max_upload_mb,
                               idle_timeout_s=settings.upload_idle_timeout_s)

@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from orchestrator import metrics
-from orchestrator.errors import InputError, PayloadTooLargeError
+from orchestrator.errors import AppError, InputError, PayloadTooLargeError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
 class UploadTimeoutError(InputError):
     status_code = 408
     code = "request_timeout"
+
+
+class StorageError(AppError):
+    """The server could not store the upload (disk full, unwritable data directory)."""
+
+    status_code = 507
+    code = "insufficient_storage"
 
 
 @dataclass
@@ -185,6 +192,11 @@ async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeou
         collector.close()
         dest.unlink(missing_ok=True)
         raise
+    except OSError as exc:
+        collector.close()
+        dest.unlink(missing_ok=True)
+        LOGGER.error("could not store an upload in %s: %s", dest.parent, exc)
+        raise StorageError(f"the server could not store the upload ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - malformed multipart from the parser
         collector.close()
         dest.unlink(missing_ok=True)

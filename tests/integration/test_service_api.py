@@ -269,3 +269,15 @@ async def test_cors_and_stalled_upload(tmp_path, clip):
                               headers={"Content-Type": "multipart/form-data; boundary=b"})
         assert r.status_code == 408 and "stalled" in r.json()["error"]["message"]
         assert not list((settings.data_dir / "uploads").iterdir())
+
+
+async def test_unusable_upload_directory_is_a_clear_507(tmp_path, clip):
+    settings = test_settings(tmp_path)
+    async with running_app(settings) as app, app.client() as client:
+        await client.get("/v1/tasks")  # the worker has created its directories
+        uploads = settings.data_dir / "uploads"
+        uploads.rmdir()
+        uploads.write_bytes(b"")  # a file where the directory should be (works as root too)
+        r = await client.post("/v1/tasks", files={"video": ("a.mp4", clip)})
+        assert r.status_code == 507 and "could not store" in r.json()["error"]["message"]
+        assert (await client.get("/ping")).status_code == 204  # still serving
