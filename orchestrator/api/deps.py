@@ -59,5 +59,8 @@ def require_api_key(request: Request) -> None:
     if not expected:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    # Starlette decodes header bytes as latin-1: encode back to the bytes the client sent, so a
+    # non-ASCII key (sent as UTF-8, as curl does) matches the UTF-8 bytes of API_KEY.
+    sent = token.strip().encode("latin-1", "replace")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent, expected.encode("utf-8")):
         raise UnauthorizedError("missing or wrong API key: send the header 'Authorization: Bearer <API_KEY>'")
