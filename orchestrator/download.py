@@ -1,7 +1,9 @@
 """``video_url`` fetching with the limits of a public service.
 
 Only http(s); the host's addresses must all be public unless ``settings.allow_private_urls``
-(no SSRF into the machine or its network); redirects are followed by hand so every hop is checked;
+(no SSRF into the machine or its network), and the connection goes to the address that was checked
+(no DNS rebinding in between; TLS still verifies the real host name); redirects are followed by
+hand so every hop is checked;
 size (``url_max_mb``) and total time (``url_timeout_s``) are bounded; the body streams to disk.
 Errors are ``InputError``s whose message tells the user what was wrong with the URL.
 """
@@ -14,7 +16,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -50,8 +52,11 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_host(url: str, settings: Settings) -> None:
-    """Resolve the host; refuse loopback/private/link-local/reserved addresses unless allowed."""
+async def check_host(url: str, settings: Settings) -> str:
+    """Resolve the host; refuse loopback/private/link-local/reserved addresses unless allowed.
+
+    Returns the address to connect to.
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -61,15 +66,27 @@ async def check_host(url: str, settings: Settings) -> None:
         )
     except (socket.gaierror, asyncio.TimeoutError, UnicodeError) as exc:
         raise InputError(f"video_url: cannot resolve host {host!r}") from exc
-    if settings.allow_private_urls:
-        return
-    for info in infos:
-        address = info[4][0]
-        if not _is_public(address):
-            raise InputError(
-                f"video_url: host {host!r} resolves to a private or local address ({address}); "
-                "such URLs are refused (set ALLOW_PRIVATE_URLS=true to allow them)"
-            )
+    addresses = [info[4][0] for info in infos]
+    if not addresses:
+        raise InputError(f"video_url: cannot resolve host {host!r}")
+    if not settings.allow_private_urls:
+        for address in addresses:
+            if not _is_public(address):
+                raise InputError(
+                    f"video_url: host {host!r} resolves to a private or local address ({address}); "
+                    "such URLs are refused (set ALLOW_PRIVATE_URLS=true to allow them)"
+                )
+    return addresses[0]
+
+
+def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL with the checked address as host, headers, httpx extensions) for one request."""
+    parts = urlsplit(url)
+    host = address.split("%", 1)[0]
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    return pinned, {"Host": parts.netloc}, {"sni_hostname": parts.hostname or ""}
 
 
 async def download(url: str, dest: Path, settings: Settings) -> int:
@@ -95,9 +112,11 @@ async def _fetch(url: str, part: Path, limit: int, settings: Settings) -> int:
     # trust_env=False: no proxy from the environment, so the checked host is the one connected to.
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            await check_host(url, settings)
+            address = await check_host(url, settings)
+            pinned, headers, extensions = pinned_request(url, address)
             try:
-                async with client.stream("GET", url, headers={"Accept": "video/*,*/*"}) as response:
+                async with client.stream("GET", pinned, headers={**headers, "Accept": "video/*,*/*"},
+                                         extensions=extensions) as response:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:

@@ -34,3 +34,13 @@ async def test_localhost_is_refused_unless_allowed():
     with pytest.raises(InputError, match="private or local"):
         await check_host("http://localhost:9/x.mp4", Settings())
     await check_host("http://localhost:9/x.mp4", Settings(allow_private_urls=True))
+
+
+def test_requests_are_pinned_to_the_checked_address():
+    from orchestrator.download import pinned_request
+
+    url, headers, ext = pinned_request("https://videos.example.com:8443/a/b.mp4?t=1", "93.184.216.34")
+    assert url == "https://93.184.216.34:8443/a/b.mp4?t=1"
+    assert headers == {"Host": "videos.example.com:8443"} and ext == {"sni_hostname": "videos.example.com"}
+    url, headers, _ = pinned_request("http://v6.example/x", "2001:db8::1")
+    assert url == "http://[2001:db8::1]/x" and headers["Host"] == "v6.example"
