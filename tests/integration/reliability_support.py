@@ -87,7 +87,7 @@ def frame_count(path: Path) -> int:
 
 # -- an HTTP source that misbehaves on purpose -----------------------------------------------------
 class _SourceHandler(http.server.BaseHTTPRequestHandler):
-    """``/ok`` a clip; ``/slow`` dribbles bytes; ``/hang`` never answers; ``/huge`` streams without
+    """``/ok`` a clip; ``/held`` sends half of it until ``release`` is set; ``/slow`` dribbles bytes; ``/hang`` never answers; ``/huge`` streams without
     a Content-Length past any limit; ``/redirect-loop`` redirects to itself."""
 
     payload = b""
@@ -115,6 +115,15 @@ class _SourceHandler(http.server.BaseHTTPRequestHandler):
                     return
                 self.wfile.write(self.payload[i : i + 1])
                 self.wfile.flush()
+        elif self.path == "/held.mp4":  # half the file, then the rest once the test releases it
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.payload)))
+            self.end_headers()
+            half = len(self.payload) // 2
+            self.wfile.write(self.payload[:half])
+            self.wfile.flush()
+            server.release.wait(120)
+            self.wfile.write(self.payload[half:])
         elif self.path == "/hang.mp4":
             server.closing.wait(120)
         elif self.path == "/huge.mp4":
@@ -143,6 +152,7 @@ class SourceServer:
     def __init__(self, payload: bytes) -> None:
         handler = type("Handler", (_SourceHandler,), {"payload": payload})
         self.closing = threading.Event()
+        self.release = threading.Event()
         self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
@@ -155,6 +165,7 @@ class SourceServer:
 
     def __exit__(self, *exc) -> None:
         self.closing.set()
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -1,7 +1,8 @@
 """Issue 8, item 3: ``python -m orchestrator`` SIGKILLed with one task processing and others queued.
 
 After a restart on the same data directory every task finishes exactly once (the interrupted one
-on its second attempt, the queued ones on their first), results are complete videos, a partial
+on its second attempt, the queued ones on their first, a ``video_url`` task cut mid-download
+fetched again), results are complete videos, a partial
 output is never served (409 while not finished), and the temp file of the interrupted attempt does
 not stay behind. (A single interrupted task is in test_service_pipeline.py.)
 """
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from pipeline_support import make_pipeline_repository
-from reliability_support import OrchestratorProcess, all_final, clip_bytes, frame_count, wait_until
+from reliability_support import OrchestratorProcess, SourceServer, all_final, clip_bytes, frame_count, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +26,12 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
     long_clip = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=LONG)
     short_clip = clip_bytes(tmp_path / "short.mp4", width=160, height=96, frames=SHORT)
     data_dir = tmp_path / "data"
-    env = {"PRESET": "ultrafast", "PROGRESS_INTERVAL_S": "0.1",
+    env = {"ALLOW_PRIVATE_URLS": "true", "PRESET": "ultrafast", "PROGRESS_INTERVAL_S": "0.1",
            "MODEL_POLL_INTERVAL_S": "0.3"}
     first = OrchestratorProcess(data_dir, triton.grpc_url, tmp_path / "orchestrator.log", **env)
     second = OrchestratorProcess(data_dir, triton.grpc_url, tmp_path / "orchestrator.log", **env)
     second.port, second.url, second.env["PORT"] = first.port, first.url, first.env["PORT"]
+    source = SourceServer(short_clip).__enter__()
     try:
         first.start()
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
@@ -53,7 +55,13 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
             assert (await client.get(f"/v1/tasks/{long_id}/result")).status_code == 409
             for task_id in short_ids:
                 assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "queued"
+            # A video_url task whose download is under way (half received) when the process dies.
+            r = await client.post("/v1/tasks", data={"video_url": f"{source.url}/held.mp4"})
+            assert r.status_code == 202, r.text
+            url_id = r.json()["task_id"]
+            assert (await client.get(f"/v1/tasks/{url_id}")).json()["stage"] == "downloading"
         first.kill()
+        source.release.set()
         results = data_dir / "results"
         partial = [p for p in results.iterdir() if p.name.endswith(".tmp")]
         assert partial, "expected the interrupted attempt's temp file (killed in pass 2, mid-encode)"
@@ -66,7 +74,7 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
             assert (await client.get(f"/v1/tasks/{long_id}/result")).status_code == 409
             assert (await client.get(f"/download/{long_id}")).status_code == 409
 
-            ids = [long_id, *short_ids]
+            ids = [long_id, *short_ids, url_id]
             tasks = await wait_until(lambda: all_final(client, ids), 300, "every task to end")
             for task_id, task in tasks.items():
                 assert task["status"] == "finished", task
@@ -77,12 +85,13 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
                 out.write_bytes(r.content)
                 assert frame_count(out) == (LONG if task_id == long_id else SHORT)
             metrics = (await client.get("/metrics")).text
-            assert 'unmark_tasks_total{status="finished"} 4.0' in metrics  # each ran to the end once
+            assert 'unmark_tasks_total{status="finished"} 5.0' in metrics  # each ran to the end once
             listing = (await client.get("/v1/tasks", params={"limit": 50})).json()
-            assert listing["total"] == 4
+            assert listing["total"] == 5
         assert sorted(p.name for p in results.iterdir()) == sorted(f"{i}.mp4" for i in ids)
         assert not list((data_dir / "uploads").iterdir())
     finally:
+        source.__exit__(None, None, None)
         first.stop()
         assert second.stop() in (0, None), second.log_tail()
 
