@@ -175,11 +175,15 @@ def render_summary(rows: list[Row], meta: dict) -> str:
             f"concurrency {fastest.concurrency} ({_fmt(fastest.infer_per_s)} infer/s).",
             "",
         ]
-    failed = [p for p in meta.get("points", []) if not p.get("ok")]
+    failed = [p for p in meta.get("points", []) if not p.get("ok") and not p.get("skipped")]
     if failed:
         lines += ["## Points without a result", ""]
         lines += [f"- {p['model']} batch {p['batch']} concurrency {p['concurrency']}: {p.get('error')}" for p in failed]
         lines.append("")
+    skipped = [p for p in meta.get("points", []) if p.get("skipped")]
+    if skipped:
+        listed = ", ".join(f"{p['model']} b{p['batch']}×c{p['concurrency']}" for p in skipped)
+        lines += [f"Skipped ({skipped[0]['skipped']}): {listed}.", ""]
     if not rows:
         lines += ["No perf_analyzer result was recorded; see perf_analyzer.log.", ""]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from deploy_support import (
     promql_metric_names,
 )
 
-DOCKERFILES = ("Dockerfile.triton", "Dockerfile.orchestrator")
+DOCKERFILES = ("Dockerfile.triton", "Dockerfile.orchestrator")  # Dockerfile.triton has the runpod stage
 COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -59,8 +59,22 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return [(s.split(None, 1)[0].upper(), s.split(None, 1)[1] if " " in s else "") for s in logical]
 
 
-def _healthcheck_cmd(dockerfile: Path) -> list[str]:
-    (args,) = [a for i, a in _instructions(dockerfile) if i == "HEALTHCHECK"]
+def _stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
+    """Instructions per build stage, by stage name (``AS name``; unnamed stages by index)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for instruction, args in _instructions(dockerfile):
+        if instruction == "FROM":
+            words = args.split()
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else str(len(stages))
+            current = stages.setdefault(name, [])
+        current.append((instruction, args))
+    return stages
+
+
+def _healthcheck_cmd(dockerfile: Path, stage: str | None = None) -> list[str]:
+    instructions = _stages(dockerfile)[stage] if stage else _instructions(dockerfile)
+    (args,) = [a for i, a in instructions if i == "HEALTHCHECK"]
     match = re.search(r"CMD\s+(\[.*\])\s*$", args)
     assert match, f"HEALTHCHECK of {dockerfile.name} should use the exec form: {args}"
     return json.loads(match.group(1))
@@ -155,6 +169,18 @@ def test_orchestrator_healthcheck_treats_200_and_204_as_alive(status_server, sta
     assert (rc == 0) is healthy, f"/ping {status} gave exit code {rc}"
 
 
+@pytest.mark.parametrize("env_port", ["PORT", "PORT_HEALTH"])
+@pytest.mark.parametrize("status, healthy", [(204, True), (503, False)])
+def test_runpod_healthcheck_uses_port_health_else_port(status_server, env_port, status, healthy):
+    status_server.status = status
+    cmd = [sys.executable] + _healthcheck_cmd(ROOT / "Dockerfile.triton", "runpod")[1:]
+    env = {"PATH": os.environ["PATH"], env_port: str(status_server.server_port)}
+    if env_port == "PORT_HEALTH":
+        env["PORT"] = "1"  # the main port is not where /ping is asked
+    rc = subprocess.run(cmd, env=env, capture_output=True, timeout=30).returncode
+    assert (rc == 0) is healthy
+
+
 def test_orchestrator_healthcheck_fails_when_nothing_listens():
     from orchestrator.triton.local import free_port
 
@@ -196,6 +222,54 @@ def test_entrypoint_without_models_to_load_and_with_a_bad_format(fake_tritonserv
     assert bad.returncode == 2 and "MODEL_FORMAT must be onnx or plan" in bad.stderr
 
 
+# --- RunPod worker start script ------------------------------------------------------------------
+
+START = ROOT / "deploy" / "runpod" / "start.sh"
+
+
+def _fake(path: Path, body: str) -> Path:
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_runpod_stage_runs_start_script_with_both_servers():
+    stages = _stages(ROOT / "Dockerfile.triton")
+    assert stages["runpod"][0][1].startswith("triton AS runpod")
+    runpod = dict((i, a) for i, a in stages["runpod"] if i in ("ENTRYPOINT",))
+    assert json.loads(runpod["ENTRYPOINT"]) == ["/opt/sora-unmark/start.sh"]
+    assert any(i == "COPY" and "deploy/runpod/start.sh" in a for i, a in stages["runpod"])
+    # The default target (last stage) is Triton alone, which docker-compose.yml builds by name too.
+    assert list(stages)[-1] != "runpod" and stages[list(stages)[-1]][0][1].split()[0] == "triton"
+
+
+def test_runpod_start_script_ends_the_worker_when_one_server_exits(tmp_path):
+    marker = tmp_path / "triton-stopped"
+    ready = tmp_path / "triton-ready"
+    triton = _fake(tmp_path / "triton.sh",
+                   f'sleep 60 & pid=$!\ntrap "kill $pid; touch {marker}; exit 0" TERM\ntouch {ready}\nwait\n')
+    orchestrator = _fake(tmp_path / "python", 'echo "args=$* port=$PORT grpc=$TRITON_GRPC_URL data=$DATA_DIR"\n'
+                                              f"for i in $(seq 100); do [ -e {ready} ] && break; sleep 0.1; done\n"
+                                              "exit 3\n")
+    env = {"PATH": os.environ["PATH"], "TRITON_ENTRYPOINT": str(triton), "ORCHESTRATOR_PYTHON": str(orchestrator),
+           "DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(["bash", str(START)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert f"args=-m orchestrator port=80 grpc=127.0.0.1:8001 data={tmp_path / 'data'}" in result.stdout
+    assert "orchestrator exited with status 3" in result.stderr
+    assert marker.exists(), "tritonserver was not stopped when the orchestrator exited"
+    assert (tmp_path / "data").is_dir()
+
+
+def test_runpod_start_script_stops_when_triton_dies(tmp_path):
+    triton = _fake(tmp_path / "triton.sh", "exit 7\n")
+    orchestrator = _fake(tmp_path / "python", "exec sleep 60\n")
+    env = {"PATH": os.environ["PATH"], "TRITON_ENTRYPOINT": str(triton), "ORCHESTRATOR_PYTHON": str(orchestrator),
+           "DATA_DIR": str(tmp_path / "data"), "PORT": "8080"}
+    result = subprocess.run(["bash", str(START)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 7 and "tritonserver exited with status 7" in result.stderr
+
+
 # --- docker-compose ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -227,7 +301,7 @@ def test_compose_triton_has_gpu_shm_ports_and_live_healthcheck(compose):
     published = {int(p["published"]) for p in triton["ports"]}
     assert {8000, 8001, 8002} <= published
     assert "/v2/health/live" in " ".join(triton["healthcheck"]["test"])
-    assert triton["build"]["dockerfile"] == "Dockerfile.triton"
+    assert triton["build"]["dockerfile"] == "Dockerfile.triton" and triton["build"]["target"] == "triton"
 
 
 def test_compose_orchestrator_waits_for_healthy_triton_and_keeps_data(compose):
