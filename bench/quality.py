@@ -404,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=100, help="first clip seed (held out from training)")
     p.add_argument("--dilate", type=int, default=3, help="pixels added around the true boxes")
     p.add_argument("--crf", type=int, default=18, help="x264 CRF of the synthetic input clips")
-    p.add_argument("--methods", default="input,delogo,telea,inpaint,auto")
+    p.add_argument("--methods", default="ceiling,input,delogo,telea,inpaint,auto",
+                   help="comma list of: ceiling (clean clip through x264), input, delogo, telea, inpaint, auto")
     p.add_argument("--matte-scope", choices=("clip", "segment"), default="clip",
                    help="auto: one matte per clip from all positions, or one per run of frames")
     p.add_argument("--lama", type=Path, default=None, help="a LaMa ONNX with the inpainter tensors")
@@ -467,6 +468,18 @@ def main(argv: list[str] | None = None) -> int:
             clip_label = f"α={opacity:g} ({truth.background})"
             infos: dict[str, dict] = {}
             order = list(methods)
+            if "ceiling" in wanted:
+                # The clean clip through the same encoder: what a perfect remover could reach
+                # given x264's loss, and the clean clip's own flicker as seen through the codec.
+                make_clip(workdir / "clean.mp4", width=width, height=height, seconds=args.seconds,
+                          opacity=opacity, seed=seed, background=kind, crf=args.crf, audio=False, marked=False)
+                clean_x264 = decode_frames(workdir / "clean.mp4", width, height)[:n]
+                scores = Scores()
+                for i in range(n):
+                    scores.add(clean_x264[i], clean[i], clean_x264[i], boxes[i])
+                results.append({"clip": clip_label, "opacity": opacity, "method": "clean via x264 (ceiling)",
+                                **scores.row(), "seconds": 0.0})
+                del clean_x264
             if "delogo" in wanted:
                 order.insert(1 if "input" in methods else 0, "delogo")
             for name in order:

@@ -49,6 +49,7 @@ class MatteEstimate:
     support: np.ndarray | None = None  # bool [h, w]: where the mark is (dilated)
     opacity_noise: float = 0.0  # scatter of fitted opacities; smaller changes are ignored
     effective_frames: float = 0.0  # independent background samples the estimate rests on
+    alpha_se: np.ndarray | None = None  # float32 [h, w]: standard error of alpha (effective frames)
 
     @property
     def frame_ok(self) -> np.ndarray:
@@ -469,6 +470,7 @@ def estimate_matte(
         residual=residual.astype(np.float32), reliable=reliable, reason=reason,
         alpha_threshold=alpha_threshold, max_residual=frame_limit, offsets=offsets, support=support,
         opacity_noise=opacity_noise, effective_frames=float(n_eff),
+        alpha_se=np.where(alpha > 0, np.minimum(se_eff, 0.5), 0.0).astype(np.float32),
     )
 
 
@@ -546,6 +548,50 @@ def fit_opacity(crop: np.ndarray, estimate: MatteEstimate, *, offset=None) -> tu
     return o, float(res[0])
 
 
+def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window of the last two axes (edges replicated), via integral images."""
+    k = 2 * r + 1
+    pad = [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)]
+    c = np.pad(x, pad, mode="edge").cumsum(-2).cumsum(-1)
+    c = np.pad(c, [(0, 0)] * (x.ndim - 2) + [(1, 0), (1, 0)])
+    return (c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]) / float(k * k)
+
+
+# BT.601 full-range RGB -> Y, Cb, Cr (centred). Any fixed linear split into luma and chroma works:
+# it only has to separate what the codec keeps at full resolution from what it subsamples.
+_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+_YCC_INV = np.linalg.inv(_YCC).astype(np.float32)
+# Chroma in 4:2:0 video is averaged over 2x2 and interpolated back: it sees a blurred matte.
+_CHROMA_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16.0
+
+
+def _blur(a: np.ndarray, kernel: np.ndarray = _CHROMA_KERNEL) -> np.ndarray:
+    r = len(kernel) // 2
+    out = a
+    for axis in (0, 1):
+        pad = [(r, r) if i == axis else (0, 0) for i in range(2)]
+        p = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        out = sum(k * np.take(p, np.arange(j, j + n), axis=axis) for j, k in enumerate(kernel))
+    return out.astype(np.float32)
+
+
+def _invert_ycc(x: np.ndarray, a: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """Invert the blend in luma/chroma: luma with the matte, chroma with the matte as 4:2:0 saw it.
+
+    Why: per-RGB inversion of a thin white stroke over a saturated background leaves coloured
+    fringes (about 4 dB lost on a red background), because the codec stored the stroke's colour at
+    half resolution.
+    """
+    ycc = x @ _YCC.T
+    wycc = _YCC @ np.asarray(color, np.float32)
+    ac = np.minimum(_blur(a), 0.98)
+    out = np.empty_like(ycc)
+    out[..., 0] = (ycc[..., 0] - a * wycc[0]) / (1.0 - a)
+    out[..., 1:] = (ycc[..., 1:] - ac[..., None] * wycc[1:]) / (1.0 - ac[..., None])
+    return out @ _YCC_INV.T
+
+
 def remove_with_matte(
     crop: np.ndarray,
     estimate: MatteEstimate,
@@ -553,6 +599,8 @@ def remove_with_matte(
     *,
     offset=None,
     dilate: int = 1,
+    noise_sigma: float | None = 2.0,
+    chroma_subsampled: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Invert the blend on one crop: ``background = (observed - a*W) / (1 - a)``, a = alpha*opacity.
 
@@ -561,6 +609,14 @@ def remove_with_matte(
     there, so the caller sends exactly those pixels to the inpainter (the matte, not the box, is the
     mask). Restored pixels inside ``hole`` are left as observed. ``frame_opacity`` defaults to 1
     (the median frame); ``offset`` is the crop's registration offset.
+
+    Inversion multiplies the video's coding noise by ``1/(1 - a)`` and the matte's error by
+    ``(W - B)/(1 - a)``. Where the background under the mark is flat, a smooth fill from around the
+    mark is closer to the truth than that, so each pixel is a Wiener blend of the inversion and
+    the fill, weighted by the texture the inversion shows against its expected error
+    (``noise_sigma`` = coding noise in grey levels; ``None`` = plain inversion).
+    ``chroma_subsampled`` (4:2:0 video, the usual case) inverts chroma with the matte as the
+    codec's half-resolution chroma saw it; False for 4:4:4 / RGB sources.
     """
     crop = np.asarray(crop)
     if crop.ndim != 3 or crop.shape[-1] != 3 or crop.shape[:2] != estimate.alpha.shape:
@@ -568,8 +624,27 @@ def remove_with_matte(
     o = 1.0 if frame_opacity is None else max(0.0, float(frame_opacity))
     a = np.clip(shift_map(estimate.alpha, offset) * o, 0.0, 1.0)
     hole = _dilate(a > estimate.alpha_threshold, dilate) if dilate else a > estimate.alpha_threshold
-    a_inv = np.where(hole, 0.0, a)[..., None]
+    a_inv = np.where(hole, 0.0, a)
     x = crop.astype(np.float32)
-    restored = (x - a_inv * estimate.color) / (1.0 - a_inv)
+    if chroma_subsampled:
+        restored = _invert_ycc(x, a_inv, estimate.color)
+    else:
+        restored = (x - a_inv[..., None] * estimate.color) / (1.0 - a_inv[..., None])
+    a_inv = a_inv[..., None]
+    marked = (a > 0.005) & ~hole
+    if noise_sigma is not None and marked.any():
+        support = marked | hole
+        if estimate.support is not None:
+            support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
+        fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
+        se = estimate.alpha_se if estimate.alpha_se is not None else np.zeros_like(a)
+        se = shift_map(se, offset) * o
+        gain = 1.0 / (1.0 - a_inv[..., 0])
+        var_inv = (noise_sigma**2 + (se[..., None] * (estimate.color - fill)) ** 2).mean(-1) * gain**2
+        diff = restored - fill
+        local = _box_mean((diff * diff).mean(-1), 2)
+        signal = np.maximum(local - var_inv, 0.0)
+        weight = (signal / np.maximum(signal + var_inv, 1e-6))[..., None]
+        restored = np.where(marked[..., None], fill + weight * diff, restored)
     restored = np.where(hole[..., None], x, restored)
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), hole
