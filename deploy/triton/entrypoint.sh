@@ -14,9 +14,22 @@ repo=${MODEL_REPOSITORY:-/models}
 case ${MODEL_FORMAT:-onnx} in
     onnx) ;;
     plan)
+        # Plans only fit the GPU model and TensorRT (= Triton image) version that built them, and
+        # the ONNX they came from: rebuild when any of the three changed, else reuse (minutes saved).
         plans=${PLAN_REPOSITORY:-/tmp/trt_cache/plan_repository}
-        echo "entrypoint: building TensorRT plans from $repo into $plans (skipped when up to date)"
-        python3 -m export.tensorrt --source "$repo" --repository "$plans"
+        gpu=$(nvidia-smi -L 2>/dev/null | head -n 1 | sed 's/ (UUID.*//' || true)
+        onnx=$(cat "$repo"/*/1/model.onnx | md5sum | cut -d' ' -f1)
+        stamp="$gpu | triton ${TRITON_SERVER_VERSION:-unknown} | onnx $onnx"
+        if [[ -f $plans/.built-for && $(cat "$plans/.built-for") == "$stamp" ]]; then
+            echo "entrypoint: TensorRT plans in $plans are up to date ($stamp)"
+        else
+            echo "entrypoint: building TensorRT plans in $plans for $stamp"
+            rm -rf "$plans"
+            mkdir -p "$(dirname "$plans")"
+            cp -r "$repo" "$plans"
+            python3 -m export.tensorrt --repository "$plans"
+            echo "$stamp" > "$plans/.built-for"
+        fi
         repo=$plans
         ;;
     *) echo "entrypoint: MODEL_FORMAT must be onnx or plan, not '${MODEL_FORMAT}'" >&2; exit 2 ;;

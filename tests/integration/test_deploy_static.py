@@ -222,6 +222,36 @@ def test_entrypoint_without_models_to_load_and_with_a_bad_format(fake_tritonserv
     assert bad.returncode == 2 and "MODEL_FORMAT must be onnx or plan" in bad.stderr
 
 
+def test_entrypoint_plan_format_builds_once_per_gpu_triton_and_onnx(fake_tritonserver, tmp_path):
+    models = tmp_path / "models"
+    (models / "detector" / "1").mkdir(parents=True)
+    (models / "detector" / "1" / "model.onnx").write_bytes(b"onnx v1")
+    (models / "detector" / "config.pbtxt").write_text('name: "detector"\n')
+    bin_dir = Path(fake_tritonserver["PATH"].split(":")[0])
+    builds = tmp_path / "builds.log"
+    _fake(bin_dir / "nvidia-smi", 'echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)"\n')
+    _fake(bin_dir / "python3", f'echo "$*" >> {builds}\n')
+    plans = tmp_path / "cache" / "plans"
+    env = {**fake_tritonserver, "MODEL_FORMAT": "plan", "MODEL_REPOSITORY": str(models),
+           "PLAN_REPOSITORY": str(plans), "TRITON_SERVER_VERSION": "2.51.0"}
+
+    def start() -> list[str]:
+        result = subprocess.run(["bash", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("\n")
+
+    out = start()
+    assert f"--model-repository={plans}" in out
+    assert (plans / "detector" / "1" / "model.onnx").read_bytes() == b"onnx v1"
+    assert "NVIDIA H100 80GB HBM3 | triton 2.51.0" in (plans / ".built-for").read_text()
+    assert builds.read_text().splitlines() == [f"-m export.tensorrt --repository {plans}"]
+    start()  # same GPU, Triton and ONNX: no rebuild
+    assert len(builds.read_text().splitlines()) == 1
+    (models / "detector" / "1" / "model.onnx").write_bytes(b"onnx v2")
+    start()  # new ONNX: rebuilt
+    assert len(builds.read_text().splitlines()) == 2
+
+
 # --- RunPod worker start script ------------------------------------------------------------------
 
 START = ROOT / "deploy" / "runpod" / "start.sh"
