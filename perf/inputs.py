@@ -127,6 +127,10 @@ def write_input_data(model_inputs: list[dict], clip: Clip, path: Path) -> int:
     ``data_type``); batch dims are excluded. Returns the number of data steps written.
     """
     names = {i["name"]: i for i in model_inputs}
+    for i in model_inputs:
+        dtype = str(i.get("data_type", "TYPE_UINT8"))
+        if dtype not in {"TYPE_UINT8", "UINT8"}:
+            raise InputSpecError(f"input {i['name']} is {dtype}; the pipeline sends UINT8")
     steps: list[dict] = []
     if set(names) == {"images"}:
         dims = [int(d) for d in names["images"]["dims"]]
@@ -142,10 +146,6 @@ def write_input_data(model_inputs: list[dict], clip: Clip, path: Path) -> int:
             steps.append({**_entry("image", crop), **_entry("mask", mask)})
     else:
         raise InputSpecError(f"unknown model inputs {sorted(names)}: expected images, or image + mask")
-    for i in model_inputs:
-        dtype = str(i.get("data_type", "TYPE_UINT8"))
-        if dtype not in {"TYPE_UINT8", "UINT8"}:
-            raise InputSpecError(f"input {i['name']} is {dtype}; the pipeline sends UINT8")
     path.write_text(json.dumps({"data": steps}))
     LOGGER.info("wrote %d input steps to %s (%.1f MB)", len(steps), path, path.stat().st_size / 1e6)
     return len(steps)
