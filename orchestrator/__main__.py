@@ -1,8 +1,9 @@
 """``python -m orchestrator``: the service (uvicorn), optionally with an embedded local Triton.
 
-``--local-triton`` starts ``tritonserver`` from the pytriton wheel on ``model_repository/`` first
+``--local-triton`` also starts ``tritonserver`` from the pytriton wheel on ``model_repository/``
 (ports from TRITON_HTTP_PORT / TRITON_GRPC_PORT / TRITON_METRICS_PORT, default 8000/8001/8002)
-and points the orchestrator at it. Ctrl-C stops both.
+and points the orchestrator at it. Ctrl-C stops both. The ports are bound before anything heavy
+is imported and /ping answers 204 from the first moment, so a load balancer never sees a refusal.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import argparse
 import asyncio
 import logging
 import os
+import selectors
+import socket
 import sys
 import threading
 from pathlib import Path
 
-import uvicorn
-
-from orchestrator.app import create_app, create_health_app
 from orchestrator.settings import Settings
 
 LOGGER = logging.getLogger("orchestrator")
@@ -58,7 +58,75 @@ class _TritonThread(threading.Thread):
         self.triton.stop()
 
 
-async def _serve(settings: Settings) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+class _EarlyResponder(threading.Thread):
+    """Answers on the bound sockets while the web stack is imported (about a second of CPU):
+    /ping → 204 (the service *is* starting), anything else → 503 ``starting``. Uvicorn takes the
+    same sockets over afterwards, so the port never refuses a connection."""
+
+    _PING = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    _BODY = b'{"error":{"code":"starting","message":"the service is starting; try again shortly"}}'
+    _OTHER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+              b"Content-Length: " + str(len(_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + _BODY)
+
+    def __init__(self, sockets: list[socket.socket]) -> None:
+        super().__init__(name="early-ping", daemon=True)
+        self.sockets = sockets
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+    def run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for sock in self.sockets:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        try:
+            while not self._stop_event.is_set():
+                for key, _ in selector.select(0.02):
+                    try:
+                        conn, _ = key.fileobj.accept()
+                    except (BlockingIOError, OSError):
+                        continue
+                    self._answer(conn)
+        finally:
+            selector.close()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.setblocking(True)
+                conn.settimeout(1.0)
+                data = b""
+                while b"\r\n" not in data and len(data) < 8192:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                parts = data.split(b" ", 2)
+                is_ping = len(parts) > 1 and parts[1].split(b"?", 1)[0] == b"/ping"
+                conn.sendall(self._PING if is_ping else self._OTHER)
+            except OSError:
+                pass
+
+
+async def _serve(settings: Settings, sockets: list[socket.socket], early: _EarlyResponder | None,
+                 triton_thread: "_TritonThread | None" = None) -> None:
+    import uvicorn
+
+    from orchestrator.app import create_app, create_health_app
+
     app = create_app(settings)
     log_level = logging.getLevelName(logging.getLogger().level).lower()
     servers = [uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
@@ -67,8 +135,15 @@ async def _serve(settings: Settings) -> None:
         servers.append(uvicorn.Server(uvicorn.Config(create_health_app(app), host=settings.host,
                                                      port=settings.port_health, log_level=log_level,
                                                      lifespan="off")))
+    if early is not None:
+        early.stop()
     # Each server installs signal handlers; the first Ctrl-C stops all of them.
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(servers, sockets)]
+    if triton_thread is not None:
+        # Started once the API listens: its imports (pytriton, ~1.7 s) would delay the first /ping.
+        while not servers[0].started and not tasks[0].done():
+            await asyncio.sleep(0.01)
+        triton_thread.start()
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
         server.should_exit = True
@@ -93,16 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         overrides["triton_grpc_url"] = triton.grpc_url
         # Triton starts beside the service (not before it): /ping answers 204 while it comes up.
         triton_thread = _TritonThread(triton)
-        triton_thread.start()
     settings = settings.with_overrides(**overrides)
+    try:
+        sockets = [_listen(settings.host, settings.port)]
+        if settings.port_health:
+            sockets.append(_listen(settings.host, settings.port_health))
+    except OSError as exc:
+        print(f"cannot listen on {settings.host}:{settings.port}/{settings.port_health}: {exc}", file=sys.stderr)
+        return 1
+    early = _EarlyResponder(sockets)
+    early.start()
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"Orchestrator: http://{shown}:{settings.port}  (API docs: /docs, health: /ping)", flush=True)
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, sockets, early, triton_thread))
     except KeyboardInterrupt:
         pass
     finally:
-        if triton_thread is not None:
+        if triton_thread is not None and triton_thread.is_alive():
             print("stopping Triton", flush=True)
             triton_thread.stop_event.set()
             triton_thread.join(30)

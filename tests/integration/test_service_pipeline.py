@@ -150,7 +150,8 @@ def test_sigkilled_orchestrator_resumes_its_task(tmp_path, triton_factory, pipel
         wait(lambda: httpx.get(f"{base}/ping").status_code == 200, 120, "ready")
         task_id = httpx.post(f"{base}/v1/tasks", files={"video": ("long.mp4", clip)},
                              data={"regions": REGIONS, "detect": "false"}).json()["task_id"]
-        wait(lambda: httpx.get(f"{base}/v1/tasks/{task_id}").json()["status"] == "processing", 120, "processing")
+        wait(lambda: httpx.get(f"{base}/v1/tasks/{task_id}").json().get("status") == "processing", 120,
+             "processing")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -159,8 +160,11 @@ def test_sigkilled_orchestrator_resumes_its_task(tmp_path, triton_factory, pipel
 
     second = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
-        task = wait(lambda: (lambda t: t if t["status"] in ("finished", "failed") else None)(
-            httpx.get(f"{base}/v1/tasks/{task_id}").json()), 300, "finished after restart")
+        def ended():
+            r = httpx.get(f"{base}/v1/tasks/{task_id}")  # 503 "starting" until the store is open
+            return r.json() if r.status_code == 200 and r.json()["status"] in ("finished", "failed") else None
+
+        task = wait(ended, 300, "finished after restart")
         assert task["status"] == "finished", task
         assert task["attempts"] == 2
         result = httpx.get(f"{base}/v1/tasks/{task_id}/result")
