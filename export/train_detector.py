@@ -186,10 +186,16 @@ def evaluate_onnx(onnx_path: str | Path, clips=EVAL_CLIPS, *, work_dir: Path | N
 # --------------------------------------------------------------------------------------------
 
 def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = ".artifacts/train_detector",
-                   n_train: int = 1600, n_val: int = 200, crop: int = 320, time_minutes: float | None = 16.0,
-                   epochs: int = 30, batch: int = 16, seed: int = 0, model: str = "tiny",
-                   evaluate: bool = True, dataset_dir: str | Path | None = None) -> dict:
-    """Generate data, train, export ``out_onnx`` and return (and write beside it) the report dict."""
+                   n_train: int = 1600, n_val: int = 200, crop: int = 320, time_minutes: float | None = None,
+                   epochs: int = 12, batch: int = 16, seed: int = 0, model: str = "tiny",
+                   evaluate: bool = True, dataset_dir: str | Path | None = None,
+                   init_weights: str | Path | None = None) -> dict:
+    """Generate data, train, export ``out_onnx`` and return (and write beside it) the report dict.
+
+    Training runs ``epochs`` epochs (a fixed number of steps, so the recipe is reproducible);
+    ``time_minutes`` is a safety cap that stops after the epoch in which it is exceeded.
+    ``init_weights`` continues from an earlier checkpoint instead of random init.
+    """
     import torch
     import ultralytics
     from ultralytics import YOLO
@@ -200,6 +206,11 @@ def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = "
     work.mkdir(parents=True, exist_ok=True)
     out_onnx = Path(out_onnx)
     report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    previous = out_onnx.with_suffix(".json")
+    if init_weights and previous.exists():  # keep the earlier stage's recipe with the new one
+        old = json.loads(previous.read_text())
+        report["previous_stage"] = {k: old.get(k) for k in ("created", "dataset", "training", "val_split",
+                                                            "heldout_clips", "previous_stage")}
 
     ds = Path(dataset_dir) if dataset_dir else work / f"dataset_s{seed}_{n_train}_{n_val}_{crop}"
     t0 = time.perf_counter()
@@ -215,7 +226,10 @@ def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = "
         "photos_held_out": list(wm.HELDOUT_PHOTOS), "seconds": round(time.perf_counter() - t0, 1),
     }
 
-    if model == "tiny":
+    if init_weights:
+        cfg_path = Path(init_weights)
+        arch = {"name": f"continued from {cfg_path.name}"}
+    elif model == "tiny":
         cfg_path = work / "watermark_tiny.yaml"
         import yaml
 
@@ -235,9 +249,14 @@ def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = "
         translate=0.1, mosaic=1.0, close_mosaic=2 if epochs > 3 else 0, optimizer="AdamW", lr0=0.003,
         warmup_epochs=1.0, cos_lr=False,
     )
-    if time_minutes:
-        train_args["time"] = time_minutes / 60.0
     t1 = time.perf_counter()
+    if time_minutes:
+        def _cap(trainer) -> None:
+            if time.perf_counter() - t1 > time_minutes * 60:
+                LOGGER.warning("training time cap of %.1f min reached after epoch %d", time_minutes, trainer.epoch + 1)
+                trainer.stop = True
+
+        yolo.add_callback("on_fit_epoch_end", _cap)
     yolo.train(**train_args)
     train_s = time.perf_counter() - t1
     trainer = yolo.trainer
@@ -246,7 +265,8 @@ def train_detector(out_onnx: str | Path = DEMO_ONNX, *, work_dir: str | Path = "
     report["training"] = {
         "framework": f"ultralytics {ultralytics.__version__}, torch {torch.__version__}",
         "architecture": arch, "imgsz": crop, "batch": batch, "epochs_planned": trainer.epochs,
-        "epochs_run": epochs_run, "time_limit_minutes": time_minutes, "seconds": round(train_s, 1),
+        "epochs_run": epochs_run, "time_cap_minutes": time_minutes,
+        "init_weights": Path(init_weights).name if init_weights else None, "seconds": round(train_s, 1),
         "threads": threads, "cpu": platform.processor() or platform.machine(),
         "args": {k: v for k, v in train_args.items() if k not in ("data", "project")},
     }
@@ -277,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=1600)
     parser.add_argument("--val", type=int, default=200)
     parser.add_argument("--crop", type=int, default=320)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--time-minutes", type=float, default=16.0, help="wall-clock budget (0 = epochs)")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--time-minutes", type=float, default=0, help="wall-clock cap (0 = none)")
+    parser.add_argument("--init-weights", type=Path, help="continue from this Ultralytics .pt")
     parser.add_argument("--model", default="tiny", help="'tiny' or an Ultralytics yaml such as yolo11n.yaml")
     parser.add_argument("--dataset", type=Path, help="reuse an existing generated dataset")
     parser.add_argument("--seed", type=int, default=0)
@@ -296,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report = train_detector(args.out, work_dir=args.work_dir, n_train=args.train, n_val=args.val,
                                 crop=args.crop, time_minutes=args.time_minutes or None, epochs=args.epochs,
-                                seed=args.seed, model=args.model, dataset_dir=args.dataset)
+                                seed=args.seed, model=args.model, dataset_dir=args.dataset,
+                                init_weights=args.init_weights)
     print(json.dumps(report, indent=2))
     return 0
 
