@@ -60,7 +60,7 @@ def test_demo_detector_finds_the_mark_on_a_generated_clip(tmp_path):
     assert result["marked_frames"] == 60
     assert result["recall"] >= 0.9, result
     assert result["mean_iou"] >= 0.65, result
-    assert result["precision"] >= 0.9, result
+    assert result["precision_on_mark"] >= 0.95, result  # no detections off the mark
     # A clean clip (same kind of content, no mark) yields (almost) no detections.
     clean = tmp_path / "clean.mp4"
     wm.make_clip(clean, width=640, height=360, fps=20, seconds=1.0, seed=8, background="photo:grace_hopper",
