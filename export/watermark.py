@@ -444,6 +444,7 @@ class ClipTruth:
 
     ``boxes[i]`` is the mark's (x1, y1, x2, y2) in frame i (exclusive right/bottom, clipped to the
     frame) or None when the mark is absent; ``placements[i].opacity`` is its effective opacity.
+    The first position is ``seed % 3`` (so clips of different seeds start in different corners).
     """
 
     width: int
@@ -460,6 +461,7 @@ class ClipTruth:
     mark_scale: float = 1.0
     template: Template = field(init=False, repr=False)
     placements: list[Placement] = field(init=False, repr=False)
+    boxes: list[tuple[int, int, int, int] | None] = field(init=False, repr=False)
     _bg: Background = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -472,16 +474,13 @@ class ClipTruth:
             self.n_frames, width=self.width, height=self.height, fps=self.fps,
             tw=self.template.width, th=self.template.height, opacity=self.opacity,
             fade_frames=self.fade_frames, jitter=self.jitter, start_slot=self.seed % 3, seed=self.seed)
+        self.boxes = []
+        for p in self.placements:
+            rect = _clip_rect(self.width, self.height, self.template, p.x, p.y)
+            self.boxes.append(rect[0] if rect is not None and p.opacity > 0 else None)
         self._bg = Background(self.width, self.height, fps=self.fps, seed=self.seed, kind=self.background)
         self.background = self._bg.kind
 
-    @property
-    def boxes(self) -> list[tuple[int, int, int, int] | None]:
-        out = []
-        for p in self.placements:
-            rect = _clip_rect(self.width, self.height, self.template, p.x, p.y)
-            out.append(rect[0] if rect is not None and p.opacity > 0 else None)
-        return out
 
     def clean_frame(self, i: int) -> np.ndarray:
         if not 0 <= i < self.n_frames:
