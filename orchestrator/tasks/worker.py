@@ -34,6 +34,7 @@ class _Running:
     latest: Any = None  # last Progress from the pipeline thread (a plain attribute write)
     cancel: bool = False
     started: float = 0.0
+    handle: asyncio.Task | None = None  # a reference keeps the asyncio task from being collected
 
 
 def _unlink(path: str | None) -> None:
@@ -154,7 +155,7 @@ class Worker:
             running = _Running(task=task, started=time.monotonic())
             self._running[task.id] = running
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - task.created_at).total_seconds()))
-            asyncio.create_task(self._run(running), name=f"task-{task.id}")
+            running.handle = asyncio.create_task(self._run(running), name=f"task-{task.id}")
 
     async def _update_queue_gauge(self) -> None:
         counts = await self.store.count_by_status()
@@ -177,11 +178,14 @@ class Worker:
         metrics.TASKS_IN_PROGRESS.set(len(self._running))
         flusher = asyncio.create_task(self._flush_progress(running))
         try:
-            details = await self._call_pipeline(running)
-        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
-            await self._record_failure(running, exc)
-        else:
-            await self._end(running, TaskStatus.finished, details=details, progress=100.0)
+            try:
+                details = await self._call_pipeline(running)
+            except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
+                await self._record_failure(running, exc)
+            else:
+                await self._end(running, TaskStatus.finished, details=details, progress=100.0)
+        except Exception:  # noqa: BLE001 - e.g. the database went away: the task stays processing
+            LOGGER.exception("task %s: could not record its outcome; it is retried after a restart", task.id)
         finally:
             flusher.cancel()
             self._running.pop(task.id, None)
