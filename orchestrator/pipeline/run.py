@@ -45,6 +45,33 @@ except ImportError:  # pragma: no cover
 PASS1_SHARE = 35.0  # percent of the progress bar for pass 1 when it runs
 
 
+_ALLOCATOR_TUNED = False
+
+
+def _tune_allocator() -> None:
+    """Keep glibc from hoarding freed frame buffers (once per process).
+
+    Frames are multi-MB arrays freed from several threads. glibc raises its mmap threshold after
+    such frees and then serves them from per-thread arenas that fragment: peak RSS grew with the
+    video's length (640x360: 398 MB for 10 s, 522 MB for 60 s). A fixed 128 KiB threshold (big
+    buffers are mmapped and returned on free) and two arenas keep it flat (360 / 365 MB).
+    Same effect as MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 in the environment.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        libc.mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        LOGGER.debug("mallopt unavailable; allocator left as is")
+
+
 @dataclass
 class Progress:
     percent: float
@@ -214,6 +241,7 @@ def process_video(
     """
     from orchestrator.triton.client import TritonClient
 
+    _tune_allocator()
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     check = _checker(should_cancel)
