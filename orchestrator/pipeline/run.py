@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from orchestrator.errors import AppError, InputError, OutputError, TaskCancelledError, TritonUnavailableError
+from orchestrator.errors import InputError, OutputError, TaskCancelledError, TritonUnavailableError
 from orchestrator.metrics import FRAMES_PROCESSED, STAGE_SECONDS
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.decode import VideoInfo, iter_frames, probe

@@ -7,7 +7,6 @@ nothing, which must leave every frame as it was).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
