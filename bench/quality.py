@@ -531,14 +531,18 @@ def main(argv: list[str] | None = None) -> int:
     clips = list(dict.fromkeys(r["clip"] for r in results))
     auto_name = next((m for m in (r["method"] for r in results) if m.startswith("auto")), None)
     if auto_name and any(r["method"] == "delogo" for r in results):
-        print(f"\n| clip | {auto_name} − delogo (dB) | − box inpaint (dB) | flicker ratio auto / clean |")
-        print("|---|---|---|---|")
+        print(f"\n| clip | {auto_name} − delogo (dB) | − box inpaint (dB) | flicker auto / clean via x264 "
+              f"| / clean |")
+        print("|---|---|---|---|---|")
         for c in clips:
             a, d = by.get((c, auto_name)), by.get((c, "delogo"))
             bi = by.get((c, "inpaint (fallback)"))
+            ce = by.get((c, "clean via x264 (ceiling)"))
             if a and d:
                 print(f"| {c} | {a['psnr_in'] - d['psnr_in']:+.2f} | "
-                      f"{_fmt(a['psnr_in'] - bi['psnr_in']) if bi else '–'} | {_fmt(a['flicker_ratio'])} |")
+                      f"{_fmt(a['psnr_in'] - bi['psnr_in']) if bi else '–'} | "
+                      f"{_fmt(a['flicker'] / ce['flicker']) if ce and ce['flicker'] else '–'} | "
+                      f"{_fmt(a['flicker_ratio'])} |")
     if any("recall" in r for r in results):
         print("\n| clip | precision | recall | mean IoU |")
         print("|---|---|---|---|")

@@ -74,16 +74,22 @@ class MatteEstimate:
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation with a (2r+1)^2 square over the last two axes (numpy only)."""
+    """Binary dilation with a (2r+1)^2 square over the last two axes (separable, numpy only)."""
     out = mask.astype(bool)
     for _ in range(max(0, radius)):
-        padded = np.pad(out, [(0, 0)] * (out.ndim - 2) + [(1, 1), (1, 1)])
-        grown = padded[..., 1:-1, 1:-1].copy()
-        for dy in (0, 1, 2):
-            for dx in (0, 1, 2):
-                grown |= padded[..., dy : dy + out.shape[-2], dx : dx + out.shape[-1]]
-        out = grown
+        grown = out.copy()
+        grown[..., 1:, :] |= out[..., :-1, :]
+        grown[..., :-1, :] |= out[..., 1:, :]
+        out = grown.copy()
+        out[..., :, 1:] |= grown[..., :, :-1]
+        out[..., :, :-1] |= grown[..., :, 1:]
     return out
+
+
+def _pad_edge(x: np.ndarray, r: int) -> np.ndarray:
+    """Replicate the last two axes' edges by ``r`` (np.pad costs more than the work on small crops)."""
+    x = np.concatenate([x[..., :1, :]] * r + [x] + [x[..., -1:, :]] * r, axis=-2)
+    return np.concatenate([x[..., :, :1]] * r + [x] + [x[..., :, -1:]] * r, axis=-1)
 
 
 def _upsample2(x: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -113,9 +119,12 @@ def _fill(planes: np.ndarray, known: np.ndarray) -> np.ndarray:
     while min(cur_x.shape[1], cur_x.shape[2]) > 1:
         levels.append((cur_x, cur_w))
         ph, pw = cur_x.shape[1] % 2, cur_x.shape[2] % 2
-        if ph or pw:
-            cur_x = np.pad(cur_x, ((0, 0), (0, ph), (0, pw)), mode="edge")
-            cur_w = np.pad(cur_w, ((0, ph), (0, pw)))
+        if ph:
+            cur_x = np.concatenate([cur_x, cur_x[:, -1:]], axis=1)
+            cur_w = np.concatenate([cur_w, np.zeros_like(cur_w[-1:])], axis=0)
+        if pw:
+            cur_x = np.concatenate([cur_x, cur_x[:, :, -1:]], axis=2)
+            cur_w = np.concatenate([cur_w, np.zeros_like(cur_w[:, -1:])], axis=1)
         xw = cur_x * cur_w
         sum_xw = xw[:, 0::2, 0::2] + xw[:, 1::2, 0::2] + xw[:, 0::2, 1::2] + xw[:, 1::2, 1::2]
         sum_w = cur_w[0::2, 0::2] + cur_w[1::2, 0::2] + cur_w[0::2, 1::2] + cur_w[1::2, 1::2]
@@ -346,7 +355,7 @@ def estimate_matte(
     color: np.ndarray | tuple[float, float, float] | None = None,
     min_frames: int = 8,
     alpha_threshold: float = 0.6,
-    max_residual: float = 0.6,
+    max_residual: float = 0.75,
     min_background_motion: float = 1.0,
     iterations: int = 6,
     inner_rounds: int = 8,
@@ -551,9 +560,9 @@ def fit_opacity(crop: np.ndarray, estimate: MatteEstimate, *, offset=None) -> tu
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over a (2r+1)^2 window of the last two axes (edges replicated), via integral images."""
     k = 2 * r + 1
-    pad = [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)]
-    c = np.pad(x, pad, mode="edge").cumsum(-2).cumsum(-1)
-    c = np.pad(c, [(0, 0)] * (x.ndim - 2) + [(1, 0), (1, 0)])
+    c = _pad_edge(x, r).cumsum(-2).cumsum(-1)
+    c = np.concatenate([np.zeros_like(c[..., :1, :]), c], axis=-2)
+    c = np.concatenate([np.zeros_like(c[..., :, :1]), c], axis=-1)
     return (c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]) / float(k * k)
 
 
@@ -567,13 +576,10 @@ _CHROMA_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16.0
 
 def _blur(a: np.ndarray, kernel: np.ndarray = _CHROMA_KERNEL) -> np.ndarray:
     r = len(kernel) // 2
-    out = a
-    for axis in (0, 1):
-        pad = [(r, r) if i == axis else (0, 0) for i in range(2)]
-        p = np.pad(out, pad, mode="edge")
-        n = out.shape[axis]
-        out = sum(k * np.take(p, np.arange(j, j + n), axis=axis) for j, k in enumerate(kernel))
-    return out.astype(np.float32)
+    h, w = a.shape
+    p = _pad_edge(a, r)
+    rows = sum(k * p[j : j + h, :] for j, k in enumerate(kernel))
+    return sum(k * rows[:, j : j + w] for j, k in enumerate(kernel)).astype(np.float32)
 
 
 def _invert_ycc(x: np.ndarray, a: np.ndarray, color: np.ndarray) -> np.ndarray:
