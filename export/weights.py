@@ -177,7 +177,27 @@ def extract_member(archive: Path, suffix: str, cache_dir: Path) -> Path:
     return target
 
 
+def _reachable(host: str, port: int = 443, timeout_s: float = 3.0) -> str | None:
+    """None when a TCP connection to ``host`` opens, else the reason (one quick try, no retries)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return str(exc)
+
+
 def _hf_download(repo: str, filename: str, cache_dir: Path) -> Path:
+    # huggingface_hub retries unreachable hosts with backoff for ~25 s: probe once first, so that an
+    # offline `make run` stays fast.
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    reason = _reachable(host, endpoint.port or (80 if endpoint.scheme == "http" else 443))
+    if reason is not None:
+        raise WeightsError(f"cannot download {filename} from HuggingFace {repo}: {host} unreachable ({reason})")
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as exc:

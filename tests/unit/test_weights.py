@@ -108,3 +108,19 @@ def test_settings_from_env_and_sources(http_server, tmp_path):
     default = WeightSettings.from_env({})
     assert default.lama_md5 == "e3aa4aaa15225a33ec84f9f4bc47e500" and default.lama_url.endswith("big-lama.pt")
     assert Path(default.weights_dir) == Path("data/weights")
+
+
+def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
+    """No hub here: the HuggingFace fallback must fail in about a second, not after ~25 s of retries."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    settings = WeightSettings(weights_dir=tmp_path, lama_url=f"http://127.0.0.1:{port}/big-lama.pt")
+    start = time.monotonic()
+    with pytest.raises(WeightsError, match="LaMa weights unavailable: .*127.0.0.1 unreachable"):
+        lama_weights(settings)
+    assert time.monotonic() - start < 10
