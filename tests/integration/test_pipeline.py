@@ -117,3 +117,27 @@ def test_errors_and_cancel(tmp_path, triton):
     with pytest.raises(TritonUnavailableError):
         process_video(src, out, opts, settings=nobody)
     assert not out.exists()
+
+
+def test_auto_inverts_the_matte_and_beats_inpainting(tmp_path, triton):
+    """method=auto estimates the semi-transparent mark's matte from the region's crops and inverts
+    it: closer to the clean frames inside the box than box inpainting."""
+    from media import background
+
+    src = tmp_path / "in.mp4"
+    n, w, h = 40, 320, 192
+    make_clip(src, width=w, height=h, frames=n, marks={i: BOX for i in range(n)})
+    x1, y1, x2, y2 = BOX
+    scores = {}
+    for method in ("auto", "inpaint"):
+        out = tmp_path / f"{method}.mp4"
+        opts = TaskOptions.from_form(regions=f"[{list(BOX)}]", method=method)
+        details = process_video(src, out, opts, settings=settings_for(triton))
+        assert details["frames"] == n
+        _, imgs = read_frames(out)
+        scores[method] = np.mean([psnr(im[y1:y2, x1:x2], background(w, h, i)[y1:y2, x1:x2])
+                                  for i, im in enumerate(imgs)])
+        if method == "auto":
+            assert details["regions"][0]["method"] == "matte", details["regions"]
+            assert details["matte_frames"] > n // 2
+    assert scores["auto"] > scores["inpaint"] + 3, scores
