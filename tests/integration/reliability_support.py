@@ -171,43 +171,67 @@ class SourceServer:
 
 
 # -- /ping latency under load -----------------------------------------------------------------------
-class PingPoller:
-    """Polls /ping from its own connection every ``interval_s``; keeps every latency and status."""
+_POLLER = """
+import sys, time, httpx
+url, interval, timeout, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+with httpx.Client(timeout=timeout) as client, open(out, "w", buffering=1) as f:
+    while True:
+        t0 = time.perf_counter()
+        try:
+            status = client.get(url).status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        f.write(f"{time.time() - (time.perf_counter() - t0):.4f} {time.perf_counter() - t0:.5f} {status}\\n")
+        time.sleep(interval)
+"""
 
-    def __init__(self, url: str, interval_s: float = 0.05, timeout_s: float = 10.0) -> None:
+
+class PingPoller:
+    """Polls ``url + path`` every ``interval_s`` from a separate process (so the test's own work
+    does not add to the figures); keeps every latency, status and start time (epoch seconds)."""
+
+    def __init__(self, url: str, interval_s: float = 0.05, timeout_s: float = 10.0, path: str = "/ping") -> None:
         self.url = url
+        self.path = path
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.latencies: list[float] = []
         self.statuses: list[int | str] = []
-        self._task: asyncio.Task | None = None
-
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    status: int | str = (await client.get(f"{self.url}/ping")).status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                self.latencies.append(time.perf_counter() - t0)
-                self.statuses.append(status)
-                await asyncio.sleep(self.interval_s)
+        self.times: list[float] = []
+        self._proc: subprocess.Popen | None = None
+        self._out: Path | None = None
 
     async def __aenter__(self) -> "PingPoller":
-        self._task = asyncio.create_task(self._run())
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="ping-", suffix=".log")
+        os.close(fd)
+        self._out = Path(name)
+        self._proc = subprocess.Popen([sys.executable, "-c", _POLLER, f"{self.url}{self.path}",
+                                       str(self.interval_s), str(self.timeout_s), name])
+        deadline = time.monotonic() + 30
+        while not self._out.read_text().strip() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the poller has started polling
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        self._proc.terminate()
+        self._proc.wait(10)
+        for line in self._out.read_text().splitlines():
+            parts = line.split()
+            if len(parts) != 3:
+                continue
+            self.times.append(float(parts[0]))
+            self.latencies.append(float(parts[1]))
+            self.statuses.append(int(parts[2]) if parts[2].isdigit() else parts[2])
+        self._out.unlink(missing_ok=True)
 
     def summary(self) -> str:
         lat = sorted(self.latencies)
         if not lat:
             return "no /ping samples"
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        return (f"/ping n={len(lat)} p50={statistics.median(lat) * 1000:.1f} ms "
+        return (f"{self.path} n={len(lat)} p50={statistics.median(lat) * 1000:.1f} ms "
                 f"p99={p99 * 1000:.1f} ms max={lat[-1] * 1000:.1f} ms")
 
 
