@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -51,6 +52,7 @@ class _TritonThread(threading.Thread):
             self.error = exc
             LOGGER.error("local Triton did not start: %s", exc)
             print(f"Triton did not start: {exc}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGINT)  # `make run` without its Triton is no use: stop
             return
         print(f"Triton running: gRPC {self.triton.grpc_url}, HTTP {self.triton.http_url}, "
               f"log {self.triton.log_path}", flush=True)

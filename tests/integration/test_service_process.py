@@ -91,3 +91,26 @@ def test_local_triton_mode_serves_and_ctrl_c_stops_triton_too(tmp_path):
     assert "Triton running" in out and f"http://127.0.0.1:{port}" in out
     gone, alive = psutil.wait_procs(tritons, timeout=15)
     assert not alive, "tritonserver outlived the orchestrator"
+
+
+def test_local_triton_that_cannot_start_stops_the_service_with_an_error(tmp_path):
+    (tmp_path / "empty-repo").mkdir()
+    busy = free_port()
+    import socket
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", busy))
+    blocker.listen()
+    try:
+        proc, port, _ = _start(tmp_path, ["--local-triton", "--model-repository", str(tmp_path / "empty-repo")],
+                               TRITON_HTTP_PORT=str(busy), TRITON_GRPC_PORT=str(free_port()),
+                               TRITON_METRICS_PORT=str(free_port()))
+        try:
+            rc = proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        blocker.close()
+    assert rc == 1
+    assert "Triton did not start" in proc.stderr.read().decode()
