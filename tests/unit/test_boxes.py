@@ -175,3 +175,56 @@ def test_unrefined_interval_gets_both_positions():
     tl = bx.build_timeline(41, obs)
     assert all(len(tl.boxes_at(f)) == 1 for f in list(range(0, 17)) + list(range(24, 41)))
     assert all(len(tl.boxes_at(f)) == 2 for f in range(17, 24))
+
+
+# --- strided detection with bisection (detect.scan) -----------------------------------------
+
+from orchestrator.pipeline.decode import Decoded  # noqa: E402
+from orchestrator.pipeline.detect import scan  # noqa: E402
+
+
+class ScriptedDetector:
+    """Stands in for the Triton detector: the "image" of a frame is its index; boxes from a script."""
+
+    def __init__(self, script, batch=4):
+        self.script, self.batch, self.calls = script, batch, []
+
+    def resize(self, item):
+        return item.index
+
+    def submit(self, images):
+        self.calls.append(list(images))
+        return [list(images)]
+
+    def collect(self, futures):
+        return [self.script(i) for f in futures for i in f]
+
+    def detect(self, images):
+        return self.collect(self.submit(images)) if images else []
+
+
+def test_scan_bisects_only_where_the_mark_moves():
+    # A until 27, faded (missed) 28..31, B from 32; 100 frames, stride 8.
+    script = lambda i: det(A) if i < 28 else (none() if i < 32 else det(B))  # noqa: E731
+    detector = ScriptedDetector(script)
+    frames = (Decoded(i, i * 100, None) for i in range(100))
+    result = scan(frames, detector, stride=8, in_flight=1)
+    seen = sorted(result.observations)
+    assert result.n_frames == 100 and list(result.pts[:3]) == [0, 100, 200]
+    assert len(seen) < 30  # 13 samples + bisection of one interval, not 100 frames
+    for frame in (27, 28, 31, 32):  # the change frames were found exactly
+        assert frame in seen
+    tl = bx.build_timeline(100, result.observations, max_gap=8)
+    assert all(len(tl.boxes_at(f)) == 1 for f in list(range(28)) + list(range(32, 100)))
+    assert all(len(tl.boxes_at(f)) == 2 for f in range(28, 32))
+
+
+def test_scan_refine_span_limits_detector_calls():
+    script = lambda i: det(A) if i < 50 else det(B)  # noqa: E731
+    exact = scan((Decoded(i, i, None) for i in range(97)), ScriptedDetector(script), stride=16)
+    coarse = scan((Decoded(i, i, None) for i in range(97)), ScriptedDetector(script), stride=16,
+                  refine_span=4)
+    assert 49 in exact.observations and 50 in exact.observations
+    assert len(coarse.observations) < len(exact.observations)
+    tl = bx.build_timeline(97, coarse.observations)
+    assert all(len(tl.boxes_at(f)) >= 1 for f in range(97))  # never a frame without its mark
