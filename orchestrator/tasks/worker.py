@@ -45,6 +45,22 @@ def _unlink(path: str | None) -> None:
             LOGGER.warning("could not remove %s: %s", path, exc)
 
 
+def _import_pipeline():
+    """The pipeline's modules (numpy, PyAV, tritonclient: ~0.6 s), imported in a thread: on the
+    event loop the first task's import stalled /ping for ~300 ms."""
+    import orchestrator.triton.client  # noqa: F401 - imported by process_video; preloaded here
+    from orchestrator.pipeline.run import process_video
+
+    return process_video
+
+
+async def _preload_pipeline() -> None:
+    try:
+        await asyncio.to_thread(_import_pipeline)
+    except ImportError as exc:  # reported by each task that needs it
+        LOGGER.error("the video pipeline cannot be imported: %s", exc)
+
+
 class Worker:
     def __init__(self, settings: Settings, store: TaskStore, models: ModelManager) -> None:
         self.settings = settings
@@ -72,6 +88,7 @@ class Worker:
             if task and task.source_url:
                 self.start_download(task)
         self._background = [
+            asyncio.create_task(_preload_pipeline(), name="worker-preload"),
             asyncio.create_task(self._loop(), name="worker-loop"),
             asyncio.create_task(self._janitor(), name="worker-janitor"),
         ]
@@ -196,7 +213,7 @@ class Worker:
         from orchestrator.pipeline.options import TaskOptions
 
         try:
-            from orchestrator.pipeline.run import process_video
+            process_video = await asyncio.to_thread(_import_pipeline)
         except ImportError as exc:
             raise AppError("the video pipeline is not installed on this server", detail=str(exc)) from exc
         task = running.task
