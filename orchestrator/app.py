@@ -115,7 +115,26 @@ def create_app(settings: Settings) -> FastAPI:
 
     mount_web(app)
     _instrument(app)
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Validation errors are answered 400 in the common error shape (see the handler), so the
+    schema drops FastAPI's generic 422 entries."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def create_health_app(main_app: FastAPI) -> FastAPI:

@@ -7,7 +7,8 @@ from fastapi.responses import FileResponse
 
 from orchestrator.api.deps import ServicesDep, require_api_key
 from orchestrator.api.schemas import CompatResults, CompatSubmitted
-from orchestrator.api.tasks import ERRORS, SUBMIT_BODY, load_task, result_response, submit_task
+from orchestrator.api.tasks import (READ_ERRORS, RESULT_ERRORS, SUBMIT_BODY, SUBMIT_ERRORS, load_task,
+                                    result_response, submit_task)
 
 router = APIRouter(tags=["compatibility"], dependencies=[Depends(require_api_key)])
 
@@ -15,14 +16,14 @@ _STATUS = {"queued": "PROCESSING", "processing": "PROCESSING", "finished": "FINI
            "failed": "ERROR", "cancelled": "ERROR"}
 
 
-@router.post("/submit_remove_task", response_model=CompatSubmitted, responses=ERRORS,
+@router.post("/submit_remove_task", response_model=CompatSubmitted, responses=SUBMIT_ERRORS,
              openapi_extra=SUBMIT_BODY, summary="SoraWatermarkCleaner: submit (multipart 'video')")
 async def submit_remove_task(request: Request, services: ServicesDep) -> CompatSubmitted:
     task = await submit_task(request, services)
     return CompatSubmitted(task_id=task.id, message="Task submitted.")
 
 
-@router.get("/get_results", response_model=CompatResults, responses=ERRORS,
+@router.get("/get_results", response_model=CompatResults, responses=READ_ERRORS,
             summary="SoraWatermarkCleaner: progress and download URL")
 async def get_results(services: ServicesDep, remove_task_id: str = Query(...)) -> CompatResults:
     task = await load_task(services, remove_task_id)
@@ -34,7 +35,7 @@ async def get_results(services: ServicesDep, remove_task_id: str = Query(...)) -
     )
 
 
-@router.get("/download/{task_id}", response_class=FileResponse, responses=ERRORS,
+@router.get("/download/{task_id}", response_class=FileResponse, responses=RESULT_ERRORS,
             summary="SoraWatermarkCleaner: download the result")
 async def download(task_id: str, services: ServicesDep) -> FileResponse:
     return result_response(await load_task(services, task_id))

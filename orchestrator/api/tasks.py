@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 408, 409, 413)}
+def errors(*statuses: int) -> dict:
+    """OpenAPI entries for the error statuses a route can answer (all share one shape)."""
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+SUBMIT_ERRORS = errors(400, 401, 408, 413, 503, 507)
+READ_ERRORS = errors(400, 401, 404, 503)
+RESULT_ERRORS = errors(401, 404, 409, 503)
 
 SUBMIT_BODY = {
     "requestBody": {
@@ -60,7 +67,8 @@ async def submit_task(request: Request, services: Services) -> "Task":
         raise StorageError(f"the server could not store the upload ({exc.strerror or exc})") from exc
     part = uploads / f"{task_id}.part"
     form = await receive_form(request, part, max_mb=settings.max_upload_mb,
-                              idle_timeout_s=settings.upload_idle_timeout_s)
+                              idle_timeout_s=settings.upload_idle_timeout_s,
+                              total_timeout_s=settings.upload_timeout_s)
     try:
         options = TaskOptions.from_form(form.fields.get("regions"), form.fields.get("detect"),
                                         form.fields.get("method"))
@@ -116,14 +124,14 @@ def result_response(task: "Task") -> FileResponse:
     return FileResponse(task.output_path, media_type="video/mp4", filename=f"{stem}-unmarked.mp4")
 
 
-@router.post("", status_code=202, response_model=TaskCreated, responses=ERRORS, openapi_extra=SUBMIT_BODY,
+@router.post("", status_code=202, response_model=TaskCreated, responses=SUBMIT_ERRORS, openapi_extra=SUBMIT_BODY,
              summary="Submit a video (upload or video_url)")
 async def create_task(request: Request, services: ServicesDep) -> JSONResponse:
     task = await submit_task(request, services)
     return JSONResponse(TaskCreated(task_id=task.id).model_dump(), status_code=202)
 
 
-@router.get("", response_model=TaskList, responses=ERRORS, summary="List tasks, newest first")
+@router.get("", response_model=TaskList, responses=READ_ERRORS, summary="List tasks, newest first")
 async def list_tasks(
     services: ServicesDep,
     status: TaskStatusName | None = None,
@@ -134,19 +142,19 @@ async def list_tasks(
     return TaskList(items=[TaskView.from_task(t) for t in tasks], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{task_id}", response_model=TaskView, responses=ERRORS, summary="Status of one task")
+@router.get("/{task_id}", response_model=TaskView, responses=READ_ERRORS, summary="Status of one task")
 async def get_task(task_id: str, services: ServicesDep) -> TaskView:
     return TaskView.from_task(await load_task(services, task_id))
 
 
 @router.get("/{task_id}/result", response_class=FileResponse, responses={
-    200: {"content": {"video/mp4": {}}, "description": "the video without the watermark"}, **ERRORS},
+    200: {"content": {"video/mp4": {}}, "description": "the video without the watermark"}, **RESULT_ERRORS},
     summary="Download the result (409 until finished)")
 async def get_result(task_id: str, services: ServicesDep) -> FileResponse:
     return result_response(await load_task(services, task_id))
 
 
-@router.delete("/{task_id}", response_model=TaskDeleted, responses=ERRORS,
+@router.delete("/{task_id}", response_model=TaskDeleted, responses=READ_ERRORS,
                summary="Cancel a queued/processing task, or delete a finished one with its files")
 async def delete_task(task_id: str, services: ServicesDep) -> TaskDeleted:
     task = await load_task(services, task_id)
