@@ -53,6 +53,7 @@ class Settings:
     url_timeout_s: float = 300.0
     allow_private_urls: bool = False
     upload_idle_timeout_s: float = 60.0  # an upload that sends nothing for this long is dropped
+    upload_timeout_s: float = 3600.0  # ...or that is still arriving after this long (slowloris)
     # Limits
     max_width: int = 4096
     max_height: int = 4096

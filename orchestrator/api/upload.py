@@ -143,20 +143,28 @@ class _Collector:
             self._file = None
 
 
-async def _chunks(request: Request, idle_timeout_s: float):
+async def _chunks(request: Request, idle_timeout_s: float, total_timeout_s: float | None = None):
+    """The body's chunks; a stall longer than ``idle_timeout_s`` or a body still arriving after
+    ``total_timeout_s`` (a trickle that never stalls: slowloris) is a 408."""
     stream = request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total_timeout_s if total_timeout_s else None
     while True:
+        wait = idle_timeout_s if deadline is None else min(idle_timeout_s, deadline - loop.time())
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout_s)
+            chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0.0))
         except StopAsyncIteration:
             return
         except asyncio.TimeoutError as exc:
+            if deadline is not None and loop.time() >= deadline:
+                raise UploadTimeoutError(f"the upload took longer than {total_timeout_s:.0f} s") from exc
             raise UploadTimeoutError(f"the upload stalled for more than {idle_timeout_s:.0f} s") from exc
         if chunk:
             yield chunk
 
 
-async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeout_s: float) -> ReceivedForm:
+async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeout_s: float,
+                       total_timeout_s: float | None = None) -> ReceivedForm:
     """Parse a multipart (or url-encoded) form; the ``video`` file part is written to ``dest``.
 
     On any error ``dest`` is removed and an ``InputError`` (400/408/413) is raised.
@@ -168,7 +176,7 @@ async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeou
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type == b"application/x-www-form-urlencoded":
         body = bytearray()
-        async for chunk in _chunks(request, idle_timeout_s):
+        async for chunk in _chunks(request, idle_timeout_s, total_timeout_s):
             body += chunk
             if len(body) > MAX_FIELD_BYTES * 4:
                 raise PayloadTooLargeError("url-encoded form too large; upload files as multipart/form-data")
@@ -178,7 +186,7 @@ async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeou
     collector = _Collector(dest, max_bytes, max_mb)
     try:
         parser = MultipartParser(params[b"boundary"], collector.callbacks())
-        async for chunk in _chunks(request, idle_timeout_s):
+        async for chunk in _chunks(request, idle_timeout_s, total_timeout_s):
             parser.write(chunk)
         parser.finalize()
         if collector.form.file_bytes is not None:

@@ -5,10 +5,13 @@ and the stalled-upload 408 are there too).
 Here: every route that takes a task id needs the key; malformed or non-ASCII Authorization
 headers are a 401, never a 500; CORS preflights work with a key set (browsers send no key on
 them) and CORS is off by default; nothing is served by path; the SSRF rule covers every private
-form of an address, not just 127.0.0.1.
+form of an address, not just 127.0.0.1; an upload trickled to dodge the idle timeout hits a total
+deadline.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -135,4 +138,31 @@ async def test_ssrf_rule_covers_private_address_forms(tmp_path):
                     "//example.com/a.mp4", "http://" + "a" * 5000 + ".com/a.mp4"):
             r = await client.post("/v1/tasks", data={"video_url": url})
             assert r.status_code == 400, (url, r.text)
+        assert (await client.get("/v1/tasks")).json()["total"] == 0
+
+
+async def test_trickled_upload_hits_the_total_deadline(tmp_path, clip):
+    """A body that never stalls long enough for the idle timeout (slowloris) still ends: 408."""
+    settings = test_settings(tmp_path, upload_idle_timeout_s=5.0, upload_timeout_s=2.0)
+    async with running_app(settings) as app, app.client() as client:
+        uploads = settings.data_dir / "uploads"
+        seen: dict[str, list[str]] = {}
+
+        async def trickle():
+            yield b'--b\r\nContent-Disposition: form-data; name="video"; filename="t.mp4"\r\n\r\n'
+            for i in range(30):  # 6 s at 5 chunks/s: never idle for 5 s
+                yield clip[i : i + 1]
+                await asyncio.sleep(0.2)
+                if i == 5:
+                    seen["receiving"] = [p.name for p in uploads.iterdir()]
+                if i == 20:  # 4 s in: the server gave up on it at 2 s
+                    seen["after"] = [p.name for p in uploads.iterdir()]
+            yield b"\r\n--b--\r\n"
+
+        r = await client.post("/v1/tasks", content=trickle(),
+                              headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 408 and "longer than 2 s" in r.json()["error"]["message"], r.text
+        assert len(seen["receiving"]) == 1 and seen["receiving"][0].endswith(".part"), seen
+        assert seen["after"] == [], seen
+        assert not list((settings.data_dir / "uploads").iterdir())
         assert (await client.get("/v1/tasks")).json()["total"] == 0
