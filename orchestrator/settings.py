@@ -65,7 +65,7 @@ class Settings:
     crf: int = 18
     preset: str = "veryfast"
     detect_stride: int = 8  # detector on every k-th frame; intervals that change are bisected
-    detect_refine_span: int = 1  # ...until this short (frames left in between get both boxes)
+    detect_refine_span: int = 4  # ...until this short (frames left in between get both boxes)
     detect_conf: float = 0.25
     detect_iou: float = 0.45
     box_margin_frac: float = 0.1  # dilation of detected boxes: fraction of their size...
