@@ -294,7 +294,11 @@ async def all_final(client: httpx.AsyncClient, ids) -> dict[str, dict] | None:
     """Every task's view once all of them are final, else None."""
     tasks = {}
     for task_id in ids:
-        task = (await client.get(f"/v1/tasks/{task_id}")).json()
+        r = await client.get(f"/v1/tasks/{task_id}")
+        if r.status_code == 503 and r.json()["error"]["code"] == "starting":
+            return None  # a (re)starting process
+        assert r.status_code == 200, r.text
+        task = r.json()
         if task["status"] not in FINAL:
             return None
         tasks[task_id] = task

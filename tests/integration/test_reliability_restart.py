@@ -68,7 +68,7 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
 
         second.start()
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
-            # Served at once (the database is the queue), before the models are even ready.
+            # Served as soon as the process is up (the database is the queue), before the models.
             task = await wait_until(lambda: _get(client, long_id), 60, "the restarted service")
             assert task["status"] in ("queued", "processing") and task["stage"] in ("requeued", "starting", "remove"), task
             assert (await client.get(f"/v1/tasks/{long_id}/result")).status_code == 409
@@ -101,4 +101,9 @@ async def _ping_ok(client):
 
 
 async def _get(client, task_id):
-    return (await client.get(f"/v1/tasks/{task_id}")).json()
+    """The task's view; None while the restarted process answers 503 ``starting``."""
+    r = await client.get(f"/v1/tasks/{task_id}")
+    if r.status_code == 503 and r.json()["error"]["code"] == "starting":
+        return None
+    assert r.status_code == 200, r.text
+    return r.json()
