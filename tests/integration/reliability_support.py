@@ -88,7 +88,8 @@ def frame_count(path: Path) -> int:
 # -- an HTTP source that misbehaves on purpose -----------------------------------------------------
 class _SourceHandler(http.server.BaseHTTPRequestHandler):
     """``/ok`` a clip; ``/held`` sends half of it until ``release`` is set; ``/slow`` dribbles bytes; ``/hang`` never answers; ``/huge`` streams without
-    a Content-Length past any limit; ``/redirect-loop`` redirects to itself."""
+    a Content-Length past any limit; ``/redirect-loop`` redirects to itself, ``/redirect-file`` to
+    ``file:///etc/passwd``, ``/redirect-ok`` to ``/ok``."""
 
     payload = b""
     protocol_version = "HTTP/1.1"
@@ -134,6 +135,16 @@ class _SourceHandler(http.server.BaseHTTPRequestHandler):
             for _ in range(64):  # 4 MB, no Content-Length
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/redirect-file.mp4":  # a hop to another scheme must be refused too
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/redirect-ok.mp4":
+            self.send_response(301)
+            self.send_header("Location", "/ok.mp4")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path == "/redirect-loop.mp4":
             self.send_response(302)
             self.send_header("Location", "/redirect-loop.mp4")

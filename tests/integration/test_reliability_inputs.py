@@ -147,7 +147,7 @@ async def test_malformed_requests_are_400_and_store_nothing(tmp_path, files):
         assert (await client.get("/ping")).status_code == 204  # still serving (no Triton here)
 
 
-async def test_video_url_unreachable_slow_hanging_huge_and_looping(tmp_path, files):
+async def test_video_url_unreachable_slow_hanging_huge_and_redirects(tmp_path, files):
     settings = test_settings(tmp_path, allow_private_urls=True, url_max_mb=1, url_timeout_s=3.0)
     with SourceServer(files["good.mp4"]) as source:
         async with running_app(settings) as app, app.client() as client:
@@ -158,7 +158,9 @@ async def test_video_url_unreachable_slow_hanging_huge_and_looping(tmp_path, fil
                 "hang": f"{source.url}/hang.mp4",
                 "huge": f"{source.url}/huge.mp4",
                 "loop": f"{source.url}/redirect-loop.mp4",
+                "to_file": f"{source.url}/redirect-file.mp4",
                 "ok": f"{source.url}/ok.mp4",
+                "redirected_ok": f"{source.url}/redirect-ok.mp4",
             }
             ids = {}
             for name, url in urls.items():
@@ -168,8 +170,9 @@ async def test_video_url_unreachable_slow_hanging_huge_and_looping(tmp_path, fil
 
             async def settled():
                 tasks = {n: (await client.get(f"/v1/tasks/{i}")).json() for n, i in ids.items()}
-                failed = all(tasks[n]["status"] == "failed" for n in urls if n != "ok")
-                return tasks if failed and tasks["ok"]["stage"] is None else None
+                good = ("ok", "redirected_ok")
+                failed = all(tasks[n]["status"] == "failed" for n in urls if n not in good)
+                return tasks if failed and all(tasks[n]["stage"] is None for n in good) else None
 
             tasks = await wait_until(settled, 30, "downloads to settle")
             assert "could not fetch the URL" in tasks["unreachable"]["error"]
@@ -177,8 +180,11 @@ async def test_video_url_unreachable_slow_hanging_huge_and_looping(tmp_path, fil
             assert "did not finish within 3 s" in tasks["hang"]["error"]
             assert "over the 1 MB limit" in tasks["huge"]["error"]
             assert "redirects" in tasks["loop"]["error"]
-            assert tasks["ok"]["status"] == "queued"  # downloaded; waits for the models
-            assert sorted(p.name for p in (settings.data_dir / "uploads").iterdir()) == [f"{ids['ok']}.video"]
+            assert "only http and https" in tasks["to_file"]["error"]
+            assert tasks["ok"]["status"] == tasks["redirected_ok"]["status"] == "queued"  # waits for the models
+            uploads = settings.data_dir / "uploads"
+            assert sorted(p.name for p in uploads.iterdir()) == sorted(f"{ids[n]}.video" for n in ("ok", "redirected_ok"))
+            assert (uploads / f"{ids['redirected_ok']}.video").read_bytes() == files["good.mp4"]
 
             # Unresolvable hosts are refused at once.
             r = await client.post("/v1/tasks", data={"video_url": "http://no-such-host.invalid/a.mp4"})
