@@ -18,7 +18,7 @@ from reliability_support import OrchestratorProcess, SourceServer, all_final, cl
 pytestmark = pytest.mark.integration
 
 REGIONS = "[[20, 20, 120, 60]]"
-LONG, SHORT = 150, 12
+LONG, SHORT = 200, 12
 
 
 async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path, triton_factory):
@@ -46,20 +46,22 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
                 assert r.status_code == 202, r.text
                 short_ids.append(r.json()["task_id"])
 
-            async def long_in_progress():
-                task = (await client.get(f"/v1/tasks/{long_id}")).json()
-                assert task["status"] in ("queued", "processing"), task
-                return task if task["status"] == "processing" and task["progress"] > 45 else None
-
-            await wait_until(long_in_progress, 180, "the long task in progress", interval_s=0.05)
-            assert (await client.get(f"/v1/tasks/{long_id}/result")).status_code == 409
-            for task_id in short_ids:
-                assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "queued"
             # A video_url task whose download is under way (half received) when the process dies.
             r = await client.post("/v1/tasks", data={"video_url": f"{source.url}/held.mp4"})
             assert r.status_code == 202, r.text
             url_id = r.json()["task_id"]
             assert (await client.get(f"/v1/tasks/{url_id}")).json()["stage"] == "downloading"
+
+            async def long_in_progress():
+                task = (await client.get(f"/v1/tasks/{long_id}")).json()
+                assert task["status"] in ("queued", "processing"), task
+                if task["status"] == "processing":
+                    assert (await client.get(f"/v1/tasks/{long_id}/result")).status_code == 409
+                return task if task["status"] == "processing" and task["progress"] > 45 else None
+
+            for task_id in short_ids:
+                assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "queued"
+            await wait_until(long_in_progress, 180, "the long task in pass 2", interval_s=0.05)
         first.kill()
         source.release.set()
         results = data_dir / "results"
