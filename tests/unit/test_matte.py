@@ -246,3 +246,21 @@ def test_speed_per_crop():
     t_inv = (time.process_time() - t0) / len(crops)
     print(f"CPU: estimate {t_est*1000:.2f} ms/crop, inversion {t_inv*1000:.2f} ms/crop")
     assert t_est < 0.05 and t_inv < 0.03
+
+
+def test_pooled_positions_share_one_matte():
+    """Crops of two positions (different sizes, the mark shifted) pool into one estimate."""
+    a, _, alphas, _ = _clip(20, 0.6, seed=12)
+    b, _, _, _ = _clip(20, 0.6, seed=13)
+    b = np.pad(b, ((0, 0), (2, 4), (5, 1), (0, 0)), mode="edge")  # another window around the mark
+    pooled, trims = matte.pool_crops([a, b])
+    assert pooled.shape == (40, H, W, 3) and trims == [(0, 0), (3, 3)]
+    est = matte.estimate_matte(pooled)
+    assert est.reliable, est.reason
+    # the second group's mark sits 2 px lower and 5 px further right, minus the trim
+    shift = np.median(est.offsets[20:], axis=0) - np.median(est.offsets[:20], axis=0)
+    assert np.allclose(shift, [2 - 3, 5 - 3], atol=0.5), shift
+    in_first = matte.shift_map(est.alpha, np.median(est.offsets[:20], axis=0))  # group 1's coordinates
+    assert np.abs(in_first - alphas[0]).mean() <= 0.01
+    with pytest.raises(ValueError):
+        matte.pool_crops([])
