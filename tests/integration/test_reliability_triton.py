@@ -57,7 +57,9 @@ async def _ping(client, *wanted):
     return r if r.status_code in wanted else None
 
 
-async def _submit_and_wait_processing(client, clip) -> str:
+async def _submit_and_wait_processing(client, clip, min_progress: float = 0.0) -> str:
+    """Submit the clip; return once it is processing past ``min_progress`` (pass 2, where every
+    chunk calls the inpainter, starts at 35 %)."""
     r = await client.post("/v1/tasks", files={"video": ("c.mp4", clip, "video/mp4")},
                           data={"regions": REGIONS, "detect": "false"})
     assert r.status_code == 202, r.text
@@ -66,7 +68,7 @@ async def _submit_and_wait_processing(client, clip) -> str:
     async def started():
         task = await _task(client, task_id)
         assert task["status"] in ("queued", "processing"), task  # not done before the fault
-        return task if task["status"] == "processing" and task["progress"] > 0 else None
+        return task if task["status"] == "processing" and task["progress"] > min_progress else None
 
     await wait_until(started, 180, "the task to be processing", interval_s=0.05)
     return task_id
@@ -118,7 +120,7 @@ async def test_frozen_triton_hits_deadlines_and_unloaded_model_is_reloaded(tmp_p
         await _check_finished(client, task_id, tmp_path, attempts=2)
 
         # 2. The inpainter unloaded behind the service's back while a task uses it.
-        task_id = await _submit_and_wait_processing(client, clip)
+        task_id = await _submit_and_wait_processing(client, clip, min_progress=40)
         grpcclient.InferenceServerClient(triton.grpc_url).unload_model("inpainter")
         await _check_finished(client, task_id, tmp_path, attempts=2)
         assert grpcclient.InferenceServerClient(triton.grpc_url).is_model_ready("inpainter")
@@ -133,7 +135,7 @@ async def test_retries_are_bounded(tmp_path, triton_factory, repo, clip):
     settings = fault_settings(tmp_path, ports[1], max_task_attempts=2)
     async with running_app(settings) as app, app.client() as client:
         await wait_until(lambda: _ping(client, 200), 120, "/ping 200")
-        task_id = await _submit_and_wait_processing(client, clip)
+        task_id = await _submit_and_wait_processing(client, clip, min_progress=40)
         admin = grpcclient.InferenceServerClient(triton.grpc_url)
         admin.unload_model("inpainter")
 
@@ -141,7 +143,7 @@ async def test_retries_are_bounded(tmp_path, triton_factory, repo, clip):
             task = await _task(client, task_id)
             if task["status"] in ("failed", "finished"):
                 return task
-            running = task["status"] == "processing" and task["attempts"] == 2 and task["progress"] > 0
+            running = task["status"] == "processing" and task["attempts"] == 2 and task["progress"] > 40
             return task if running else None
 
         task = await wait_until(second_attempt_or_end, 180, "the second attempt", interval_s=0.05)
