@@ -71,7 +71,7 @@ class Settings:
     box_margin_frac: float = 0.1  # dilation of detected boxes: fraction of their size...
     box_margin_px: float = 4.0  # ...plus pixels, on every side
     max_gap_frames: int = 12  # missed detections filled up to this many frames
-    inpaint_context: float = 0.25  # context around a box inside its crop (fraction of its size)
+    inpaint_context: float = 0.1  # context around a box in its crop (fraction of its size, >= 16 px)
     matte_crops: int = 48  # crops kept per mark position for the matte estimate
 
     @property
