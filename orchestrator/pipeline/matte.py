@@ -6,8 +6,13 @@ many different backgrounds, its matte ``alpha`` and colour ``W`` can be estimate
 et al., CVPR 2017) and the blend inverted exactly; only the near-opaque core still needs the
 inpainter. That recovers the real content (no blur, no flicker) at almost no compute.
 
-Everything is vectorised numpy and runs inside the pipeline's worker thread: for 60 crops of
-160x70 the estimate takes a few tens of milliseconds (see ``bench/README.md``).
+Everything is vectorised numpy and runs inside the pipeline's worker thread. CPU time per crop:
+estimation ~4 ms (96x48) / 7-9 ms (160x70), ``remove_with_matte`` ~2.3 / ~5 ms (bench/README.md).
+
+Use: ``estimate_matte(crops)`` once per video (``pool_crops`` joins the crops of all the mark's
+positions: unrelated backgrounds make a much better estimate), then per frame ``fit_opacity``
+(skip frames whose residual exceeds ``estimate.max_residual``) and ``remove_with_matte``; its
+``hole`` goes to the inpainter. ``reliable=False`` (with ``reason``) means: inpaint the box.
 
 Coordinates: ``register`` returns per-crop offsets ``(dy, dx)``: the mark in crop ``i`` sits at
 ``p + offsets[i]`` where ``p`` is its position in the reference (the matte's) coordinates. The
