@@ -189,6 +189,7 @@ def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampl
     ``marks`` are (key, box, report entry); the entry says which method the mark gets and why.
     """
     plans: dict[tuple, _MarkPlan] = {}
+    estimates: dict[int, object] = {}  # per sampler window: a region over a detected mark shares it
     for key, box, entry in marks:
         if matte_mod is None or not sampler.windows:
             entry["reason"] = "matte module unavailable" if matte_mod is None else "no crops"
@@ -200,7 +201,9 @@ def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampl
             entry["reason"] = "too few crops"
             continue
         try:
-            estimate = matte_mod.estimate_matte(np.stack(crops))
+            if sid not in estimates:
+                estimates[sid] = matte_mod.estimate_matte(np.stack(crops))
+            estimate = estimates[sid]
         except ValueError as exc:
             entry["reason"] = str(exc)
             continue
