@@ -149,7 +149,9 @@ def template_from_png(path: str | Path) -> Template:
     try:
         with Image.open(path) as im:
             rgba = np.asarray(im.convert("RGBA"), np.float32)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
+        # ImportError: Ultralytics, once imported, patches Image.open to try a HEIF plugin on
+        # unreadable files; an unreadable file is still just unreadable.
         raise ValueError(f"cannot read watermark template {path}: {exc}") from exc
     alpha = rgba[..., 3] / 255.0
     if float(alpha.min()) >= 1.0:

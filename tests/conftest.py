@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Ultralytics must never pip-install at run time (CI is offline apart from the registries, and an
+# install could pull numpy 2, which breaks the Triton python backend).
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
 import shutil
 from pathlib import Path
 
