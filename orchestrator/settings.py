@@ -66,7 +66,8 @@ class Settings:
     preset: str = "veryfast"
     detect_stride: int = 8  # detector on every k-th frame; intervals that change are bisected
     detect_refine_span: int = 4  # ...until this short (frames left in between get both boxes)
-    detect_conf: float = 0.25
+    detect_conf: float = 0.25  # a box this strong counts alone (and triggers bisection)
+    detect_conf_low: float = 0.1  # weaker boxes count only when consistent over time at one place
     detect_iou: float = 0.45
     box_margin_frac: float = 0.1  # dilation of detected boxes: fraction of their size...
     box_margin_px: float = 4.0  # ...plus pixels, on every side

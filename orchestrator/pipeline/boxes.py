@@ -168,22 +168,108 @@ def cluster_positions(observations: dict[int, np.ndarray], iou: float = 0.5) -> 
     return positions, labels
 
 
+@dataclass
+class Segment:
+    """One stretch of observed presence of one position (observations at most ``join`` apart)."""
+
+    pid: int
+    frames: list[int]
+    scores: list[float]
+
+    @property
+    def evidence(self) -> float:
+        return float(sum(self.scores))
+
+
+def position_segments(observations: dict[int, np.ndarray], labels: dict[int, np.ndarray], k: int,
+                      n_frames: int, join: int) -> list[Segment]:
+    """Per position, runs of observed frames where it was detected; a run continues while the next
+    detection is at most ``join`` frames later. Detections without a score count 1.0."""
+    per_pid: list[list[tuple[int, float]]] = [[] for _ in range(k)]
+    for f in sorted(observations):
+        if not 0 <= f < n_frames:
+            continue
+        dets = np.asarray(observations[f], np.float64)
+        dets = dets.reshape(-1, dets.shape[-1]) if dets.size else np.zeros((0, 4))
+        for j, pid in enumerate(labels[f]):
+            per_pid[pid].append((f, float(dets[j, 4]) if dets.shape[1] > 4 else 1.0))
+    segments: list[Segment] = []
+    for pid, hits in enumerate(per_pid):
+        for f, score in hits:
+            last = segments[-1] if segments and segments[-1].pid == pid else None
+            if last is not None and f - last.frames[-1] <= join:
+                last.frames.append(f)
+                last.scores.append(score)
+            else:
+                segments.append(Segment(pid, [f], [score]))
+    return segments
+
+
+def filter_by_evidence(segments: list[Segment], k: int, *, conf: float, min_evidence: float,
+                       rel_evidence: float) -> tuple[list[Segment], list[bool]]:
+    """Keep the segments that time says are the mark; returns (kept, confirmed flag per kept).
+
+    A mark holds still at a few positions for seconds: its segment gathers evidence (the sum of
+    its per-frame scores) even when each score is weak. A segment is *confirmed* when its evidence
+    is at least ``min_evidence`` and its position's evidence (all its segments: the mark returns
+    to the same places) at least ``rel_evidence`` of the best position's. Other segments are
+    false-positive candidates: their detections on frames a confirmed segment of another position
+    spans are dropped (one mark at a time; jumps are where confirmed segments end), and the rest
+    is kept only when one score reaches ``conf`` (an isolated weak box is noise; a strong one on
+    frames no confirmed mark covers is kept: a missed mark is the worst defect).
+    """
+    pos_ev = np.zeros(k)
+    for seg in segments:
+        pos_ev[seg.pid] += seg.evidence
+    best = pos_ev.max() if k else 0.0
+    confirmed = [seg.evidence >= min_evidence and pos_ev[seg.pid] >= rel_evidence * best for seg in segments]
+    spans = [(seg.pid, seg.frames[0], seg.frames[-1]) for seg, ok in zip(segments, confirmed) if ok]
+    kept: list[Segment] = []
+    flags: list[bool] = []
+    for seg, ok in zip(segments, confirmed):
+        if ok:
+            kept.append(seg)
+            flags.append(True)
+            continue
+        pairs = [(f, s) for f, s in zip(seg.frames, seg.scores)
+                 if not any(pid != seg.pid and a <= f <= b for pid, a, b in spans)]
+        if pairs and max(s for _, s in pairs) >= conf:
+            kept.append(Segment(seg.pid, [f for f, _ in pairs], [s for _, s in pairs]))
+            flags.append(False)
+    return kept, flags
+
+
 def build_timeline(
     n_frames: int, observations: dict[int, np.ndarray], *, max_gap: int = 12, min_run: int = 2,
-    cluster_iou: float = 0.5,
+    cluster_iou: float = 0.5, conf: float = 0.0, min_evidence: float = 1.2,
+    rel_evidence: float = 0.25, join: int = 24,
 ) -> Timeline:
-    """Turn sparse detections (frame -> [n,4 or 5]) into clean per-frame position tracks."""
+    """Turn sparse detections (frame -> [n,4 or 5]) into clean per-frame position tracks.
+
+    With scores (5 columns), detections first go through ``filter_by_evidence``: boxes scoring
+    below ``conf`` are kept when they are consistent over time at one place, and isolated or
+    contradicted boxes are dropped. Without scores every detection is evidence 1.0.
+    """
     positions, labels = cluster_positions(observations, cluster_iou)
     k = len(positions)
     present = np.zeros((k, n_frames), bool)
     if k == 0 or n_frames == 0:
         return Timeline(positions, present, [0] * k)
     known_frames = np.array(sorted(f for f in observations if 0 <= f < n_frames), np.int64)
+    segments = position_segments(observations, labels, k, n_frames, join)
+    kept, _ = filter_by_evidence(segments, k, conf=conf, min_evidence=min_evidence,
+                                 rel_evidence=rel_evidence)
+    used = sorted({seg.pid for seg in kept})  # positions left without evidence are removed
+    remap = {pid: i for i, pid in enumerate(used)}
+    positions = positions[used].reshape(-1, 4)
+    k = len(positions)
+    present = np.zeros((k, n_frames), bool)
+    if k == 0:
+        return Timeline(positions, present, [])
     counts = [0] * k
-    for f in known_frames:
-        for pid in labels[int(f)]:
-            present[pid, f] = True
-            counts[pid] += 1
+    for seg in kept:
+        present[remap[seg.pid], seg.frames] = True
+        counts[remap[seg.pid]] += len(seg.frames)
     # 1. Unobserved frames take the union of their two observed neighbours: the same state when
     #    they agree; both positions where the detector was not asked to refine a change.
     for pid in range(k):

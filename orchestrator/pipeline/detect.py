@@ -153,6 +153,7 @@ def scan(
     refine_span: int = 1, sampler: CropSampler | None = None,
     regions_at: Callable[[int], np.ndarray] | None = None,
     on_frame: Callable[[int], None] | None = None, should_cancel: Callable[[], None] | None = None,
+    change_conf: float = 0.0,
 ) -> ScanResult:
     """Decode everything once; detect on samples + bisection of changed intervals until they are
     at most ``refine_span`` frames long (1 = exact change frames; larger spans cost fewer detector
@@ -160,7 +161,16 @@ def scan(
 
     ``detector=None`` only records timestamps and samples region crops. ``regions_at(pts)`` gives
     the manual regions active at a frame, whose crops the ``sampler`` also keeps (for the matte).
-    ``should_cancel`` raises to stop."""
+    ``should_cancel`` raises to stop. Boxes scoring below ``change_conf`` (a detector run at a low
+    threshold, whose weak boxes only count when consistent over time: ``boxes.build_timeline``)
+    neither trigger bisection nor feed the crop sampler."""
+
+    def strong(dets: np.ndarray) -> np.ndarray:
+        dets = np.asarray(dets)
+        if change_conf <= 0 or dets.ndim != 2 or dets.shape[1] < 5:
+            return dets
+        return dets[dets[:, 4] >= change_conf]
+
     refine_span = max(1, refine_span)
     crop_stride = max(1, stride // 4)  # region crops are cheap; the matte wants many backgrounds
     pts = array("q")
@@ -178,14 +188,14 @@ def scan(
         results = detector.collect(futures)
         for idx, dets in zip(sample_ids, results):
             observations[idx] = dets
-            if sampler is not None and len(dets) and idx in full:
-                sampler.add(idx, full[idx], dets)
+            if sampler is not None and idx in full and len(strong(dets)):
+                sampler.add(idx, full[idx], strong(dets))
         for idx in sample_ids:
             full.pop(idx, None)
         # Bisect every interval whose ends disagree, all intervals of the window per round.
         chain = ([state["last_sample"]] if state["last_sample"] is not None else []) + sample_ids
         todo = [(a, b) for a, b in zip(chain[:-1], chain[1:])
-                if b - a > refine_span and not bx.same_boxes(observations[a], observations[b])]
+                if b - a > refine_span and not bx.same_boxes(strong(observations[a]), strong(observations[b]))]
         while todo:
             mids = [(a + b) // 2 for a, b in todo]
             found = detector.detect([images[m] for m in mids])
@@ -193,7 +203,8 @@ def scan(
             for (a, b), m, dets in zip(todo, mids, found):
                 observations[m] = dets
                 for lo, hi in ((a, m), (m, b)):
-                    if hi - lo > refine_span and not bx.same_boxes(observations[lo], observations[hi]):
+                    if hi - lo > refine_span and not bx.same_boxes(strong(observations[lo]),
+                                                                   strong(observations[hi])):
                         nxt.append((lo, hi))
             todo = nxt
         state["last_sample"] = sample_ids[-1]

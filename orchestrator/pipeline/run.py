@@ -299,7 +299,8 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
         # ---------------- pass 1 ----------------
         detector = None
         if options.detect:
-            detector = Detector(client, width=width, height=height, conf=settings.detect_conf,
+            detector = Detector(client, width=width, height=height,
+                                conf=min(settings.detect_conf, settings.detect_conf_low),
                                 iou=settings.detect_iou, batch=settings.detect_batch)
         sampler = CropSampler(per_position=settings.matte_crops) if use_matte else None
         first_pts: list[int] = []
@@ -318,6 +319,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                 refine_span=settings.detect_refine_span, sampler=sampler,
                 regions_at=regions_at if options.regions else None, should_cancel=check,
                 on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
+                change_conf=settings.detect_conf,
             )
         finally:
             frames.close()  # stops the decode thread now, also on errors
@@ -328,7 +330,8 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
             raise InputError("the video stream has no frames")
         check()
         if options.detect:
-            timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames)
+            timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames,
+                                         conf=settings.detect_conf)
             details["detector_frames"] = result.detected_frames
             for pid, box in enumerate(timeline.positions):
                 entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint"}
