@@ -206,13 +206,15 @@ def position_segments(observations: dict[int, np.ndarray], labels: dict[int, np.
 
 
 def filter_by_evidence(segments: list[Segment], k: int, *, conf: float, min_evidence: float,
-                       rel_evidence: float) -> tuple[list[Segment], list[bool]]:
+                       rel_evidence: float, dominance: float = 2.0) -> tuple[list[Segment], list[bool]]:
     """Keep the segments that time says are the mark; returns (kept, confirmed flag per kept).
 
     A mark holds still at a few positions for seconds: its segment gathers evidence (the sum of
     its per-frame scores) even when each score is weak. A segment is *confirmed* when its evidence
     is at least ``min_evidence`` and its position's evidence (all its segments: the mark returns
-    to the same places) at least ``rel_evidence`` of the best position's. Other segments are
+    to the same places) at least ``rel_evidence`` of the best position's, and no confirmed
+    segment of another position spanning most of it scores ``dominance`` times higher on average
+    (the usual false positive: a weaker box beside the real mark). Other segments are
     false-positive candidates: their detections on frames a confirmed segment of another position
     spans are dropped (one mark at a time; jumps are where confirmed segments end), and the rest
     is kept only when one score reaches ``conf`` (an isolated weak box is noise; a strong one on
@@ -223,6 +225,21 @@ def filter_by_evidence(segments: list[Segment], k: int, *, conf: float, min_evid
         pos_ev[seg.pid] += seg.evidence
     best = pos_ev.max() if k else 0.0
     confirmed = [seg.evidence >= min_evidence and pos_ev[seg.pid] >= rel_evidence * best for seg in segments]
+    # One mark at a time: a confirmed segment mostly spanned by a confirmed segment of another
+    # position that scores ``dominance`` times higher on average is a false positive beside it.
+    means = [float(np.mean(seg.scores)) for seg in segments]
+    dominated = []
+    for i, seg in enumerate(segments):
+        a, b = seg.frames[0], seg.frames[-1]
+        for j, other in enumerate(segments):
+            if j == i or other.pid == seg.pid or not confirmed[j] or means[j] < dominance * means[i]:
+                continue
+            overlap = min(b, other.frames[-1]) - max(a, other.frames[0])
+            if overlap >= 0.5 * (b - a):
+                dominated.append(i)
+                break
+    for i in dominated:
+        confirmed[i] = False
     spans = [(seg.pid, seg.frames[0], seg.frames[-1]) for seg, ok in zip(segments, confirmed) if ok]
     kept: list[Segment] = []
     flags: list[bool] = []

@@ -153,7 +153,7 @@ def scan(
     refine_span: int = 1, sampler: CropSampler | None = None,
     regions_at: Callable[[int], np.ndarray] | None = None,
     on_frame: Callable[[int], None] | None = None, should_cancel: Callable[[], None] | None = None,
-    change_conf: float = 0.0,
+    change_conf: float = 0.0, change_top: bool = False,
 ) -> ScanResult:
     """Decode everything once; detect on samples + bisection of changed intervals until they are
     at most ``refine_span`` frames long (1 = exact change frames; larger spans cost fewer detector
@@ -163,13 +163,24 @@ def scan(
     the manual regions active at a frame, whose crops the ``sampler`` also keeps (for the matte).
     ``should_cancel`` raises to stop. Boxes scoring below ``change_conf`` (a detector run at a low
     threshold, whose weak boxes only count when consistent over time: ``boxes.build_timeline``)
-    neither trigger bisection nor feed the crop sampler."""
+    neither trigger bisection nor feed the crop sampler. ``change_top``: bisect only where the
+    strongest box moves or vanishes (one mark at a time: false positives coming and going elsewhere
+    cost no detector calls). Bisection only narrows the frames that get both boxes: frames between
+    two samples that differ get the union of both (``boxes.build_timeline``), so a change it does
+    not refine is still covered."""
 
     def strong(dets: np.ndarray) -> np.ndarray:
         dets = np.asarray(dets)
         if change_conf <= 0 or dets.ndim != 2 or dets.shape[1] < 5:
             return dets
         return dets[dets[:, 4] >= change_conf]
+
+    def changed(a: np.ndarray, b: np.ndarray) -> bool:
+        a, b = strong(a), strong(b)
+        if change_top:  # only the strongest box: where the one mark is
+            a = a[np.argsort(-a[:, 4])[:1]] if a.ndim == 2 and a.shape[1] >= 5 else a
+            b = b[np.argsort(-b[:, 4])[:1]] if b.ndim == 2 and b.shape[1] >= 5 else b
+        return not bx.same_boxes(a, b)
 
     refine_span = max(1, refine_span)
     crop_stride = max(1, stride // 4)  # region crops are cheap; the matte wants many backgrounds
@@ -195,7 +206,7 @@ def scan(
         # Bisect every interval whose ends disagree, all intervals of the window per round.
         chain = ([state["last_sample"]] if state["last_sample"] is not None else []) + sample_ids
         todo = [(a, b) for a, b in zip(chain[:-1], chain[1:])
-                if b - a > refine_span and not bx.same_boxes(strong(observations[a]), strong(observations[b]))]
+                if b - a > refine_span and changed(observations[a], observations[b])]
         while todo:
             mids = [(a + b) // 2 for a, b in todo]
             found = detector.detect([images[m] for m in mids])
@@ -203,8 +214,7 @@ def scan(
             for (a, b), m, dets in zip(todo, mids, found):
                 observations[m] = dets
                 for lo, hi in ((a, m), (m, b)):
-                    if hi - lo > refine_span and not bx.same_boxes(strong(observations[lo]),
-                                                                   strong(observations[hi])):
+                    if hi - lo > refine_span and changed(observations[lo], observations[hi]):
                         nxt.append((lo, hi))
             todo = nxt
         state["last_sample"] = sample_ids[-1]

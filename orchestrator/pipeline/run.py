@@ -319,7 +319,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                 refine_span=settings.detect_refine_span, sampler=sampler,
                 regions_at=regions_at if options.regions else None, should_cancel=check,
                 on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
-                change_conf=settings.detect_conf,
+                change_conf=settings.detect_conf, change_top=True,
             )
         finally:
             frames.close()  # stops the decode thread now, also on errors
