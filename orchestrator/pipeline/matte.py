@@ -31,6 +31,14 @@ LOGGER = logging.getLogger(__name__)
 
 WHITE = np.array([255.0, 255.0, 255.0], dtype=np.float32)
 # Alpha error the statistics do not see (codec blur of thin strokes, chroma siting), for the blend.
+# Below this blend weight a pixel is always inverted; above ``alpha_threshold`` always inpainted;
+# in between it goes to the inpainter when the inversion's expected error variance (grey levels^2)
+# exceeds ``remove_with_matte``'s ``hole_variance`` (the fallback inpainter's error in the holes
+# measured ~80-90 in bench/quality.py; 150 was the best trade-off over the five clips).
+HOLE_ALPHA_MIN = 0.5
+HOLE_VARIANCE = 150.0
+# Width (px) of the ring outside the mark whose texture tells the inversion's excess noise apart.
+RING_PX = 4
 MODEL_ALPHA_ERROR = 0.0  # 0.02-0.05 helped flat backgrounds but cost more on photos
 
 
@@ -50,7 +58,7 @@ class MatteEstimate:
     residual: np.ndarray  # float32 [N]
     reliable: bool
     reason: str
-    alpha_threshold: float  # a = alpha*opacity above this is the opaque core -> inpainter
+    alpha_threshold: float  # a = alpha*opacity above this is always the opaque core -> inpainter
     max_residual: float = 0.5
     offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # [N, 2]
     support: np.ndarray | None = None  # bool [h, w]: where the mark is (dilated)
@@ -384,7 +392,7 @@ def estimate_matte(
     register_crops: bool = True,
     color: np.ndarray | tuple[float, float, float] | None = None,
     min_frames: int = 8,
-    alpha_threshold: float = 0.6,
+    alpha_threshold: float = 0.9,
     max_residual: float = 0.75,
     min_background_motion: float = 1.0,
     iterations: int = 6,
@@ -604,6 +612,25 @@ _YCC_INV = np.linalg.inv(_YCC).astype(np.float32)
 _CHROMA_KERNEL = np.array([1, 4, 6, 4, 1], np.float32) / 16.0
 
 
+def _hf_energy(img: np.ndarray) -> np.ndarray:
+    """Per-pixel high-pass energy of [h, w, 3]: (pixel - its 3x3 mean)^2, averaged over channels."""
+    planes = np.ascontiguousarray(img.transpose(2, 0, 1))
+    hf = planes - _box_mean(planes, 1)
+    return (hf * hf).mean(0)
+
+
+def _excess_noise(x, restored, marked, support, gain) -> float:
+    """Coding-noise variance (before the inversion gain) that the inversion shows beyond the texture
+    of the background around the mark (a ring outside ``support``); 0 when it shows none."""
+    ring = _dilate(support, RING_PX) & ~support
+    if ring.sum() < 16 or marked.sum() < 16:
+        return 0.0
+    e_ring = float(_hf_energy(x)[ring].mean())
+    e_rest = _hf_energy(restored)[marked]
+    g2 = gain[marked] ** 2
+    return max(0.0, float((e_rest - e_ring).sum() / g2.sum()) / 0.889)
+
+
 def _blur(a: np.ndarray, kernel: np.ndarray = _CHROMA_KERNEL) -> np.ndarray:
     r = len(kernel) // 2
     h, w = a.shape
@@ -637,20 +664,27 @@ def remove_with_matte(
     dilate: int = 1,
     noise_sigma: float | None = 2.0,
     chroma_subsampled: bool = True,
+    hole_variance: float | None = HOLE_VARIANCE,
+    estimate_noise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Invert the blend on one crop: ``background = (observed - a*W) / (1 - a)``, a = alpha*opacity.
 
     Returns ``(restored uint8 [h, w, 3], hole bool [h, w])``. ``hole`` marks the pixels where ``a``
-    exceeds ``estimate.alpha_threshold`` (dilated by ``dilate`` px): inversion would amplify noise
-    there, so the caller sends exactly those pixels to the inpainter (the matte, not the box, is the
-    mask). Restored pixels inside ``hole`` are left as observed. ``frame_opacity`` defaults to 1
+    exceeds ``estimate.alpha_threshold``, or exceeds ``HOLE_ALPHA_MIN`` and the inversion's expected
+    error variance (coding noise and matte error times ``1/(1 - a)``, against the local background
+    colour) exceeds ``hole_variance`` (None: the threshold alone), dilated by ``dilate`` px: the
+    caller sends exactly those pixels to the inpainter (the matte, not the box, is the mask). Restored pixels inside ``hole`` are left as observed. ``frame_opacity`` defaults to 1
     (the median frame); ``offset`` is the crop's registration offset.
 
     Inversion multiplies the video's coding noise by ``1/(1 - a)`` and the matte's error by
     ``(W - B)/(1 - a)``. Where the background under the mark is flat, a smooth fill from around the
     mark is closer to the truth than that, so each pixel is a Wiener blend of the inversion and
     the fill, weighted by the texture the inversion shows against its expected error
-    (``noise_sigma`` = coding noise in grey levels; ``None`` = plain inversion).
+    (``noise_sigma`` = coding noise in grey levels; ``None`` = plain inversion). The coding noise
+    is larger next to the mark's sharp strokes than elsewhere (x264 spends its error on edges): with
+    ``estimate_noise`` the noise variance is raised to what the inversion shows beyond the texture
+    of a ring around the mark (``_excess_noise``) - on a flat background that is the amplified
+    noise itself, so the blend leans on the fill there (+2.7 dB on the flat red clip, bench/README.md).
     ``chroma_subsampled`` (4:2:0 video, the usual case) inverts chroma with the matte as the
     codec's half-resolution chroma saw it; False for 4:4:4 / RGB sources.
     """
@@ -659,9 +693,21 @@ def remove_with_matte(
         raise ValueError(f"crop must be [h, w, 3] with the matte's size {estimate.alpha.shape}, got {crop.shape}")
     o = 1.0 if frame_opacity is None else max(0.0, float(frame_opacity))
     a = np.clip(shift_map(estimate.alpha, offset) * o, 0.0, 1.0)
-    hole = _dilate(a > estimate.alpha_threshold, dilate) if dilate else a > estimate.alpha_threshold
-    a_inv = np.where(hole, 0.0, a)
     x = crop.astype(np.float32)
+    se = estimate.alpha_se if estimate.alpha_se is not None else np.zeros_like(a)
+    se = np.sqrt(shift_map(se, offset) ** 2 + MODEL_ALPHA_ERROR**2) * o
+    fill = None
+    core = a > estimate.alpha_threshold
+    if noise_sigma is not None and hole_variance is not None and (a > 0.005).any():
+        support = a > 0.005
+        if estimate.support is not None:
+            support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
+        fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
+        gain0 = 1.0 / np.maximum(1.0 - a, 1e-3)
+        var0 = (noise_sigma**2 + (se[..., None] * (estimate.color - fill)) ** 2).mean(-1) * gain0**2
+        core |= (a > min(HOLE_ALPHA_MIN, estimate.alpha_threshold)) & (var0 > hole_variance)
+    hole = _dilate(core, dilate) if dilate else core
+    a_inv = np.where(hole, 0.0, a)
     if chroma_subsampled:
         restored = _invert_ycc(x, a_inv, estimate.color)
     else:
@@ -673,10 +719,11 @@ def remove_with_matte(
         if estimate.support is not None:
             support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
         fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
-        se = estimate.alpha_se if estimate.alpha_se is not None else np.zeros_like(a)
-        se = np.sqrt(shift_map(se, offset) ** 2 + MODEL_ALPHA_ERROR**2) * o
         gain = 1.0 / (1.0 - a_inv[..., 0])
-        var_inv = (noise_sigma**2 + (se[..., None] * (estimate.color - fill)) ** 2).mean(-1) * gain**2
+        sigma2 = noise_sigma**2
+        if estimate_noise:
+            sigma2 = max(sigma2, _excess_noise(x, restored, marked, support, gain))
+        var_inv = (sigma2 + (se[..., None] * (estimate.color - fill)) ** 2).mean(-1) * gain**2
         diff = restored - fill
         local = _box_mean((diff * diff).mean(-1), 2)
         signal = np.maximum(local - var_inv, 0.0)
