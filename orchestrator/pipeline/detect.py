@@ -153,7 +153,7 @@ def scan(
     refine_span: int = 1, sampler: CropSampler | None = None,
     regions_at: Callable[[int], np.ndarray] | None = None,
     on_frame: Callable[[int], None] | None = None, should_cancel: Callable[[], None] | None = None,
-    change_conf: float = 0.0, change_top: bool = False,
+    change_conf: float = 0.0, change_top: bool = False, lazy_bytes: int = 384 << 20,
 ) -> ScanResult:
     """Decode everything once; detect on samples + bisection of changed intervals until they are
     at most ``refine_span`` frames long (1 = exact change frames; larger spans cost fewer detector
@@ -168,6 +168,14 @@ def scan(
     cost no detector calls). Bisection only narrows the frames that get both boxes: frames between
     two samples that differ get the union of both (``boxes.build_timeline``), so a change it does
     not refine is still covered."""
+
+    lazy: bool | None = None
+
+    def image(images: dict, i: int):
+        img = images[i]
+        if isinstance(img, Decoded):
+            img = images[i] = detector.resize(img)
+        return img
 
     def strong(dets: np.ndarray) -> np.ndarray:
         dets = np.asarray(dets)
@@ -209,7 +217,7 @@ def scan(
                 if b - a > refine_span and changed(observations[a], observations[b])]
         while todo:
             mids = [(a + b) // 2 for a, b in todo]
-            found = detector.detect([images[m] for m in mids])
+            found = detector.detect([image(images, m) for m in mids])
             nxt = []
             for (a, b), m, dets in zip(todo, mids, found):
                 observations[m] = dets
@@ -224,7 +232,7 @@ def scan(
         if samples:
             sample_ids = list(samples)
             images = dict(window)
-            futures = detector.submit([window[i] for i in sample_ids])
+            futures = detector.submit([image(window, i) for i in sample_ids])
             pending.append((futures, sample_ids, images))
             samples.clear()
             # Keep the last sample's image: the next window's intervals start there.
@@ -249,7 +257,13 @@ def scan(
                 should_cancel()
         if detector is None:
             continue
-        window[index] = detector.resize(item)
+        # Frames between samples are resized only if the bisection asks for them (most are not):
+        # their decoded frames are kept instead while that fits ``lazy_bytes``.
+        if lazy is None:
+            frame = getattr(item, "frame", None)
+            size = getattr(frame, "width", 0) * getattr(frame, "height", 0) * 3 // 2
+            lazy = 0 < size * stride * detector.batch * (in_flight + 1) <= lazy_bytes
+        window[index] = item if lazy and index % stride else detector.resize(item)
         last_item = item
         if index % stride == 0:
             samples.append(index)
