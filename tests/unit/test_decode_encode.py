@@ -116,3 +116,20 @@ def test_yuv_canvas_edits_only_the_area():
     assert np.abs(out[10:30, 14:38].astype(int) - (200, 30, 30)).max() < 8
     outside = frame.to_ndarray(format="rgb24")
     assert np.array_equal(out[40:], outside[40:]) and np.array_equal(out[:, 50:], outside[:, 50:])
+
+
+def test_yuv_canvas_in_place_edits_do_not_disturb_later_frames(tmp_path):
+    """YuvCanvas writes into the decoded frame's planes: the decoder's reference frames must stay
+    intact (make_writable copies them), so every later frame decodes as without edits."""
+    from orchestrator.pipeline.inpaint import YuvCanvas
+
+    src = tmp_path / "in.mp4"
+    make_clip(src, width=160, height=96, frames=20)
+    clean = [d.frame.to_ndarray(format="rgb24") for d in iter_frames(src)]
+    for d in iter_frames(src):
+        canvas = YuvCanvas(d.frame)
+        canvas.write(0, 0, np.full((32, 48, 3), 255, np.uint8))
+        out = canvas.to_frame().to_ndarray(format="rgb24")
+        assert out[:30, :46].min() > 240
+        assert np.array_equal(out[34:], clean[d.index][34:]), d.index
+        assert np.array_equal(out[:, 50:], clean[d.index][:, 50:]), d.index
