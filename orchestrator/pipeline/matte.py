@@ -40,9 +40,13 @@ HOLE_ALPHA_MIN = 0.5
 # on photos with few independent frames; the inversion shrinks alpha with this many standard errors
 # (bench/quality.py: 3 gave +0.4 to +1.9 dB on the photo clips, -0.4 dB on the flat texture clip).
 ALPHA_SHRINK = 3.0
+BLEND_SUPPORT = True
 HOLE_VARIANCE = 150.0
 # Width (px) of the ring outside the mark whose texture tells the inversion's excess noise apart.
 RING_PX = 4
+# Share of x264's coding-noise variance that the 3x3 high-pass of ``_hf_energy`` sees (0.889 for
+# white noise; x264's noise is spatially correlated: 0.18-0.41 measured on bench/quality.py clips).
+NOISE_HF_FRACTION = 0.4
 MODEL_ALPHA_ERROR = 0.0  # 0.02-0.05 helped flat backgrounds but cost more on photos
 
 
@@ -632,7 +636,7 @@ def _excess_noise(x, restored, marked, support, gain) -> float:
     e_ring = float(_hf_energy(x)[ring].mean())
     e_rest = _hf_energy(restored)[marked]
     g2 = gain[marked] ** 2
-    return max(0.0, float((e_rest - e_ring).sum() / g2.sum()) / 0.889)
+    return max(0.0, float((e_rest - e_ring).sum() / g2.sum()) / NOISE_HF_FRACTION)
 
 
 def _blur(a: np.ndarray, kernel: np.ndarray = _CHROMA_KERNEL) -> np.ndarray:
@@ -730,6 +734,8 @@ def remove_with_matte(
         if estimate.support is not None:
             support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
         fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
+        if BLEND_SUPPORT:
+            marked = support & ~hole
         gain = 1.0 / (1.0 - a_inv[..., 0])
         sigma2 = noise_sigma**2
         if estimate_noise:
