@@ -206,8 +206,10 @@ def position_segments(observations: dict[int, np.ndarray], labels: dict[int, np.
 
 
 def filter_by_evidence(segments: list[Segment], k: int, *, conf: float, min_evidence: float,
-                       rel_evidence: float, dominance: float = 2.0) -> tuple[list[Segment], list[bool]]:
-    """Keep the segments that time says are the mark; returns (kept, confirmed flag per kept).
+                       rel_evidence: float, dominance: float = 2.0, bridge: int = 24,
+                       ) -> tuple[list[Segment], list[bool], list[tuple[int, int, list[int]]]]:
+    """Keep the segments that time says are the mark; returns (kept, confirmed flag per kept,
+    ``jump_bridges``: frames between two confirmed segments that get both positions).
 
     A mark holds still at a few positions for seconds: its segment gathers evidence (the sum of
     its per-frame scores) even when each score is weak. A segment is *confirmed* when its evidence
@@ -241,6 +243,8 @@ def filter_by_evidence(segments: list[Segment], k: int, *, conf: float, min_evid
     for i in dominated:
         confirmed[i] = False
     spans = [(seg.pid, seg.frames[0], seg.frames[-1]) for seg, ok in zip(segments, confirmed) if ok]
+    bridges = jump_bridges(spans, bridge)
+    spans += [(pid, a, b) for a, b, pids in bridges for pid in pids]
     kept: list[Segment] = []
     flags: list[bool] = []
     for seg, ok in zip(segments, confirmed):
@@ -253,7 +257,22 @@ def filter_by_evidence(segments: list[Segment], k: int, *, conf: float, min_evid
         if pairs and max(s for _, s in pairs) >= conf:
             kept.append(Segment(seg.pid, [f for f, _ in pairs], [s for _, s in pairs]))
             flags.append(False)
-    return kept, flags
+    return kept, flags, bridges
+
+
+def jump_bridges(spans: list[tuple[int, int, int]], bridge: int) -> list[tuple[int, int, list[int]]]:
+    """Where one confirmed segment ends and another position's starts at most ``bridge`` frames
+    later (a jump, often with a fade the detector misses), the frames in between get both
+    positions: (first, last, [pids])."""
+    out = []
+    for pid, a, b in spans:
+        later = [(a2, pid2) for pid2, a2, _ in spans if pid2 != pid and b < a2 <= b + bridge]
+        if not later:
+            continue
+        start, nxt = min(later)
+        if start - b > 1:
+            out.append((b + 1, start - 1, [pid, nxt]))
+    return out
 
 
 def build_timeline(
@@ -274,8 +293,8 @@ def build_timeline(
         return Timeline(positions, present, [0] * k)
     known_frames = np.array(sorted(f for f in observations if 0 <= f < n_frames), np.int64)
     segments = position_segments(observations, labels, k, n_frames, join)
-    kept, _ = filter_by_evidence(segments, k, conf=conf, min_evidence=min_evidence,
-                                 rel_evidence=rel_evidence)
+    kept, _, bridges = filter_by_evidence(segments, k, conf=conf, min_evidence=min_evidence,
+                                          rel_evidence=rel_evidence, bridge=2 * max_gap)
     used = sorted({seg.pid for seg in kept})  # positions left without evidence are removed
     remap = {pid: i for i, pid in enumerate(used)}
     positions = positions[used].reshape(-1, 4)
@@ -287,6 +306,8 @@ def build_timeline(
     for seg in kept:
         present[remap[seg.pid], seg.frames] = True
         counts[remap[seg.pid]] += len(seg.frames)
+    for a, b, pids in bridges:
+        present[[remap[p] for p in pids], a : b + 1] = True
     # 1. Unobserved frames take the union of their two observed neighbours: the same state when
     #    they agree; both positions where the detector was not asked to refine a change.
     for pid in range(k):

@@ -264,3 +264,32 @@ def test_weak_but_consistent_mark_is_found_in_every_frame_and_noise_is_rejected(
         got = tl.boxes_at(f)
         assert len(got) and bx.iou_matrix(got, truth[None]).max() >= 0.8, f
         assert not len(got) or bx.iou_matrix(got, C[None]).max() == 0, f
+
+
+def test_jump_frames_get_both_positions_even_beside_a_false_positive(monkeypatch):
+    """At a jump the mark fades and the detector misses it; a false positive on those frames must
+    not stop them from getting the positions before and after the jump (they are bridged)."""
+    C = np.array([500, 1200, 650, 1260], np.float64)
+
+    def script(i):
+        if i <= 40:
+            return det(A, 0.9)
+        if i <= 44:  # the fade: only a false positive at the detector's threshold
+            return det(C, 0.3)
+        return det(B, 0.9)
+
+    def run():
+        result = scan((Decoded(i, i, None) for i in range(100)), ScriptedDetector(script, batch=8),
+                      stride=12, in_flight=2, refine_span=4, change_conf=0.25, change_top=True)
+        return bx.build_timeline(100, result.observations, conf=0.25)
+
+    def found(tl, f):
+        truth = A if f <= 42 else B
+        got = tl.boxes_at(f)
+        return bool(len(got)) and bx.iou_matrix(got, truth[None]).max() >= 0.9
+
+    tl = run()
+    assert all(found(tl, f) for f in range(100))
+    assert not any(len(tl.boxes_at(f)) and bx.iou_matrix(tl.boxes_at(f), C[None]).max() > 0 for f in range(100))
+    monkeypatch.setattr(bx, "jump_bridges", lambda spans, bridge: [])
+    assert not all(found(run(), f) for f in range(100))  # what the bridge fixes
