@@ -80,21 +80,21 @@ class Crop:
         if self.side != self.size:
             result = cv2.resize(result, (self.side, self.side), interpolation=cv2.INTER_CUBIC)
         result = result[: y1 - y0, : x1 - x0]
-        hole = self.hole_mask(width, height)
-        ys, xs = np.nonzero(hole)  # (hole_mask is in region coordinates: origin-independent)
-        if ys.size == 0:
-            return
-        f = self.feather
-        # Work only on the hole's bounding box grown by the feather.
-        ya, yb = max(ys.min() - 2 * f, 0), min(ys.max() + 2 * f + 1, y1 - y0)
-        xa, xb = max(xs.min() - 2 * f, 0), min(xs.max() + 2 * f + 1, x1 - x0)
-        sub = hole[ya:yb, xa:xb].astype(np.uint8) * 255
-        if f > 0:
-            k = 2 * f + 1
-            alpha = cv2.GaussianBlur(cv2.dilate(sub, np.ones((k, k), np.uint8)), (k, k), 0)
-            alpha = np.maximum(alpha, sub).astype(np.float32) / 255.0
+        if self.hole is None:  # box holes repeat frame after frame (snapped positions): cached
+            rx0, ry0 = self.x0, self.y0
+            key = (x1 - x0, y1 - y0, self.feather,
+                   tuple((self.boxes - np.array([rx0, ry0, rx0, ry0])).ravel().tolist()))
+            cached = _ALPHA_CACHE.get(key)
+            if cached is None:
+                cached = _alpha(self.hole_mask(width, height), self.feather, x1 - x0, y1 - y0)
+                if len(_ALPHA_CACHE) >= 256:
+                    _ALPHA_CACHE.clear()
+                _ALPHA_CACHE[key] = cached
         else:
-            alpha = sub.astype(np.float32) / 255.0
+            cached = _alpha(self.hole_mask(width, height), self.feather, x1 - x0, y1 - y0)
+        if cached is None:
+            return
+        ya, yb, xa, xb, alpha = cached
         target = frame[y0 + ya : y0 + yb, x0 + xa : x0 + xb]
         if target.dtype == np.uint8 and result.dtype == np.uint8 and target.ndim == 3:
             # OpenCV's blend: ~10x faster than numpy's float one, same result within 1 level
@@ -103,6 +103,28 @@ class Crop:
             return
         blended = target * (1.0 - alpha[..., None]) + result[ya:yb, xa:xb] * alpha[..., None]
         target[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+_ALPHA_CACHE: dict = {}
+
+
+def _alpha(hole: np.ndarray, f: int, w: int, h: int):
+    """(ya, yb, xa, xb, alpha float32) over the hole's bounding box grown by the feather ``f``
+    (region coordinates), or None for an empty hole."""
+    ys, xs = np.nonzero(hole)
+    if ys.size == 0:
+        return None
+    ya, yb = max(ys.min() - 2 * f, 0), min(ys.max() + 2 * f + 1, h)
+    xa, xb = max(xs.min() - 2 * f, 0), min(xs.max() + 2 * f + 1, w)
+    sub = hole[ya:yb, xa:xb].astype(np.uint8) * 255
+    if f > 0:
+        k = 2 * f + 1
+        alpha = cv2.GaussianBlur(cv2.dilate(sub, np.ones((k, k), np.uint8)), (k, k), 0)
+        alpha = np.maximum(alpha, sub).astype(np.float32) / 255.0
+    else:
+        alpha = sub.astype(np.float32) / 255.0
+    alpha.flags.writeable = False
+    return ya, yb, xa, xb, alpha
 
 
 def needed_side(box: np.ndarray, context: float, min_context: int) -> int:
