@@ -10,6 +10,7 @@ Run (from the repository root)::
     .venv/bin/python bench/quality.py                      # all methods, opacities 0.3 .. 1.0
     .venv/bin/python bench/quality.py --lama model.onnx    # add a LaMa ONNX (inpainter tensors)
     .venv/bin/python bench/quality.py --end-to-end         # add the real pipeline via local Triton
+    .venv/bin/python bench/quality.py --clips 2,3 --methods ceiling,delogo,auto   # a lean subset
 
 Prints Markdown tables; ``--json PATH`` also writes the raw numbers. See bench/README.md.
 """
@@ -397,6 +398,9 @@ def _fmt(v: float, nd: int = 2) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--opacities", default="0.3,0.5,0.7,0.9,1.0")
+    p.add_argument("--clips", default=None,
+                   help="comma list of clip indices (0-based, into --opacities) to run; seeds and "
+                        "backgrounds stay those of the full run (e.g. --clips 2,3)")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--size", default="640x360", help="WxH of the synthetic clips")
     p.add_argument("--backgrounds", default="photo:chelsea,photo:grace_hopper,texture",
@@ -454,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     details_all: list[dict] = []
     try:
+        only = {int(v) for v in args.clips.split(",") if v} if args.clips else None
         for ci, opacity in enumerate(opacities):
+            if only is not None and ci not in only:
+                continue
             seed = args.seed + ci
             kind = kinds[ci % len(kinds)] if kinds else None
             clip = workdir / f"clip_{ci}_op{opacity:g}.mp4"

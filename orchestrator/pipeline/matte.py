@@ -30,23 +30,22 @@ import numpy as np
 LOGGER = logging.getLogger(__name__)
 
 WHITE = np.array([255.0, 255.0, 255.0], dtype=np.float32)
-# Alpha error the statistics do not see (codec blur of thin strokes, chroma siting), for the blend.
 # Below this blend weight a pixel is always inverted; above ``alpha_threshold`` always inpainted;
 # in between it goes to the inpainter when the inversion's expected error variance (grey levels^2)
 # exceeds ``remove_with_matte``'s ``hole_variance`` (the fallback inpainter's error in the holes
 # measured ~80-90 in bench/quality.py; 150 was the best trade-off over the five clips).
 HOLE_ALPHA_MIN = 0.5
+HOLE_VARIANCE = 150.0
 # The matte's standard error (``alpha_se``, from the effective frames) understates its real error
 # on photos with few independent frames; the inversion shrinks alpha with this many standard errors
 # (bench/quality.py: 3 gave +0.4 to +1.9 dB on the photo clips, -0.4 dB on the flat texture clip).
 ALPHA_SHRINK = 3.0
-BLEND_SUPPORT = True
-HOLE_VARIANCE = 150.0
 # Width (px) of the ring outside the mark whose texture tells the inversion's excess noise apart.
 RING_PX = 4
 # Share of x264's coding-noise variance that the 3x3 high-pass of ``_hf_energy`` sees (0.889 for
 # white noise; x264's noise is spatially correlated: 0.18-0.41 measured on bench/quality.py clips).
 NOISE_HF_FRACTION = 0.4
+# Alpha error the statistics do not see (codec blur of thin strokes, chroma siting), for the blend.
 MODEL_ALPHA_ERROR = 0.0  # 0.02-0.05 helped flat backgrounds but cost more on photos
 
 
@@ -711,13 +710,15 @@ def remove_with_matte(
     a = np.clip(alpha * o, 0.0, 1.0)
     se = se * o
     x = crop.astype(np.float32)
+    support = a > 0.005
+    if estimate.support is not None:
+        support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
+    blend = noise_sigma is not None and bool(support.any())
     fill = None
-    core = a > estimate.alpha_threshold
-    if noise_sigma is not None and hole_variance is not None and (a > 0.005).any():
-        support = a > 0.005
-        if estimate.support is not None:
-            support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
+    if blend:
         fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
+    core = a > estimate.alpha_threshold
+    if fill is not None and hole_variance is not None:
         gain0 = 1.0 / np.maximum(1.0 - a, 1e-3)
         var0 = (noise_sigma**2 + (se[..., None] * (estimate.color - fill)) ** 2).mean(-1) * gain0**2
         core |= (a > min(HOLE_ALPHA_MIN, estimate.alpha_threshold)) & (var0 > hole_variance)
@@ -728,14 +729,13 @@ def remove_with_matte(
     else:
         restored = (x - a_inv[..., None] * estimate.color) / (1.0 - a_inv[..., None])
     a_inv = a_inv[..., None]
-    marked = (a > 0.005) & ~hole
-    if noise_sigma is not None and marked.any():
-        support = marked | hole
-        if estimate.support is not None:
-            support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
-        fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
-        if BLEND_SUPPORT:
-            marked = support & ~hole
+    # The blend covers the mark's whole support (not only a > 0): x264's noise from the strokes
+    # spills into their neighbours, and on a flat background the fill is closer there too.
+    marked = support & ~hole
+    if blend and marked.any():
+        if (hole & ~support).any():  # the dilated hole reached outside: fill around it as well
+            support = support | hole
+            fill = _fill(np.ascontiguousarray(x.transpose(2, 0, 1)), ~support).transpose(1, 2, 0)
         gain = 1.0 / (1.0 - a_inv[..., 0])
         sigma2 = noise_sigma**2
         if estimate_noise:
