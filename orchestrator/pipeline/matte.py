@@ -42,6 +42,8 @@ HOLE_VARIANCE = 150.0
 ALPHA_SHRINK = 3.0
 # Width (px) of the ring outside the mark whose texture tells the inversion's excess noise apart.
 RING_PX = 4
+# Half-width of the window over which the blend measures the texture the inversion shows.
+BLEND_RADIUS = 2
 # Share of x264's coding-noise variance that the 3x3 high-pass of ``_hf_energy`` sees (0.889 for
 # white noise; x264's noise is spatially correlated: 0.18-0.41 measured on bench/quality.py clips).
 NOISE_HF_FRACTION = 0.4
@@ -742,7 +744,7 @@ def remove_with_matte(
             sigma2 = max(sigma2, _excess_noise(x, restored, marked, support, gain))
         var_inv = (sigma2 + (se[..., None] * (estimate.color - fill)) ** 2).mean(-1) * gain**2
         diff = restored - fill
-        local = _box_mean((diff * diff).mean(-1), 2)
+        local = _box_mean((diff * diff).mean(-1), BLEND_RADIUS)
         signal = np.maximum(local - var_inv, 0.0)
         weight = (signal / np.maximum(signal + var_inv, 1e-6))[..., None]
         restored = np.where(marked[..., None], fill + weight * diff, restored)
