@@ -33,6 +33,10 @@ class TritonStartError(RuntimeError):
     """Triton exited or did not become live in time; the message carries the log tail."""
 
 
+class TritonStartTimeout(TritonStartError):
+    """Triton kept running but was not live in time (it has been stopped)."""
+
+
 def _site_root() -> Path:
     try:
         import pytriton  # noqa: F401  (only its location is needed)
@@ -175,23 +179,38 @@ class LocalTriton:
         env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
         return env
 
-    def start(self, timeout_s: float = 60.0) -> "LocalTriton":
+    def start(self, timeout_s: float = 60.0, *, attempts: int = 2) -> "LocalTriton":
+        """Start and wait until live. A start that dies by a signal (seen once under load: gRPC's
+        epoll aborting on a bad descriptor right at startup) is tried again; an exit with an error
+        code (bad flags, busy port) is not."""
         dist = TritonDistribution.find()
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         backends = _prepare_backends(dist, self.runtime_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "ab")
         cmd = self.command(dist, backends)
-        LOGGER.info("starting Triton: %s (log: %s)", " ".join(cmd), self.log_path)
-        self._process = subprocess.Popen(
-            cmd,
-            env=self.environment(dist),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_set_parent_death_signal,
-        )
-        self.wait_live(timeout_s)
+        for attempt in range(1, attempts + 1):
+            if self._log_file is None:
+                self._log_file = open(self.log_path, "ab")
+            LOGGER.info("starting Triton: %s (log: %s)", " ".join(cmd), self.log_path)
+            self._process = subprocess.Popen(
+                cmd,
+                env=self.environment(dist),
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_set_parent_death_signal,
+            )
+            try:
+                self.wait_live(timeout_s)
+                return self
+            except TritonStartTimeout:
+                raise
+            except TritonStartError:
+                crashed = self._process.returncode is not None and self._process.returncode < 0
+                if not crashed or attempt == attempts:
+                    raise
+                LOGGER.warning("tritonserver died at startup (signal %d); starting it again",
+                               -self._process.returncode)
         return self
 
     def is_running(self) -> bool:
@@ -216,7 +235,7 @@ class LocalTriton:
                 return
             time.sleep(0.1)
         self.stop()
-        raise TritonStartError(f"tritonserver not live after {timeout_s:.0f} s:\n{self.log_tail()}")
+        raise TritonStartTimeout(f"tritonserver not live after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
