@@ -207,8 +207,22 @@ def scan(
         results = detector.collect(futures)
         for idx, dets in zip(sample_ids, results):
             observations[idx] = dets
-            if sampler is not None and idx in full and len(strong(dets)):
-                sampler.add(idx, full[idx], strong(dets))
+        if sampler is not None:
+            # The matte wants many backgrounds under the mark, not only the sampled frames: where
+            # two samples agree the mark held still in between, so the decoded frames kept for
+            # bisection (lazy mode) give crops at the same boxes for free.
+            prev = state["last_sample"]
+            for idx in sample_ids:
+                dets = strong(observations[idx])
+                if len(dets):
+                    if prev is not None and not changed(observations[prev], observations[idx]):
+                        for i in range(prev + 1, idx):
+                            img = images.get(i)
+                            if i % crop_stride == 0 and isinstance(img, Decoded):
+                                sampler.add(i, img.frame.to_ndarray(format="rgb24"), dets)
+                    if idx in full:
+                        sampler.add(idx, full[idx], dets)
+                prev = idx
         for idx in sample_ids:
             full.pop(idx, None)
         # Bisect every interval whose ends disagree, all intervals of the window per round.
