@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_support import make_pipeline_repository
 from reliability_support import (
     SourceServer, all_final, audio_only, clip_bytes, faststart_copy, frame_count, png_image,
     truncated_mid_mdat, unknown_codec, wait_until,
@@ -56,13 +55,13 @@ EXPECTED = {
 REGIONS = "[[4, 4, 40, 24]]"
 
 
-async def test_bad_uploads_fail_clearly_and_a_good_task_still_finishes(tmp_path, triton_factory, files):
+async def test_bad_uploads_fail_clearly_and_a_good_task_still_finishes(tmp_path, triton_factory, pipeline_repo,
+                                                                       files):
     ports = (free_port(), free_port(), free_port())
-    repo = make_pipeline_repository(tmp_path / "repo")
     settings = test_settings(tmp_path, triton_grpc_url=f"127.0.0.1:{ports[1]}", max_width=128,
                              max_height=128, max_duration_s=2.0, preset="ultrafast")
     async with running_app(settings) as app, app.client() as client:
-        triton_factory(repo, ports=ports)
+        triton_factory(pipeline_repo, ports=ports)
         ids: dict[str, str] = {}
         names = [n for n in files if n != "good.mp4"]
         for name in names[:4] + ["good.mp4"] + names[4:]:

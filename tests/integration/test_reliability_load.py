@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline_support import make_pipeline_repository
 from reliability_support import (
     OrchestratorProcess, PingPoller, all_final, clip_bytes, frame_count, wait_until,
 )
@@ -37,13 +36,8 @@ REGIONS = "[[8, 8, 60, 40]]"
 N_TASKS = 20
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return make_pipeline_repository(tmp_path_factory.mktemp("load") / "repo")
-
-
-async def test_twenty_concurrent_submissions_and_ping_latency(tmp_path, triton_factory, repo):
-    triton = triton_factory(repo)
+async def test_twenty_concurrent_submissions_and_ping_latency(tmp_path, triton_factory, pipeline_repo):
+    triton = triton_factory(pipeline_repo)
     clips = {n: clip_bytes(tmp_path / f"c{n}.mp4", width=96, height=64, frames=n) for n in (8, 12, 16)}
     service = OrchestratorProcess(tmp_path / "data", triton.grpc_url, tmp_path / "orchestrator.log",
                                   PRESET="ultrafast", LOG_LEVEL="warning")
@@ -118,8 +112,8 @@ def full_tmpfs(path: Path):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-async def test_disk_full_and_unusable_results_dir_fail_the_task_clearly(tmp_path, triton_factory, repo):
-    triton = triton_factory(repo)
+async def test_disk_full_and_unusable_results_dir_fail_the_task_clearly(tmp_path, triton_factory, pipeline_repo):
+    triton = triton_factory(pipeline_repo)
     clip = clip_bytes(tmp_path / "c.mp4", width=96, height=64, frames=12)
     settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, preset="ultrafast",
                              optional_models=("inpainter_256",))

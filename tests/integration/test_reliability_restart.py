@@ -12,7 +12,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from pipeline_support import make_pipeline_repository
 from reliability_support import OrchestratorProcess, SourceServer, all_final, clip_bytes, frame_count, wait_until
 
 pytestmark = pytest.mark.integration
@@ -21,8 +20,8 @@ REGIONS = "[[20, 20, 120, 60]]"
 LONG, SHORT = 200, 12
 
 
-async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path, triton_factory):
-    triton = triton_factory(make_pipeline_repository(tmp_path / "repo"))
+async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path, triton_factory, pipeline_repo):
+    triton = triton_factory(pipeline_repo)
     long_clip = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=LONG)
     short_clip = clip_bytes(tmp_path / "short.mp4", width=160, height=96, frames=SHORT)
     data_dir = tmp_path / "data"

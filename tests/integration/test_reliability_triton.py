@@ -18,7 +18,6 @@ import signal
 import pytest
 import tritonclient.grpc as grpcclient
 
-from pipeline_support import make_pipeline_repository
 from reliability_support import clip_bytes, frame_count, wait_until
 from service_support import running_app, test_settings
 
@@ -28,11 +27,6 @@ pytestmark = pytest.mark.integration
 
 REGIONS = "[[20, 20, 120, 60]]"
 FRAMES = 150
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return make_pipeline_repository(tmp_path_factory.mktemp("triton-faults") / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +84,9 @@ async def _check_finished(client, task_id, tmp_path, attempts: int) -> dict:
     return task
 
 
-async def test_frozen_triton_hits_deadlines_and_unloaded_model_is_reloaded(tmp_path, triton_factory, repo, clip):
+async def test_frozen_triton_hits_deadlines_and_unloaded_model_is_reloaded(tmp_path, triton_factory, pipeline_repo, clip):
     ports = (free_port(), free_port(), free_port())
-    triton = triton_factory(repo, ports=ports)
+    triton = triton_factory(pipeline_repo, ports=ports)
     async with running_app(fault_settings(tmp_path, ports[1])) as app, app.client() as client:
         await wait_until(lambda: _ping(client, 200), 120, "/ping 200")
 
@@ -127,11 +121,11 @@ async def test_frozen_triton_hits_deadlines_and_unloaded_model_is_reloaded(tmp_p
         assert (await client.get("/ping")).status_code == 200
 
 
-async def test_retries_are_bounded(tmp_path, triton_factory, repo, clip):
+async def test_retries_are_bounded(tmp_path, triton_factory, pipeline_repo, clip):
     """Triton keeps failing the task (the inpainter vanishes on every attempt): after
     ``max_task_attempts`` the task fails and says why; the service stays healthy."""
     ports = (free_port(), free_port(), free_port())
-    triton = triton_factory(repo, ports=ports)
+    triton = triton_factory(pipeline_repo, ports=ports)
     settings = fault_settings(tmp_path, ports[1], max_task_attempts=2)
     async with running_app(settings) as app, app.client() as client:
         await wait_until(lambda: _ping(client, 200), 120, "/ping 200")

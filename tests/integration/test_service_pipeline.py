@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from media import make_clip
-from pipeline_support import make_pipeline_repository
 from service_support import ROOT, running_app, test_settings, wait_for
 
 from orchestrator.triton.local import free_port
@@ -26,11 +25,6 @@ from orchestrator.triton.local import free_port
 pytestmark = pytest.mark.integration
 
 REGIONS = "[[20, 20, 120, 60]]"
-
-
-@pytest.fixture(scope="module")
-def pipeline_repo(tmp_path_factory):
-    return make_pipeline_repository(tmp_path_factory.mktemp("service-repo") / "repo")
 
 
 def _clip(path, frames: int, width: int = 320, height: int = 180):
@@ -48,6 +42,14 @@ def _frames(data: bytes, tmp_path) -> int:
 async def _status(client, task_id, *wanted):
     task = (await client.get(f"/v1/tasks/{task_id}")).json()
     return task if task["status"] in wanted else None
+
+
+async def _start_long_task(client, clip: bytes) -> str:
+    """Submit the clip (regions only) and wait until the worker is processing it."""
+    task_id = (await client.post("/v1/tasks", files={"video": ("long.mp4", clip)},
+                                 data={"regions": REGIONS, "detect": "false"})).json()["task_id"]
+    await wait_for(lambda: _status(client, task_id, "processing"), 120, 0.05, what="processing")
+    return task_id
 
 
 async def test_task_queued_before_models_ready_runs_after_and_ping_stays_fast(tmp_path, triton_factory, pipeline_repo):
@@ -112,9 +114,7 @@ async def test_cancel_while_processing(tmp_path, triton_factory, pipeline_repo):
     settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, optional_models=("inpainter_256",))
     clip = _clip(tmp_path / "long.mp4", frames=300)
     async with running_app(settings) as app, app.client() as client:
-        task_id = (await client.post("/v1/tasks", files={"video": ("long.mp4", clip)},
-                                     data={"regions": REGIONS, "detect": "false"})).json()["task_id"]
-        await wait_for(lambda: _status(client, task_id, "processing"), 120, 0.05, what="processing")
+        task_id = await _start_long_task(client, clip)
         r = await client.delete(f"/v1/tasks/{task_id}")
         assert r.status_code == 200 and r.json()["status"] in ("processing", "cancelled")
         task = await wait_for(lambda: _status(client, task_id, "cancelled", "finished", "failed"), 60,
@@ -185,9 +185,7 @@ async def test_triton_killed_mid_task_is_retried_when_it_returns(tmp_path, trito
                              task_retry_backoff_s=0.5, triton_live_deadline_s=60.0)
     clip = _clip(tmp_path / "long.mp4", frames=300)
     async with running_app(settings) as app, app.client() as client:
-        task_id = (await client.post("/v1/tasks", files={"video": ("long.mp4", clip)},
-                                     data={"regions": REGIONS, "detect": "false"})).json()["task_id"]
-        await wait_for(lambda: _status(client, task_id, "processing"), 120, 0.05, what="processing")
+        task_id = await _start_long_task(client, clip)
         triton.kill()
         requeued = await wait_for(lambda: _status(client, task_id, "queued", "failed", "finished"), 60,
                                   what="requeued after the kill")
@@ -210,9 +208,7 @@ async def test_graceful_stop_puts_the_running_task_back_without_using_an_attempt
     settings = test_settings(tmp_path, triton_grpc_url=triton.grpc_url, optional_models=("inpainter_256",))
     clip = _clip(tmp_path / "long.mp4", frames=300)
     async with running_app(settings) as app, app.client() as client:
-        task_id = (await client.post("/v1/tasks", files={"video": ("long.mp4", clip)},
-                                     data={"regions": REGIONS, "detect": "false"})).json()["task_id"]
-        await wait_for(lambda: _status(client, task_id, "processing"), 120, 0.05, what="processing")
+        task_id = await _start_long_task(client, clip)
     # the app has stopped (lifespan shutdown) while the task was running
     store = TaskStore(settings.effective_database_url)
     await store.init()
