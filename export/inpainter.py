@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from export.files import atomic_output
 from export.lama import LamaConfig, build_generator
 
 LOGGER = logging.getLogger(__name__)
@@ -72,28 +71,19 @@ def export_onnx(module: nn.Module, out_path: Path | str, *, crop: int) -> Path:
     if crop % 8:
         raise ValueError(f"crop must be a multiple of 8, not {crop}")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                module,
-                example_inputs(crop, batch=2),
-                tmp,
-                input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(out_path) as tmp, torch.no_grad():
+        torch.onnx.export(
+            module,
+            example_inputs(crop, batch=2),
+            str(tmp),
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     return out_path
 
 

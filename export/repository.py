@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import filecmp
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from export.files import atomic_output
 
 LOGGER = logging.getLogger(__name__)
 
@@ -166,26 +166,16 @@ def check_onnx(path: Path, spec: ModelSpec) -> None:
 def _write_text(path: Path, text: str) -> bool:
     if path.is_file() and path.read_text() == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
     return True
 
 
 def _copy_file(src: Path, dst: Path) -> bool:
     if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
         return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dst.name + ".", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
+    with atomic_output(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return True
 
 
