@@ -160,48 +160,6 @@ def box_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     return run
 
 
-def pooled_estimates(keys: list, estimate: Callable[[list], tuple], info: dict) -> list[tuple]:
-    """One matte from the crops of all positions, with a guard for positions that disagree.
-
-    ``estimate(keys)`` returns (estimate, frame index, windows) for the crops of those positions.
-    Each position with its own reliable estimate leaves the pool (and uses that estimate) when the
-    pooled estimate is unreliable, or when the pooled matte does not fit that position's crops
-    (their median residual above the pool's per-frame limit ``max_residual``, i.e. most of them
-    would be box-inpainted) while its own estimate does; the pool is then re-estimated from the
-    positions left. (A relative test — pooled residual > 1.5x the position's own — split positions
-    the pool fitted well, since an estimate always fits its own crops better: -1.6 / -0.9 dB on
-    seeds 200/202.)
-    Returns (estimate, frame index, windows, scope) per estimate used.
-    """
-    pooled = estimate(keys)
-    if len(keys) < 2:
-        return [(*pooled, "pool")]
-    split: list[tuple] = []
-    keep: list = []
-    owns: dict = {}
-    start = 0
-    for key in keys:
-        own = owns[key] = estimate([key])
-        n = len(own[1])
-        pooled_res = float(np.median(pooled[0].residual[start : start + n]))
-        own_res = float(np.median(own[0].residual)) if own[0].residual.size else float("inf")
-        start += n
-        disagrees = not pooled[0].reliable or (pooled_res > pooled[0].max_residual
-                                               and own_res <= own[0].max_residual)
-        info.setdefault("pool_check", []).append(
-            {"frames": n, "pooled_residual": round(pooled_res, 3), "own_residual": round(own_res, 3),
-             "own_reliable": own[0].reliable, "split": bool(own[0].reliable and disagrees)})
-        if own[0].reliable and disagrees:
-            split.append((*own, "position"))
-        else:
-            keep.append(key)
-    if not split:
-        return [(*pooled, "pool")]
-    if keep:
-        split.append((*estimate(keep), "pool") if len(keep) > 1 else (*owns[keep[0]], "position"))
-    return split
-
-
 def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin: int = 6,
                  pool: bool = True):
     """``auto``: estimate the matte from the crops, invert, fill only the holes with ``filler``.
@@ -235,23 +193,28 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin:
                     windows.append((wx1, wy1, wx1 + cw, wy1 + ch))
                     crops.append(frames[i, wy1 : wy1 + ch, wx1 : wx1 + cw])
 
-            def estimate(keys: list) -> tuple:
-                nonlocal t_est
-                index = [i for k in keys for i in units[k][0]]
-                windows = [win for k in keys for win in units[k][1]]
-                t0 = time.perf_counter()
-                est = matte.estimate_matte(np.stack([c for k in keys for c in units[k][2]]))
-                t_est += time.perf_counter() - t0
-                return est, index, windows
-
-            if pool:
-                results = pooled_estimates(list(units), estimate, info)
+            keys = list(units)
+            t0 = time.perf_counter()
+            groups = [np.stack(units[k][2]) for k in keys]
+            if pool:  # the pipeline's estimate: one pool, positions that disagree keep their own
+                parts = matte.estimate_groups(groups)
             else:
-                results = [(*estimate([k]), "segment") for k in units]
-            for est, index, windows, scope in results:
-                info["segments"].append({"frames": len(index), "scope": scope, **est.summary()})
-                for k, (i, win) in enumerate(zip(index, windows)):
-                    plans[i] = (est, k, win)
+                parts = [matte.GroupMatte(matte.estimate_matte(g), 0, (0, 0), "segment") for g in groups]
+            t_est = time.perf_counter() - t0
+            seen: set[int] = set()
+            for key, part in zip(keys, parts):
+                if part is None:  # fewer than 2 crops: box inpainting
+                    continue
+                est = part.estimate
+                if id(est) not in seen:
+                    seen.add(id(est))
+                    n_est = sum(len(units[k][0]) for k, p in zip(keys, parts) if p.estimate is est)
+                    info["segments"].append({"frames": n_est, "scope": part.scope, **est.summary()})
+                top, left = part.trim
+                mh, mw = est.alpha.shape
+                for k, (i, win) in enumerate(zip(units[key][0], units[key][1])):
+                    plans[i] = (est, part.start + k, (win[0] + left, win[1] + top, win[0] + left + mw,
+                                                      win[1] + top + mh))
             info["estimate_ms_per_crop"] = 1000 * t_est / max(1, len(plans))
         t_inv = 0.0
         n_inv = 0
@@ -259,12 +222,12 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin:
             if box is None:
                 yield frame
                 continue
-            est, k, (wx1, wy1, wx2, wy2) = plans[i]
             bm = box_mask(box, h, w)
-            if not est.reliable or not est.frame_ok[k]:
+            if i not in plans or not plans[i][0].reliable or not plans[i][0].frame_ok[plans[i][1]]:
                 info["box_frames"] = info.get("box_frames", 0) + 1
                 yield filler(frame, bm)
                 continue
+            est, k, (wx1, wy1, wx2, wy2) = plans[i]
             t0 = time.perf_counter()
             restored, hole = matte.remove_with_matte(frame[wy1:wy2, wx1:wx2], est, est.frame_opacity[k],
                                                      offset=est.offsets[k])

@@ -184,45 +184,63 @@ class _MarkPlan:
 
 def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampler, width: int,
                  height: int) -> dict[tuple, _MarkPlan]:
-    """Estimate one matte per mark (detected position or region) from the crops of pass 1.
+    """Estimate the mattes of the marks (detected positions and regions) from the crops of pass 1.
 
+    The detected positions are one mark jumping around: their crops are pooled into one estimate
+    (``matte.estimate_groups``, which lets a position that disagrees keep its own). A region gets
+    its own estimate (it may be another logo) unless it covers a detected position's window.
     ``marks`` are (key, box, report entry); the entry says which method the mark gets and why.
     """
     plans: dict[tuple, _MarkPlan] = {}
-    estimates: dict[int, object] = {}  # per sampler window: a region over a detected mark shares it
+    sids: dict[tuple, int] = {}
     for key, box, entry in marks:
         if matte_mod is None or not sampler.windows:
             entry["reason"] = "matte module unavailable" if matte_mod is None else "no crops"
             continue
         ious = bx.iou_matrix(np.asarray(box, np.float64)[None], np.stack(sampler.windows).astype(np.float64))[0]
         sid = int(np.argmax(ious))
-        crops = sampler.crops[sid] if ious[sid] > 0.2 else []
-        if len(crops) < 2:
+        if ious[sid] <= 0.2 or len(sampler.crops[sid]) < 2:
             entry["reason"] = "too few crops"
             continue
-        try:
-            if sid not in estimates:
-                estimates[sid] = matte_mod.estimate_matte(np.stack(crops))
-            estimate = estimates[sid]
-        except ValueError as exc:
-            entry["reason"] = str(exc)
+        sids[key] = sid
+    pooled = list(dict.fromkeys(sid for key, sid in sids.items() if key[0] == "p"))
+    alone = list(dict.fromkeys(sid for key, sid in sids.items() if key[0] != "p" and sid not in pooled))
+    by_sid: dict[int, object] = {}
+    for members in [pooled] + [[sid] for sid in alone]:
+        if not members:
             continue
-        entry["matte"] = estimate.summary()
+        try:
+            parts = matte_mod.estimate_groups([np.stack(sampler.crops[sid]) for sid in members])
+        except ValueError as exc:
+            for sid in members:
+                by_sid[sid] = str(exc)
+            continue
+        by_sid.update(zip(members, parts))
+    for key, box, entry in marks:
+        if key not in sids:
+            continue
+        sid = sids[key]
+        part = by_sid.get(sid)
+        if not isinstance(part, matte_mod.GroupMatte):
+            entry["reason"] = part if isinstance(part, str) else "too few crops"
+            continue
+        estimate = part.estimate
+        entry["matte"] = {**estimate.summary(), "scope": part.scope}
         if not estimate.reliable:
             entry["reason"] = estimate.reason
             continue
-        win = sampler.windows[sid]
-        cw, ch = int(win[2] - win[0]), int(win[3] - win[1])
+        ch, cw = estimate.alpha.shape
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         x0, y0 = int(round(cx - cw / 2)), int(round(cy - ch / 2))
         if cw > width or ch > height:
             entry["reason"] = "mark window larger than the frame"
             continue
         x0, y0 = min(max(x0, 0), width - cw), min(max(y0, 0), height - ch)
-        # The mark sits at p + offsets[i] in crop i (origin o_i); in a crop at (x0,y0) it sits at
-        # p + offsets[i] + o_i - (x0,y0): the same for every i when the mark holds still.
-        origins = np.asarray(sampler.origins[sid], np.float32)  # (y, x)
-        offs = np.asarray(estimate.offsets, np.float32)
+        # Pooled crop k of this position is crops[k][top:, left:] (origin o_k + trim), and the mark
+        # sits at p + offsets[start + k] in it; in a window at (x0, y0) it sits at
+        # p + offsets[start + k] + o_k + trim - (y0, x0): the same for every k when the mark holds still.
+        origins = np.asarray(sampler.origins[sid], np.float32) + np.asarray(part.trim, np.float32)  # (y, x)
+        offs = np.asarray(estimate.offsets, np.float32)[part.start : part.start + len(origins)]
         if len(offs) == len(origins):
             offset = np.median(offs + origins - np.array([y0, x0], np.float32), 0)
         else:

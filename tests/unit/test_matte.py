@@ -296,3 +296,27 @@ def test_flat_background_leans_on_the_fill_and_texture_keeps_the_inversion():
     print("estimate_noise gain (dB):", gains)
     assert gains["flat"] > 10.0
     assert gains["texture"] > -2.5
+
+
+def test_groups_pool_positions_and_a_disagreeing_one_keeps_its_own():
+    """estimate_groups pools the positions of one mark; a position showing another mark leaves."""
+    a, _, alphas, _ = _clip(20, 0.6, seed=21)
+    b, _, _, _ = _clip(20, 0.6, seed=22)
+    parts = matte.estimate_groups([a, b, a[:1]])
+    assert parts[2] is None  # one crop: nothing to estimate from
+    assert parts[0].estimate is parts[1].estimate and parts[0].scope == "pool"
+    assert (parts[0].start, parts[1].start) == (0, 20)
+    assert np.abs(matte.shift_map(parts[0].estimate.alpha, parts[0].estimate.offsets[0]) - alphas[0]).mean() <= 0.01
+
+    # A third position where the "mark" changes shape every frame (not the mark: animation, a
+    # false detection) spoils the pool (under a stricter residual limit it is unreliable): the
+    # position whose own estimate fits leaves and keeps it; the others are re-estimated together.
+    a, _, alphas, _ = _clip(40, 0.6, seed=21)
+    b, _, _, _ = _clip(40, 0.6, seed=22)  # a texture the estimate fits poorly on its own
+    bad, _, _, _ = _clip(60, 0.6, seed=23, changing=True)
+    parts = matte.estimate_groups([a, b, bad], max_residual=0.5)
+    assert parts[0].scope == "position" and parts[0].estimate.reliable and parts[0].start == 0
+    assert np.abs(matte.shift_map(parts[0].estimate.alpha, parts[0].estimate.offsets[0]) - alphas[0]).mean() <= 0.01
+    assert parts[1].estimate is parts[2].estimate is not parts[0].estimate
+    assert parts[1].estimate.frame_opacity.shape == (100,) and parts[2].start == 40
+    assert not parts[2].estimate.reliable  # so the pipeline box-inpaints those positions
