@@ -161,7 +161,7 @@ def box_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
 
 
 def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin: int = 6,
-                 pool: bool = True):
+                 pool: bool = True, references: int = 6):
     """``auto``: estimate the matte from the crops, invert, fill only the holes with ``filler``.
 
     ``pool``: one estimate per clip from the crops of every position (the same mark jumps between
@@ -170,6 +170,8 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin:
     size (the largest box + ``margin``), centred on each box and kept inside the frame;
     ``register`` absorbs the mark's shift where a window had to move. Frames the matte does not fit
     (and clips whose estimate is unreliable) get their box filled by ``filler``, as in the pipeline.
+    ``references``: the first and last this-many crops of each visit get the window of the frame
+    just before / after the visit as a clean reference (0: none), as the pipeline's pass 1 does.
     """
 
     def run(frames: np.ndarray, boxes: list[Box | None], info: dict) -> Iterator[np.ndarray]:
@@ -194,12 +196,32 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin:
                     crops.append(frames[i, wy1 : wy1 + ch, wx1 : wx1 + cw])
 
             keys = list(units)
+            # Clean references: the same window in the frame just before the mark arrived and just
+            # after it left (the boxes say it is absent there), for the first / last few crops.
+            refs: dict[tuple, dict[int, np.ndarray]] = {k: {} for k in keys}
+            if references:
+                for (a, b), box in segs:
+                    key = box if pool else (a, b)
+                    index, windows = units[key][0], units[key][1]
+                    for ref_i, span in ((a - 1, range(a, min(b, a + references))),
+                                        (b, range(max(a, b - references), b))):
+                        if not 0 <= ref_i < t or boxes[ref_i] == box:
+                            continue
+                        for i in span:
+                            k = index.index(i)
+                            wx1, wy1, wx2, wy2 = windows[k]
+                            other = boxes[ref_i]
+                            if other is not None and not (other[2] <= wx1 or other[0] >= wx2
+                                                          or other[3] <= wy1 or other[1] >= wy2):
+                                continue  # the mark is in this window there too
+                            refs[key][k] = frames[ref_i, wy1:wy2, wx1:wx2]
             t0 = time.perf_counter()
             groups = [np.stack(units[k][2]) for k in keys]
             if pool:  # the pipeline's estimate: one pool, positions that disagree keep their own
-                parts = matte.estimate_groups(groups)
+                parts = matte.estimate_groups(groups, references=[refs[k] for k in keys])
             else:
-                parts = [matte.GroupMatte(matte.estimate_matte(g), 0, (0, 0), "segment") for g in groups]
+                parts = [matte.GroupMatte(matte.estimate_matte(g, references=refs[k] or None), 0, (0, 0),
+                                          "segment") for k, g in zip(keys, groups)]
             t_est = time.perf_counter() - t0
             seen: set[int] = set()
             for key, part in zip(keys, parts):
@@ -429,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma list of: ceiling (clean clip through x264), input, delogo, telea, inpaint, auto")
     p.add_argument("--matte-scope", choices=("clip", "segment"), default="clip",
                    help="auto: one matte per clip from all positions, or one per run of frames")
+    p.add_argument("--references", type=int, default=6,
+                   help="auto: crops per visit end that get a clean reference frame (0: none)")
     p.add_argument("--lama", type=Path, default=None, help="a LaMa ONNX with the inpainter tensors")
     p.add_argument("--end-to-end", action="store_true", help="also run the real pipeline via local Triton")
     p.add_argument("--workdir", type=Path, default=None, help="keep clips and outputs here")
@@ -465,9 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         lama = OnnxInpainter(args.lama)
         methods["inpaint (LaMa)"] = box_method(lama)
     if "auto" in wanted:
-        methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler, pool=args.matte_scope == "clip")
+        methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler, pool=args.matte_scope == "clip", references=args.references)
         if args.lama is not None:
-            methods["auto (matte + LaMa)"] = matte_method(lama, pool=args.matte_scope == "clip")
+            methods["auto (matte + LaMa)"] = matte_method(lama, pool=args.matte_scope == "clip",
+                                                          references=args.references)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-quality-") if args.workdir is None else None
     workdir = args.workdir or Path(tmp.name)
@@ -583,7 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         inv = np.mean([i["inversion_ms_per_crop"] for _, i in timing])
         print(f"\nMatte cost: estimation {est:.2f} ms per crop, inversion {inv:.2f} ms per crop.")
         for c, i in timing:
-            segs = "; ".join(f"{s['frames']} crops ({s.get('scope', '')}): {'ok' if s['reliable'] else s['reason']}, "
+            segs = "; ".join(f"{s['frames']} crops ({s.get('scope', '')}, {s.get('references', 0)} references): "
+                             f"{'ok' if s['reliable'] else s['reason']}, "
                              f"~{s['effective_frames']} independent, residual {s['median_residual']}"
                              for s in i.get("segments", []))
             print(f"- {c}: matte frames {i.get('matte_frames', 0)}, box-inpainted frames "

@@ -94,6 +94,9 @@ class CropSampler:
     crops: list[list[np.ndarray]] = field(default_factory=list)
     frames: list[list[int]] = field(default_factory=list)
     origins: list[list[tuple[int, int]]] = field(default_factory=list)  # (y0, x0) of each crop
+    # Per position: (frame, crop) of frames where the mark is absent there, right before it
+    # arrived or after it left (the matte's clean references).
+    references: list[list[tuple[int, np.ndarray]]] = field(default_factory=list)
     _seen: list[int] = field(default_factory=list)
     _every: list[int] = field(default_factory=list)
 
@@ -113,6 +116,7 @@ class CropSampler:
                 self.crops.append([])
                 self.frames.append([])
                 self.origins.append([])
+                self.references.append([])
                 self._seen.append(0)
                 self._every.append(1)
                 pid = len(self.windows) - 1
@@ -136,6 +140,29 @@ class CropSampler:
                 self.frames[pid] = self.frames[pid][::2]
                 self.origins[pid] = self.origins[pid][::2]
                 self._every[pid] *= 2
+
+    def add_reference(self, frame_index: int, rgb: np.ndarray, det: np.ndarray) -> None:
+        """Keep the window of a known position (the one ``det`` matches) from a frame where the mark
+        is absent there; at most ``per_position // 4`` per position, the latest replacing the oldest."""
+        if not self.windows:
+            return
+        m = bx.iou_matrix(np.asarray(det[:4], np.float64)[None], np.stack(self.windows).astype(np.float64))[0]
+        pid = int(np.argmax(m))
+        if m[pid] <= 0.3:
+            return
+        height, width = rgb.shape[:2]
+        win = self.windows[pid]
+        cw, ch = win[2] - win[0], win[3] - win[1]
+        if cw > width or ch > height:
+            return
+        x0 = min(max(int(round((det[0] + det[2]) / 2 - cw / 2)), 0), width - cw)
+        y0 = min(max(int(round((det[1] + det[3]) / 2 - ch / 2)), 0), height - ch)
+        refs = self.references[pid]
+        if any(f == frame_index for f, _ in refs):
+            return
+        refs.append((frame_index, rgb[y0 : y0 + ch, x0 : x0 + cw].copy()))
+        if len(refs) > max(2, self.per_position // 4):
+            refs.pop(0)
 
 
 @dataclass
@@ -223,8 +250,6 @@ def scan(
                     if idx in full:
                         sampler.add(idx, full[idx], dets)
                 prev = idx
-        for idx in sample_ids:
-            full.pop(idx, None)
         # Bisect every interval whose ends disagree, all intervals of the window per round.
         chain = ([state["last_sample"]] if state["last_sample"] is not None else []) + sample_ids
         todo = [(a, b) for a, b in zip(chain[:-1], chain[1:])
@@ -239,8 +264,36 @@ def scan(
                     if hi - lo > refine_span and changed(observations[lo], observations[hi]):
                         nxt.append((lo, hi))
             todo = nxt
+        if sampler is not None:
+            _add_references(chain, images)
+        for idx in sample_ids[:-1]:
+            full.pop(idx, None)
+        if chain and chain[0] not in sample_ids:
+            full.pop(chain[0], None)  # the previous window's last sample: done with it now
         state["last_sample"] = sample_ids[-1]
         state["busy"] += time.perf_counter() - t0
+
+    def _add_references(chain: list[int], images: dict) -> None:
+        """Where the mark arrives at (or leaves) a position between two detections at most
+        ``refine_span`` apart, the frame without it there is a clean reference for that position."""
+        lo_i, hi_i = chain[0], chain[-1]
+        seen = sorted(i for i in observations if lo_i <= i <= hi_i)
+        for a, b in zip(seen[:-1], seen[1:]):
+            if b - a > refine_span or not changed(observations[a], observations[b]):
+                continue
+            for without, with_mark in ((a, b), (b, a)):
+                other = strong(observations[without])
+                for det in strong(observations[with_mark]):
+                    if len(other) and bx.iou_matrix(det[None, :4].astype(np.float64),
+                                                    other[:, :4].astype(np.float64)).max() > 0.1:
+                        continue  # a box there too: not clean
+                    rgb = full.get(without)
+                    if rgb is None:
+                        img = images.get(without)
+                        if not isinstance(img, Decoded):
+                            continue  # only the resized image is left (large frames): no reference
+                        rgb = img.frame.to_ndarray(format="rgb24")
+                    sampler.add_reference(without, rgb, det)
 
     def flush(last: bool = False) -> None:
         if samples:

@@ -40,6 +40,13 @@ HOLE_VARIANCE = 150.0
 # on photos with few independent frames; the inversion shrinks alpha with this many standard errors
 # (bench/quality.py: 3 gave +0.4 to +1.9 dB on the photo clips, -0.4 dB on the flat texture clip).
 ALPHA_SHRINK = 3.0
+# Weight of a frame whose background is known from a clean reference (the same place just before
+# the mark arrived or after it left) against a frame whose background is a fill from around the
+# mark: fill errors of neighbouring frames are alike (a few independent ones per position), the
+# reference is only off by the coding noise and the motion between the two frames.
+REFERENCE_WEIGHT = 10.0
+# A reference must not show the mark: its fitted opacity on the first matte must stay below this.
+REFERENCE_MAX_OPACITY = 0.25
 # Width (px) of the ring outside the mark whose texture tells the inversion's excess noise apart.
 RING_PX = 4
 # Half-width of the window over which the blend measures the texture the inversion shows.
@@ -74,6 +81,7 @@ class MatteEstimate:
     opacity_noise: float = 0.0  # scatter of fitted opacities; smaller changes are ignored
     effective_frames: float = 0.0  # independent background samples the estimate rests on
     alpha_se: np.ndarray | None = None  # float32 [h, w]: standard error of alpha (effective frames)
+    references: int = 0  # crops whose background came from a clean reference frame
 
     @property
     def frame_ok(self) -> np.ndarray:
@@ -91,6 +99,7 @@ class MatteEstimate:
             "color": [round(float(c), 1) for c in self.color],
             "median_residual": round(float(np.median(self.residual)), 3) if self.residual.size else None,
             "effective_frames": round(self.effective_frames, 1),
+            "references": self.references,
         }
 
 
@@ -341,7 +350,8 @@ class GroupMatte:
     scope: str
 
 
-def estimate_groups(groups: list[np.ndarray], **kwargs) -> list[GroupMatte | None]:
+def estimate_groups(groups: list[np.ndarray], references: list[dict[int, np.ndarray]] | None = None,
+                    **kwargs) -> list[GroupMatte | None]:
     """One matte for the crops of all of a mark's positions, with a guard for positions that disagree.
 
     Why pool: one position sees one slowly panning background (1-4 independent frames); the same
@@ -353,14 +363,22 @@ def estimate_groups(groups: list[np.ndarray], **kwargs) -> list[GroupMatte | Non
     position's own - split positions the pool fitted well: an estimate always fits its own crops
     best; -1.6 / -0.9 dB on held-out clips.) Own estimates are only computed when the pool is in
     doubt, so the usual cost is one estimate. Groups with fewer than 2 crops get None.
+    ``references[i]`` are group ``i``'s clean references (see ``estimate_matte``), by crop index.
     ``kwargs`` go to ``estimate_matte``; it raises ValueError for crops too small for a matte.
     """
+    refs = references or [{} for _ in groups]
     out: list[GroupMatte | None] = [None] * len(groups)
     live = [i for i, g in enumerate(groups) if len(g) >= 2]
 
     def estimate(members: list[int], scope: str) -> None:
         crops, trims = pool_crops([np.asarray(groups[i]) for i in members])
-        est = estimate_matte(crops, **kwargs)
+        pooled_refs, start = {}, 0
+        for i, (top, left) in zip(members, trims):
+            hh, ww = crops.shape[1:3]
+            pooled_refs.update({start + k: np.asarray(r)[top : top + hh, left : left + ww]
+                                for k, r in refs[i].items()})
+            start += len(groups[i])
+        est = estimate_matte(crops, references=pooled_refs or None, **kwargs)
         start = 0
         for i, trim in zip(members, trims):
             out[i] = GroupMatte(est, start, (int(trim[0]), int(trim[1])), scope)
@@ -381,7 +399,7 @@ def estimate_groups(groups: list[np.ndarray], **kwargs) -> list[GroupMatte | Non
         if pooled.reliable and pooled_res <= pooled.max_residual:
             keep.append(i)
             continue
-        own = estimate_matte(np.asarray(groups[i]), **kwargs)
+        own = estimate_matte(np.asarray(groups[i]), references=refs[i] or None, **kwargs)
         own_res = float(np.median(own.residual)) if own.residual.size else float("inf")
         LOGGER.info("matte pool check: position %d, %d crops, pooled residual %.3f, own %.3f (%s)",
                     i, n, pooled_res, own_res, "reliable" if own.reliable else own.reason)
@@ -403,17 +421,22 @@ def _sum_fc(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-2], a.shape[-1]).sum(axis=0)
 
 
-def _solve_alpha(d: np.ndarray, g: np.ndarray, opacity: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+def _solve_alpha(d: np.ndarray, g: np.ndarray, opacity: np.ndarray, ridge: float,
+                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel least squares of ``d = alpha * o_t * g`` over frames and channels -> (alpha, se).
 
-    ``d = observed - background`` and ``g = W - background``, both [N, 3, h, w].
+    ``d = observed - background`` and ``g = W - background``, both [N, 3, h, w]; ``weight`` [N]
+    weighs frames (those with a known background count more than those with a guessed one).
     """
     og = g * opacity[:, None, None, None]
-    den = _sum_fc(og * og)
-    alpha = _sum_fc(d * og) / (den + ridge)
+    wog = og if weight is None else og * weight[:, None, None, None]
+    den = _sum_fc(wog * og)
+    alpha = _sum_fc(d * wog) / (den + ridge)
     resid = d - alpha * og
-    dof = max(1, d.shape[0] * d.shape[1] - 1)
-    se = np.sqrt(_sum_fc(resid * resid) / dof / (den + ridge))
+    wres = resid if weight is None else resid * weight[:, None, None, None]
+    total = d.shape[0] if weight is None else float(weight.sum())  # weighted frame count
+    dof = max(1.0, total * d.shape[1] - 1)
+    se = np.sqrt(_sum_fc(wres * resid) / dof / (den + ridge))
     return alpha.astype(np.float32), se.astype(np.float32)
 
 
@@ -427,7 +450,7 @@ def _fill_frames(x: np.ndarray, known: np.ndarray) -> np.ndarray:
     return _fill(x.reshape(n * c, h, w), known).reshape(n, c, h, w)
 
 
-def _als(x, bg, wcol, opacity, alpha, *, fit_color: bool, rounds: int, ridge: float):
+def _als(x, bg, wcol, opacity, alpha, *, fit_color: bool, rounds: int, ridge: float, weight=None):
     """Alternating least squares of alpha / (W) / per-frame opacity on one background guess.
 
     Returns (alpha, se, W, opacity) with the opacities normalised to a median of 1.
@@ -438,7 +461,7 @@ def _als(x, bg, wcol, opacity, alpha, *, fit_color: bool, rounds: int, ridge: fl
     for _ in range(max(1, rounds)):
         prev_alpha = alpha
         g = wcol[None, :, None, None] - bg
-        alpha, se = _solve_alpha(d, g, opacity, ridge)
+        alpha, se = _solve_alpha(d, g, opacity, ridge, weight)
         alpha = np.clip(alpha, 0.0, 1.5)
         core = alpha > 0.2
         if not core.any():
@@ -464,6 +487,59 @@ def _als(x, bg, wcol, opacity, alpha, *, fit_color: bool, rounds: int, ridge: fl
     return alpha.astype(np.float32), se.astype(np.float32), wcol, opacity
 
 
+def _reference_backgrounds(crops, offsets, references, support, x, alpha, wcol):
+    """Backgrounds of the crops that have a clean reference, moved onto them: (index, bg, valid).
+
+    The reference (the same window in a frame where the mark is absent) is registered to the crop
+    with a translation found on the pixels around the mark (``cv2.findTransformECC``), then aligned
+    like the crop. A reference that fails to register, or that shows the mark itself (a faint fade
+    the detector missed), is dropped.
+    """
+    import cv2  # the orchestrator's dependency (inpaint.py); imported here to keep the module light
+
+    n, h, w = crops.shape[:3]
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
+    ring = ~_dilate(support, 2)
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    out_i, out_bg, out_valid = [], [], []
+    for k, ref in references.items():
+        if not 0 <= k < n or np.shape(ref) != crops.shape[1:]:
+            continue
+        ref = np.asarray(ref, np.float32)
+        off = offsets[k]
+        mask = shift_map(ring.astype(np.float32), off) > 0.5  # the ring in the crop's coordinates
+        warp = np.eye(2, 3, dtype=np.float32)
+        try:
+            cc, warp = cv2.findTransformECC(crops[k].astype(np.float32) @ luma, ref @ luma, warp,
+                                            cv2.MOTION_TRANSLATION, crit, mask.astype(np.uint8), 3)
+        except cv2.error:
+            continue
+        if cc < 0.5 or np.abs(warp[:, 2]).max() > min(h, w) / 4:
+            continue
+        moved = cv2.warpAffine(ref, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.warpAffine(np.ones((h, w), np.float32), warp, (w, h), flags=cv2.INTER_LINEAR
+                                | cv2.WARP_INVERSE_MAP, borderValue=0.0)
+        bg = _to_planes(align(moved[None], off[None]))[0]
+        valid = align(inside[None, ..., None].repeat(3, -1), off[None])[0, ..., 0] > 0.999
+        # Does the reference itself show the mark? Fit its opacity on the current matte.
+        ref_al = _to_planes(align(ref[None], off[None]))
+        fill = _fill_frames(ref_al, ~support)
+        core = support & (alpha > 0.05)
+        if core.any():
+            ag = alpha[core][None] * (wcol[:, None] - fill[0][:, core])
+            o = float(((ref_al[0][:, core] - fill[0][:, core]) * ag).sum() / max(float((ag * ag).sum()), 1e-6))
+            if o > REFERENCE_MAX_OPACITY:
+                LOGGER.debug("matte reference for crop %d shows the mark (opacity %.2f): dropped", k, o)
+                continue
+        out_i.append(k)
+        out_bg.append(bg)
+        out_valid.append(valid)
+    if not out_i:
+        return np.zeros(0, np.int64), np.zeros((0, 3, h, w), np.float32), np.zeros((0, h, w), bool)
+    return np.asarray(out_i), np.stack(out_bg), np.stack(out_valid)
+
+
 def estimate_matte(
     crops: np.ndarray,
     *,
@@ -476,6 +552,7 @@ def estimate_matte(
     min_background_motion: float = 1.0,
     iterations: int = 6,
     inner_rounds: int = 8,
+    references: dict[int, np.ndarray] | None = None,
 ) -> MatteEstimate:
     """Estimate the mark's matte from its crops over many frames (uint8 [N, h, w, 3]).
 
@@ -488,7 +565,11 @@ def estimate_matte(
 
     ``offsets`` (from ``register``) or ``register_crops=True`` align jittered crops first; the
     returned ``offsets`` are what ``remove_with_matte``/``fit_opacity`` need per crop. ``color``
-    fixes W (e.g. white) instead of estimating it. The result is ``reliable=False`` with a reason
+    fixes W (e.g. white) instead of estimating it. ``references`` maps a crop's index to a clean
+    crop of the same window from a nearby frame where the mark is absent (just before it arrived or
+    after it left): that crop's background is then known instead of guessed, which removes the
+    fill's bias (the Sora mark leaves every position every few seconds, so each visit has two).
+    The result is ``reliable=False`` with a reason
     when there are too few frames, the background never moves, no consistent mark is found, or
     the fixed matte does not explain the frames (residual too high).
     """
@@ -535,10 +616,27 @@ def estimate_matte(
     alpha = np.zeros((h, w), np.float32)
     se = np.ones((h, w), np.float32)
     support = np.zeros((h, w), bool)
+    ref_idx = np.zeros(0, np.int64)
+    weight = None
+
+    def background(known_px: np.ndarray) -> np.ndarray:
+        bg = _fill_frames(x, known_px)
+        if ref_idx.size:
+            bg[ref_idx] = np.where(ref_valid[:, None], ref_bg, bg[ref_idx])
+        return bg
+
     for it in range(max(1, iterations)):
-        bg = _fill_frames(x, known)
+        if it == 1 and references and support.any():
+            ref_idx, ref_bg, ref_valid = _reference_backgrounds(crops, offsets, references, support, x,
+                                                                alpha, wcol)
+            if ref_idx.size:
+                weight = np.ones(n, np.float32)
+                weight[ref_idx] = REFERENCE_WEIGHT
+                ridge = 100.0 * float(weight.sum())
+                LOGGER.debug("matte: %d of %d references usable", ref_idx.size, len(references))
+        bg = background(known)
         alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
-                                     ridge=ridge)
+                                     ridge=ridge, weight=weight)
         significant = (alpha > 0.02) & (alpha > 3.0 * se)
         new_support = _dilate(significant, 2) & ~border
         if not new_support.any():
@@ -560,13 +658,14 @@ def estimate_matte(
 
     if not np.array_equal(known, ~support):
         known = ~support
-        bg = _fill_frames(x, known)
+        bg = background(known)
         alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
-                                     ridge=ridge)
+                                     ridge=ridge, weight=weight)
     if not fixed_color:
         # alpha and W trade off against each other when the backgrounds have similar colours:
         # keep white (the Sora mark's colour) unless a fitted colour explains the frames clearly better.
-        cand = _als(x, bg, wcol, opacity, alpha, fit_color=True, rounds=2 * inner_rounds, ridge=ridge)
+        cand = _als(x, bg, wcol, opacity, alpha, fit_color=True, rounds=2 * inner_rounds, ridge=ridge,
+                    weight=weight)
         res_white = float(np.median(_residuals(x, bg, alpha, wcol, opacity, support)))
         res_fit = float(np.median(_residuals(x, bg, cand[0], cand[2], cand[3], support)))
         LOGGER.debug("matte colour: white residual %.3f, fitted %s residual %.3f", res_white, cand[2], res_fit)
@@ -597,6 +696,7 @@ def estimate_matte(
         alpha_threshold=alpha_threshold, max_residual=frame_limit, offsets=offsets, support=support,
         opacity_noise=opacity_noise, effective_frames=float(n_eff),
         alpha_se=np.where(alpha > 0, np.minimum(se_eff, 0.5), 0.0).astype(np.float32),
+        references=int(ref_idx.size),
     )
 
 

@@ -182,6 +182,22 @@ class _MarkPlan:
     offset: np.ndarray
 
 
+# A clean reference (the window without the mark, just before it arrived or after it left) serves
+# the crops this close in time: the background has hardly moved (the matte registers the rest).
+REFERENCE_SPAN = 12
+
+
+def _references(sampler: CropSampler, sid: int) -> dict[int, np.ndarray]:
+    """Crop index -> the nearest clean reference of position ``sid`` within ``REFERENCE_SPAN``."""
+    out: dict[int, np.ndarray] = {}
+    refs = sampler.references[sid] if sid < len(sampler.references) else []
+    for k, frame in enumerate(sampler.frames[sid]):
+        near = [(abs(frame - r), crop) for r, crop in refs if abs(frame - r) <= REFERENCE_SPAN]
+        if near:
+            out[k] = min(near, key=lambda item: item[0])[1]
+    return out
+
+
 def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampler, width: int,
                  height: int) -> dict[tuple, _MarkPlan]:
     """Estimate the mattes of the marks (detected positions and regions) from the crops of pass 1.
@@ -210,7 +226,8 @@ def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampl
         if not members:
             continue
         try:
-            parts = matte_mod.estimate_groups([np.stack(sampler.crops[sid]) for sid in members])
+            parts = matte_mod.estimate_groups([np.stack(sampler.crops[sid]) for sid in members],
+                                              references=[_references(sampler, sid) for sid in members])
         except ValueError as exc:
             for sid in members:
                 by_sid[sid] = str(exc)
