@@ -200,9 +200,8 @@ def scan(
 
     def image(images: dict, i: int):
         img = images[i]
-        if isinstance(img, Decoded):
-            img = images[i] = detector.resize(img)
-        return img
+        # (the decoded frame stays: a frame without the mark becomes the matte's clean reference)
+        return detector.resize(img) if isinstance(img, Decoded) else img
 
     def strong(dets: np.ndarray) -> np.ndarray:
         dets = np.asarray(dets)

@@ -293,3 +293,33 @@ def test_jump_frames_get_both_positions_even_beside_a_false_positive(monkeypatch
     assert not any(len(tl.boxes_at(f)) and bx.iou_matrix(tl.boxes_at(f), C[None]).max() > 0 for f in range(100))
     monkeypatch.setattr(bx, "jump_bridges", lambda spans, bridge: [])
     assert not all(found(run(), f) for f in range(100))  # what the bridge fixes
+
+
+class _Frame:
+    """A decoded frame stand-in whose pixels are its index (so a kept crop says where it came from)."""
+
+    def __init__(self, index, width=1280, height=720):
+        self.index, self.width, self.height = index, width, height
+
+    def to_ndarray(self, format):
+        assert format == "rgb24"
+        return np.full((self.height, self.width, 3), self.index % 256, np.uint8)
+
+
+def test_scan_keeps_clean_references_where_the_mark_arrives_and_leaves():
+    """The frame just before the mark arrives at B (and just after it left A) is that position's
+    clean reference for the matte; frames where the mark is there are not."""
+    from orchestrator.pipeline.detect import CropSampler
+
+    script = lambda i: det(A) if i < 28 else (none() if i < 32 else det(B))  # noqa: E731
+    sampler = CropSampler(per_position=48)
+    scan((Decoded(i, i, _Frame(i)) for i in range(100)), ScriptedDetector(script, batch=4),
+         stride=8, in_flight=1, sampler=sampler)
+    assert len(sampler.windows) == 2
+    (pa, pb) = (0, 1) if bx.iou_matrix(A[None], sampler.windows[0][None].astype(float))[0, 0] > 0 else (1, 0)
+    ref_a = [(f, int(c[0, 0, 0])) for f, c in sampler.references[pa]]
+    ref_b = [(f, int(c[0, 0, 0])) for f, c in sampler.references[pb]]
+    assert ref_a == [(28, 28)], (ref_a, ref_b)  # the first frame after the mark left A
+    assert ref_b == [(31, 31)], ref_b  # the last frame before it arrived at B
+    assert sampler.references[pb][0][1].shape == sampler.crops[pb][0].shape
+    assert all(f < 28 for f in sampler.frames[pa]) and all(f >= 32 for f in sampler.frames[pb])

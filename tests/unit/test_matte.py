@@ -320,3 +320,23 @@ def test_groups_pool_positions_and_a_disagreeing_one_keeps_its_own():
     assert parts[1].estimate is parts[2].estimate is not parts[0].estimate
     assert parts[1].estimate.frame_opacity.shape == (100,) and parts[2].start == 40
     assert not parts[2].estimate.reliable  # so the pipeline box-inpaints those positions
+
+
+def test_clean_references_improve_the_estimate_and_marked_ones_are_dropped():
+    """A clean window from a nearby frame (the mark just left) replaces the fill's guess."""
+    crops, clean, alphas, _ = _clip(24, 0.5, seed=31)
+    rng = np.random.default_rng(5)
+    # references: the clean background one frame earlier (the camera moved by a few px since)
+    refs = {k: np.clip(np.rint(clean[k - 1] + rng.normal(0, 1.5, clean[k].shape)), 0, 255).astype(np.uint8)
+            for k in range(1, 24, 2)}
+    plain = matte.estimate_matte(crops)
+    with_refs = matte.estimate_matte(crops, references=refs)
+    assert plain.references == 0 and with_refs.references == len(refs), with_refs.summary()
+
+    def error(est):
+        return float(np.abs(matte.shift_map(est.alpha, est.offsets[0]) - alphas[0]).mean())
+
+    assert error(with_refs) < 0.8 * error(plain), (error(with_refs), error(plain))
+    # a "reference" that shows the mark (the detector missed a faint fade) is not used
+    marked = matte.estimate_matte(crops, references={k: crops[k - 1] for k in range(1, 24, 2)})
+    assert marked.references == 0
