@@ -40,13 +40,14 @@ HOLE_VARIANCE = 150.0
 # on photos with few independent frames; the inversion shrinks alpha with this many standard errors
 # (bench/quality.py: 3 gave +0.4 to +1.9 dB on the photo clips, -0.4 dB on the flat texture clip).
 ALPHA_SHRINK = 3.0
-# Weight of a frame whose background is known from a clean reference (the same place just before
-# the mark arrived or after it left) against a frame whose background is a fill from around the
-# mark: fill errors of neighbouring frames are alike (a few independent ones per position), the
-# reference is only off by the coding noise and the motion between the two frames.
-REFERENCE_WEIGHT = 10.0
+# Model error (grey levels, mean over channels) above which a reference pixel is not the frame's
+# background (an object moved between the two frames); alpha errors of a few % stay well below.
+REFERENCE_MAX_ERROR = 25.0
 # A reference must not show the mark: its fitted opacity on the first matte must stay below this.
 REFERENCE_MAX_OPACITY = 0.25
+# With clean references the standard error is not an understatement (it counts the references and
+# the guessed frames as the independent samples they are): plain Wiener shrinkage.
+REFERENCE_ALPHA_SHRINK = 1.0
 # Width (px) of the ring outside the mark whose texture tells the inversion's excess noise apart.
 RING_PX = 4
 # Half-width of the window over which the blend measures the texture the inversion shows.
@@ -82,6 +83,7 @@ class MatteEstimate:
     effective_frames: float = 0.0  # independent background samples the estimate rests on
     alpha_se: np.ndarray | None = None  # float32 [h, w]: standard error of alpha (effective frames)
     references: int = 0  # crops whose background came from a clean reference frame
+    alpha_shrink: float = 3.0  # standard errors the inversion shrinks alpha by (see ALPHA_SHRINK)
 
     @property
     def frame_ok(self) -> np.ndarray:
@@ -426,17 +428,24 @@ def _solve_alpha(d: np.ndarray, g: np.ndarray, opacity: np.ndarray, ridge: float
     """Per-pixel least squares of ``d = alpha * o_t * g`` over frames and channels -> (alpha, se).
 
     ``d = observed - background`` and ``g = W - background``, both [N, 3, h, w]; ``weight`` [N]
-    weighs frames (those with a known background count more than those with a guessed one).
+    or [N, h, w] weighs frames (a known background counts more than a guessed one).
     """
     og = g * opacity[:, None, None, None]
-    wog = og if weight is None else og * weight[:, None, None, None]
+    if weight is None:
+        wog = og
+    else:
+        wog = og * (weight[:, None, None, None] if weight.ndim == 1 else weight[:, None])
     den = _sum_fc(wog * og)
     alpha = _sum_fc(d * wog) / (den + ridge)
     resid = d - alpha * og
-    wres = resid if weight is None else resid * weight[:, None, None, None]
-    total = d.shape[0] if weight is None else float(weight.sum())  # weighted frame count
-    dof = max(1.0, total * d.shape[1] - 1)
-    se = np.sqrt(_sum_fc(wres * resid) / dof / (den + ridge))
+    if weight is None:
+        dof = max(1, d.shape[0] * d.shape[1] - 1)
+        se = np.sqrt(_sum_fc(resid * resid) / dof / (den + ridge))
+    else:  # the weights are independent-sample equivalents: they set the degrees of freedom
+        wt = weight[:, None, None, None] if weight.ndim == 1 else weight[:, None]
+        total = weight.sum(0) if weight.ndim == 3 else float(weight.sum())
+        dof = np.maximum(1.0, np.asarray(total) * d.shape[1] - 1)
+        se = np.sqrt(_sum_fc(resid * resid * wt) / dof / (den + ridge))
     return alpha.astype(np.float32), se.astype(np.float32)
 
 
@@ -540,6 +549,39 @@ def _reference_backgrounds(crops, offsets, references, support, x, alpha, wcol):
     return np.asarray(out_i), np.stack(out_bg), np.stack(out_valid)
 
 
+def _fill_weights(x, fill, ref_idx, ref_bg, ref_valid, ref_share, support, n_eff) -> np.ndarray:
+    """Per-frame weights [N, h, w] in independent-sample equivalents for the alpha fit.
+
+    A reference image counts as one sample, shared by the ``ref_share`` crops it serves (their
+    backgrounds are the same sample). A guessed frame gets ``e_ref / (e_ref + e_fill)`` times
+    ``n_eff / N``: ``e_fill`` is how far the fill is from the references under the mark (mean
+    square, over all of it: per pixel it would be one background's accident), ``e_ref`` how far a
+    reference is from its frame around the mark anyway (noise, registration), and N guessed frames
+    are worth ``n_eff`` independent ones (the fill errors of neighbouring frames are alike). On
+    photos the fill is far off (e_fill 100-400 vs e_ref 7-40 on bench/quality.py clips) and the
+    references decide.
+    """
+    n, _, h, w = x.shape
+    valid = ref_valid & support[None]
+    err = ((fill[ref_idx] - ref_bg) ** 2).mean(1)  # [K, h, w]
+    ring = ref_valid & ~_dilate(support, 2)[None]
+    e_ref = float(((x[ref_idx] - ref_bg) ** 2).mean(1)[ring].mean()) if ring.any() else 4.0
+    e_ref = max(e_ref, 1.0)
+    e_fill = float(err[valid].mean()) if valid.any() else 0.0
+    guessed = (max(1.0, n_eff) / n) * e_ref / (e_ref + e_fill)
+    weight = np.full((n, h, w), guessed, np.float32)
+    weight[ref_idx] = np.where(ref_valid, 1.0 / ref_share[:, None, None], guessed)
+    return weight
+
+
+def _consistent(x, ref_idx, ref_bg, ref_valid, alpha, wcol, opacity) -> np.ndarray:
+    """``ref_valid`` without the pixels the blend model cannot explain with the reference there:
+    something moved between the reference and the frame (an object, not the camera)."""
+    a = np.clip(alpha[None] * opacity[ref_idx, None, None], 0.0, 1.0)[:, None]
+    r = np.abs(x[ref_idx] - a * wcol[None, :, None, None] - (1.0 - a) * ref_bg).mean(1)  # [K, h, w]
+    return ref_valid & ~_dilate(r > REFERENCE_MAX_ERROR, 2)
+
+
 def estimate_matte(
     crops: np.ndarray,
     *,
@@ -629,14 +671,22 @@ def estimate_matte(
         if it == 1 and references and support.any():
             ref_idx, ref_bg, ref_valid = _reference_backgrounds(crops, offsets, references, support, x,
                                                                 alpha, wcol)
+            # crops served by the same reference image (by content: callers pass copies or views)
+            used = [hash(np.ascontiguousarray(references[int(k)]).tobytes()) for k in ref_idx]
+            ref_share = np.array([used.count(u) for u in used], np.float32)
             if ref_idx.size:
-                weight = np.ones(n, np.float32)
-                weight[ref_idx] = REFERENCE_WEIGHT
-                ridge = 100.0 * float(weight.sum())
+                n_eff0 = _effective_frames(x, bg, alpha, wcol, opacity, support)
+                weight = _fill_weights(x, _fill_frames(x, known), ref_idx, ref_bg, ref_valid, ref_share, support,
+                                       n_eff0)
+                ridge = 100.0 * float(weight.mean(axis=(1, 2)).sum())
                 LOGGER.debug("matte: %d of %d references usable", ref_idx.size, len(references))
         bg = background(known)
         alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
                                      ridge=ridge, weight=weight)
+        if ref_idx.size:  # drop what moved between a reference and its frame, re-weigh
+            ref_valid = _consistent(x, ref_idx, ref_bg, ref_valid, alpha, wcol, opacity)
+            weight = _fill_weights(x, _fill_frames(x, known), ref_idx, ref_bg, ref_valid, ref_share, support,
+                                       n_eff0)
         significant = (alpha > 0.02) & (alpha > 3.0 * se)
         new_support = _dilate(significant, 2) & ~border
         if not new_support.any():
@@ -675,7 +725,8 @@ def estimate_matte(
     # neighbouring frames alike, so the per-pixel standard error is scaled by the effective number
     # of independent frames (lag-1 autocorrelation of the fit residuals).
     n_eff = _effective_frames(x, bg, alpha, wcol, opacity, support)
-    se_eff = se * np.sqrt(n / n_eff)
+    # (with references the weights already count the guessed frames as n_eff independent ones)
+    se_eff = se if weight is not None else se * np.sqrt(n / n_eff)
     keep = (alpha > 2.0 * se_eff) | (alpha > 0.1)
     alpha = np.clip(np.where(_dilate(keep & (alpha > 3.0 * se), 1), alpha, 0.0), 0.0, 1.0).astype(np.float32)
 
@@ -697,6 +748,7 @@ def estimate_matte(
         opacity_noise=opacity_noise, effective_frames=float(n_eff),
         alpha_se=np.where(alpha > 0, np.minimum(se_eff, 0.5), 0.0).astype(np.float32),
         references=int(ref_idx.size),
+        alpha_shrink=REFERENCE_ALPHA_SHRINK if ref_idx.size else ALPHA_SHRINK,
     )
 
 
@@ -874,10 +926,10 @@ def remove_with_matte(
     alpha = shift_map(estimate.alpha, offset)
     se = estimate.alpha_se if estimate.alpha_se is not None else np.zeros_like(alpha)
     se = np.sqrt(shift_map(se, offset) ** 2 + MODEL_ALPHA_ERROR**2)
-    if ALPHA_SHRINK > 0:
+    if estimate.alpha_shrink > 0:
         # Wiener shrinkage of the matte towards 0 where it is not well above its error: a faint,
         # noisy alpha subtracts the estimate's error times (W - B) from every frame.
-        s2 = (ALPHA_SHRINK * se) ** 2
+        s2 = (estimate.alpha_shrink * se) ** 2
         alpha = alpha * (alpha * alpha / np.maximum(alpha * alpha + s2, 1e-12))
     a = np.clip(alpha * o, 0.0, 1.0)
     se = se * o
