@@ -567,7 +567,7 @@ def _fill_weights(x, fill, ref_idx, ref_bg, ref_valid, ref_share, support, n_eff
     ring = ref_valid & ~_dilate(support, 2)[None]
     e_ref = float(((x[ref_idx] - ref_bg) ** 2).mean(1)[ring].mean()) if ring.any() else 4.0
     e_ref = max(e_ref, 1.0)
-    e_fill = float(err[valid].mean()) if valid.any() else 0.0
+    e_fill = float(np.median(err[valid])) if valid.any() else 0.0
     guessed = (max(1.0, n_eff) / n) * e_ref / (e_ref + e_fill)
     weight = np.full((n, h, w), guessed, np.float32)
     weight[ref_idx] = np.where(ref_valid, 1.0 / ref_share[:, None, None], guessed)
