@@ -94,9 +94,9 @@ class CropSampler:
     crops: list[list[np.ndarray]] = field(default_factory=list)
     frames: list[list[int]] = field(default_factory=list)
     origins: list[list[tuple[int, int]]] = field(default_factory=list)  # (y0, x0) of each crop
-    # Per position: (frame, crop) of frames where the mark is absent there, right before it
-    # arrived or after it left (the matte's clean references).
-    references: list[list[tuple[int, np.ndarray]]] = field(default_factory=list)
+    # Per position: windows where the mark is absent, right before it arrived or after it left,
+    # each with the marked window next to it (the matte's clean references).
+    references: list[list["Reference"]] = field(default_factory=list)
     _seen: list[int] = field(default_factory=list)
     _every: list[int] = field(default_factory=list)
 
@@ -141,9 +141,12 @@ class CropSampler:
                 self.origins[pid] = self.origins[pid][::2]
                 self._every[pid] *= 2
 
-    def add_reference(self, frame_index: int, rgb: np.ndarray, det: np.ndarray) -> None:
-        """Keep the window of a known position (the one ``det`` matches) from a frame where the mark
-        is absent there; at most ``per_position // 4`` per position, the latest replacing the oldest."""
+    def add_reference(self, frame_index: int, rgb: np.ndarray, det: np.ndarray, partner_index: int,
+                      partner_rgb: np.ndarray) -> None:
+        """Keep a clean reference of a known position (the one ``det`` matches): its window in a
+        frame where the mark is absent there, and the same window in the nearby frame where the
+        mark is (``partner``), whose background the reference gives. When more than
+        ``per_position`` are kept, every other one is dropped (they stay spread over the video)."""
         if not self.windows:
             return
         m = bx.iou_matrix(np.asarray(det[:4], np.float64)[None], np.stack(self.windows).astype(np.float64))[0]
@@ -158,11 +161,24 @@ class CropSampler:
         x0 = min(max(int(round((det[0] + det[2]) / 2 - cw / 2)), 0), width - cw)
         y0 = min(max(int(round((det[1] + det[3]) / 2 - ch / 2)), 0), height - ch)
         refs = self.references[pid]
-        if any(f == frame_index for f, _ in refs):
+        if any(r.frame == frame_index and r.partner == partner_index for r in refs):
             return
-        refs.append((frame_index, rgb[y0 : y0 + ch, x0 : x0 + cw].copy()))
-        if len(refs) > max(2, self.per_position // 4):
-            refs.pop(0)
+        refs.append(Reference(frame_index, rgb[y0 : y0 + ch, x0 : x0 + cw].copy(), partner_index,
+                              partner_rgb[y0 : y0 + ch, x0 : x0 + cw].copy(), (y0, x0)))
+        if len(refs) > self.per_position:
+            self.references[pid] = refs[::2]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A position's window without the mark (``clean``, frame ``frame``) and with it (``marked``,
+    frame ``partner``, a few frames away), cut at ``origin`` (y0, x0) in both frames."""
+
+    frame: int
+    clean: np.ndarray
+    partner: int
+    marked: np.ndarray
+    origin: tuple[int, int]
 
 
 @dataclass
@@ -272,6 +288,12 @@ def scan(
         state["last_sample"] = sample_ids[-1]
         state["busy"] += time.perf_counter() - t0
 
+    def full_rgb(i: int, images: dict) -> np.ndarray | None:
+        if i in full:
+            return full[i]
+        img = images.get(i)
+        return img.frame.to_ndarray(format="rgb24") if isinstance(img, Decoded) else None
+
     def _add_references(chain: list[int], images: dict) -> None:
         """Where the mark arrives at (or leaves) a position between two detections at most
         ``refine_span`` apart, the frame without it there is a clean reference for that position."""
@@ -286,13 +308,10 @@ def scan(
                     if len(other) and bx.iou_matrix(det[None, :4].astype(np.float64),
                                                     other[:, :4].astype(np.float64)).max() > 0.1:
                         continue  # a box there too: not clean
-                    rgb = full.get(without)
-                    if rgb is None:
-                        img = images.get(without)
-                        if not isinstance(img, Decoded):
-                            continue  # only the resized image is left (large frames): no reference
-                        rgb = img.frame.to_ndarray(format="rgb24")
-                    sampler.add_reference(without, rgb, det)
+                    rgb, marked = full_rgb(without, images), full_rgb(with_mark, images)
+                    if rgb is None or marked is None:
+                        continue  # only the resized image is left (large frames): no reference
+                    sampler.add_reference(without, rgb, det, with_mark, marked)
 
     def flush(last: bool = False) -> None:
         if samples:

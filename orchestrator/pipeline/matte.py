@@ -6,11 +6,20 @@ many different backgrounds, its matte ``alpha`` and colour ``W`` can be estimate
 et al., CVPR 2017) and the blend inverted exactly; only the near-opaque core still needs the
 inpainter. That recovers the real content (no blur, no flicker) at almost no compute.
 
-Everything is vectorised numpy and runs inside the pipeline's worker thread. CPU time per crop:
-estimation ~4 ms (96x48) / 7-9 ms (160x70), ``remove_with_matte`` ~2.3 / ~5 ms (bench/README.md).
+The background under the mark is what the estimate needs and cannot see. Two sources: a smooth
+fill from the pixels around the mark (always there; wrong in a way that repeats over neighbouring
+frames, so one position's slowly panning background is worth only a few independent samples), and
+clean references: the same window in the frame just before the mark arrives at a position or just
+after it leaves (the Sora mark jumps every few seconds, so every visit has two), registered onto
+the marked frames nearby. References are exact up to coding noise and motion; the fit weighs each
+frame by how much it can be trusted (bench/README.md: +2 to +9 dB on held-out photo clips).
 
-Use: ``estimate_matte(crops)`` once per video (``pool_crops`` joins the crops of all the mark's
-positions: unrelated backgrounds make a much better estimate), then per frame ``fit_opacity``
+Everything is vectorised numpy (OpenCV's ECC registers the references) and runs inside the
+pipeline's worker thread. CPU time per crop: estimation ~4 ms (96x48) / 7-9 ms (160x70),
+``remove_with_matte`` ~2.3 / ~5 ms (bench/README.md).
+
+Use: ``estimate_groups`` once per video (one pooled estimate for all of the mark's positions:
+unrelated backgrounds; a position that disagrees keeps its own), then per frame ``fit_opacity``
 (skip frames whose residual exceeds ``estimate.max_residual``) and ``remove_with_matte``; its
 ``hole`` goes to the inpainter. ``reliable=False`` (with ``reason``) means: inpaint the box.
 

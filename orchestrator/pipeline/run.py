@@ -187,15 +187,21 @@ class _MarkPlan:
 REFERENCE_SPAN = 12
 
 
-def _references(sampler: CropSampler, sid: int) -> dict[int, np.ndarray]:
-    """Crop index -> the nearest clean reference of position ``sid`` within ``REFERENCE_SPAN``."""
-    out: dict[int, np.ndarray] = {}
+def _matte_crops(sampler: CropSampler, sid: int) -> tuple[np.ndarray, list, dict[int, np.ndarray]]:
+    """Position ``sid``'s crops for the matte: the sampled ones plus the marked halves of its clean
+    references; their origins (y0, x0); and crop index -> clean reference (each marked half gets
+    its own, a sampled crop the nearest within ``REFERENCE_SPAN`` frames)."""
     refs = sampler.references[sid] if sid < len(sampler.references) else []
+    crops = list(sampler.crops[sid]) + [r.marked for r in refs]
+    origins = list(sampler.origins[sid]) + [r.origin for r in refs]
+    out: dict[int, np.ndarray] = {}
     for k, frame in enumerate(sampler.frames[sid]):
-        near = [(abs(frame - r), crop) for r, crop in refs if abs(frame - r) <= REFERENCE_SPAN]
+        near = [(abs(frame - r.frame), r.clean) for r in refs if abs(frame - r.frame) <= REFERENCE_SPAN]
         if near:
             out[k] = min(near, key=lambda item: item[0])[1]
-    return out
+    first = len(sampler.crops[sid])
+    out.update({first + j: r.clean for j, r in enumerate(refs)})
+    return np.stack(crops), origins, out
 
 
 def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampler, width: int,
@@ -222,12 +228,15 @@ def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampl
     pooled = list(dict.fromkeys(sid for key, sid in sids.items() if key[0] == "p"))
     alone = list(dict.fromkeys(sid for key, sid in sids.items() if key[0] != "p" and sid not in pooled))
     by_sid: dict[int, object] = {}
+    origins_of: dict[int, list] = {}
     for members in [pooled] + [[sid] for sid in alone]:
         if not members:
             continue
+        inputs = {sid: _matte_crops(sampler, sid) for sid in members}
+        origins_of.update({sid: inputs[sid][1] for sid in members})
         try:
-            parts = matte_mod.estimate_groups([np.stack(sampler.crops[sid]) for sid in members],
-                                              references=[_references(sampler, sid) for sid in members])
+            parts = matte_mod.estimate_groups([inputs[sid][0] for sid in members],
+                                              references=[inputs[sid][2] for sid in members])
         except ValueError as exc:
             for sid in members:
                 by_sid[sid] = str(exc)
@@ -256,7 +265,7 @@ def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampl
         # Pooled crop k of this position is crops[k][top:, left:] (origin o_k + trim), and the mark
         # sits at p + offsets[start + k] in it; in a window at (x0, y0) it sits at
         # p + offsets[start + k] + o_k + trim - (y0, x0): the same for every k when the mark holds still.
-        origins = np.asarray(sampler.origins[sid], np.float32) + np.asarray(part.trim, np.float32)  # (y, x)
+        origins = np.asarray(origins_of[sid], np.float32) + np.asarray(part.trim, np.float32)  # (y, x)
         offs = np.asarray(estimate.offsets, np.float32)[part.start : part.start + len(origins)]
         if len(offs) == len(origins):
             offset = np.median(offs + origins - np.array([y0, x0], np.float32), 0)

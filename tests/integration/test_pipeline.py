@@ -170,3 +170,8 @@ def test_demo_models_find_the_sora_like_mark_and_move_it_toward_the_clean_frames
     assert min(gains) > 1.0, f"a frame kept the mark: min gain {min(gains):.1f} dB"
     assert float(np.mean(gains)) > 6.0
     assert details["frames_with_boxes"] >= len(marked)
+    # The matte came from the pooled positions and used the clean frames around the jump.
+    mattes = [m["matte"] for m in details["marks"] if "matte" in m]
+    print("marks:", details["marks"])
+    assert any(m["references"] > 0 for m in mattes), details["marks"]
+    assert any(m["method"] == "matte" for m in details["marks"]), details["marks"]
