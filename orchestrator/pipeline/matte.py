@@ -49,6 +49,9 @@ HOLE_VARIANCE = 150.0
 # on photos with few independent frames; the inversion shrinks alpha with this many standard errors
 # (bench/quality.py: 3 gave +0.4 to +1.9 dB on the photo clips, -0.4 dB on the flat texture clip).
 ALPHA_SHRINK = 3.0
+# A reference that cannot be registered (flat background) is used unmoved when it differs from its
+# frame around the mark by at most this (grey levels, RMS): a few times the coding noise.
+REFERENCE_FLAT_RMS = 6.0
 # Model error (grey levels, mean over channels) above which a reference pixel is not the frame's
 # background (an object moved between the two frames); alpha errors of a few % stay well below.
 REFERENCE_MAX_ERROR = 25.0
@@ -531,10 +534,14 @@ def _reference_backgrounds(crops, offsets, references, support, x, alpha, wcol):
         try:
             cc, warp = cv2.findTransformECC(crops[k].astype(np.float32) @ luma, ref @ luma, warp,
                                             cv2.MOTION_TRANSLATION, crit, mask.astype(np.uint8), 3)
-        except cv2.error:
-            continue
+        except cv2.error:  # does not converge, typically on a flat background
+            cc = 0.0
         if cc < 0.5 or np.abs(warp[:, 2]).max() > min(h, w) / 4:
-            continue
+            # No texture to register on: where the background is that flat, the motion hardly
+            # matters - keep the reference unmoved if it matches the frame around the mark.
+            warp = np.eye(2, 3, dtype=np.float32)
+            if float(np.sqrt(((crops[k].astype(np.float32) - ref)[mask] ** 2).mean())) > REFERENCE_FLAT_RMS:
+                continue
         moved = cv2.warpAffine(ref, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
         inside = cv2.warpAffine(np.ones((h, w), np.float32), warp, (w, h), flags=cv2.INTER_LINEAR
                                 | cv2.WARP_INVERSE_MAP, borderValue=0.0)
