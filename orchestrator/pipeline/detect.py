@@ -79,6 +79,10 @@ class Detector:
         return self.collect(self.submit(images)) if images else []
 
 
+# Marked frames paired with each clean reference (the frames next to the mark's arrival/departure).
+REFERENCE_PARTNERS = 6
+
+
 @dataclass
 class CropSampler:
     """Keeps up to ``per_position`` full-resolution crops of each mark position (for the matte).
@@ -308,10 +312,18 @@ def scan(
                     if len(other) and bx.iou_matrix(det[None, :4].astype(np.float64),
                                                     other[:, :4].astype(np.float64)).max() > 0.1:
                         continue  # a box there too: not clean
-                    rgb, marked = full_rgb(without, images), full_rgb(with_mark, images)
-                    if rgb is None or marked is None:
+                    rgb = full_rgb(without, images)
+                    if rgb is None:
                         continue  # only the resized image is left (large frames): no reference
-                    sampler.add_reference(without, rgb, det, with_mark, marked)
+                    # The reference serves the first few marked frames (one background sample,
+                    # several looks at the mark over it: fades, codec noise).
+                    step = 1 if with_mark > without else -1
+                    for j in range(REFERENCE_PARTNERS):
+                        partner = with_mark + step * j
+                        marked = full_rgb(partner, images) if lo_i <= partner <= hi_i else None
+                        if marked is None:
+                            break
+                        sampler.add_reference(without, rgb, det, partner, marked)
 
     def flush(last: bool = False) -> None:
         if samples:
