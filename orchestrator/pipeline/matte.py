@@ -96,6 +96,7 @@ class MatteEstimate:
     alpha_se: np.ndarray | None = None  # float32 [h, w]: standard error of alpha (effective frames)
     references: int = 0  # crops whose background came from a clean reference frame
     alpha_shrink: float = 3.0  # standard errors the inversion shrinks alpha by (see ALPHA_SHRINK)
+    reference_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # those crops
 
     @property
     def frame_ok(self) -> np.ndarray:
@@ -409,12 +410,15 @@ def estimate_groups(groups: list[np.ndarray], references: list[dict[int, np.ndar
     for i in live:
         part = out[i]
         n = len(groups[i])
-        pooled_res = float(np.median(pooled.residual[part.start : part.start + n]))
+        mine = pooled.reference_index[(pooled.reference_index >= part.start)
+                                      & (pooled.reference_index < part.start + n)]
+        pooled_res = _fit_residual(pooled.residual, mine) if mine.size >= MIN_FIT_REFERENCES else \
+            float(np.median(pooled.residual[part.start : part.start + n]))
         if pooled.reliable and pooled_res <= pooled.max_residual:
             keep.append(i)
             continue
         own = estimate_matte(np.asarray(groups[i]), references=refs[i] or None, **kwargs)
-        own_res = float(np.median(own.residual)) if own.residual.size else float("inf")
+        own_res = _fit_residual(own.residual, own.reference_index)
         LOGGER.info("matte pool check: position %d, %d crops, pooled residual %.3f, own %.3f (%s)",
                     i, n, pooled_res, own_res, "reliable" if own.reliable else own.reason)
         if own.reliable and own_res <= own.max_residual:
@@ -749,10 +753,13 @@ def estimate_matte(
     opacity, opacity_noise = _regularise_opacity(opacity)
     residual = _residuals(x, bg, alpha, wcol, opacity, support)
     med_res = float(np.median(residual))
+    # Whether the fixed matte fits: judged on the frames with a clean reference when there are a
+    # few (their residual is the model's own misfit; elsewhere the fill's error dominates it).
+    fit_res = _fit_residual(residual, ref_idx)
     reliable, reason = True, "ok"
-    if med_res > max_residual:
+    if fit_res > max_residual:
         reliable = False
-        reason = f"the fixed matte does not fit the frames (median residual {med_res:.2f} > {max_residual})"
+        reason = f"the fixed matte does not fit the frames (median residual {fit_res:.2f} > {max_residual})"
     # Per-frame limit: the residual's floor is set by the background guess (high on fine textures
     # under a faint mark), so a frame is a misfit when it stands out from the others.
     frame_limit = float(min(1.0, max(max_residual, 1.5 * med_res)))
@@ -764,8 +771,20 @@ def estimate_matte(
         opacity_noise=opacity_noise, effective_frames=float(n_eff),
         alpha_se=np.where(alpha > 0, np.minimum(se_eff, 0.5), 0.0).astype(np.float32),
         references=int(ref_idx.size),
+        reference_index=ref_idx.astype(np.int64),
         alpha_shrink=REFERENCE_ALPHA_SHRINK if ref_idx.size else ALPHA_SHRINK,
     )
+
+
+# Frames with a clean reference needed before the fit is judged on them alone.
+MIN_FIT_REFERENCES = 3
+
+
+def _fit_residual(residual: np.ndarray, ref_idx: np.ndarray) -> float:
+    """Median misfit, over the frames with a clean reference when there are enough of them."""
+    if ref_idx.size >= MIN_FIT_REFERENCES:
+        return float(np.median(residual[ref_idx]))
+    return float(np.median(residual)) if residual.size else float("inf")
 
 
 def _effective_frames(x, bg, alpha, wcol, opacity, support) -> float:
