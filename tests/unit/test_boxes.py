@@ -309,7 +309,7 @@ class _Frame:
 def test_scan_keeps_clean_references_where_the_mark_arrives_and_leaves():
     """The frame just before the mark arrives at B (and just after it left A) is that position's
     clean reference for the matte; frames where the mark is there are not."""
-    from orchestrator.pipeline.detect import CropSampler
+    from orchestrator.pipeline.detect import REFERENCE_PARTNERS, CropSampler
 
     script = lambda i: det(A) if i < 28 else (none() if i < 32 else det(B))  # noqa: E731
     sampler = CropSampler(per_position=48)
@@ -322,7 +322,7 @@ def test_scan_keeps_clean_references_where_the_mark_arrives_and_leaves():
     # the first frame after the mark left A, paired with the last frames it was there
     assert ref_a and ref_a == [(28, 28, 27 - j, 27 - j) for j in range(len(ref_a))], (ref_a, ref_b)
     # the last frame before it arrived at B, paired with the first frames it was there
-    assert ref_b == [(31, 31, 32 + j, 32 + j) for j in range(6)], ref_b
+    assert ref_b == [(31, 31, 32 + j, 32 + j) for j in range(REFERENCE_PARTNERS)], ref_b
     ref = sampler.references[pb][0]
     assert ref.clean.shape == ref.marked.shape == sampler.crops[pb][0].shape
     assert all(f < 28 for f in sampler.frames[pa]) and all(f >= 32 for f in sampler.frames[pb])
