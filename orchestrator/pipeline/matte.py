@@ -45,6 +45,8 @@ WHITE = np.array([255.0, 255.0, 255.0], dtype=np.float32)
 # measured ~80-90 in bench/quality.py; 150 was the best trade-off over the five clips).
 HOLE_ALPHA_MIN = 0.5
 HOLE_VARIANCE = 150.0
+# With clean references, below this blend weight the hole test ignores the matte's standard error.
+HOLE_SE_FREE_ALPHA = 0.8
 # The matte's standard error (``alpha_se``, from the effective frames) understates its real error
 # on photos with few independent frames; the inversion shrinks alpha with this many standard errors
 # (bench/quality.py: 3 gave +0.4 to +1.9 dB on the photo clips, -0.4 dB on the flat texture clip).
@@ -979,10 +981,13 @@ def remove_with_matte(
     core = a > estimate.alpha_threshold
     if fill is not None and hole_variance is not None:
         gain0 = 1.0 / np.maximum(1.0 - a, 1e-3)
-        # With clean references the matte's error under the strokes is mostly the codec's noise,
-        # which the standard error (few independent samples) overstates: the hole test then uses
-        # the coding noise alone (bench/quality.py flat clip: +4.5 dB; the blend still uses se).
-        se_hole = 0.0 if estimate.references else se[..., None]
+        # With clean references the matte's error under semi-transparent strokes is mostly the
+        # codec's noise, which the standard error (few independent samples) overstates: below
+        # HOLE_SE_FREE_ALPHA the hole test then uses the coding noise alone (bench/quality.py flat
+        # clip: +4.5 dB; the blend still uses se). Near-opaque edges keep it (+1 dB end to end).
+        se_hole = se[..., None]
+        if estimate.references:
+            se_hole = np.where(a[..., None] < HOLE_SE_FREE_ALPHA, 0.0, se_hole)
         var0 = (noise_sigma**2 + (se_hole * (estimate.color - fill)) ** 2).mean(-1) * gain0**2
         core |= (a > min(HOLE_ALPHA_MIN, estimate.alpha_threshold)) & (var0 > hole_variance)
     hole = _dilate(core, dilate) if dilate else core
