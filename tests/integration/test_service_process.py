@@ -46,8 +46,16 @@ def _start(tmp_path, args: list[str], **env) -> tuple[subprocess.Popen, int, int
     full_env = dict(os.environ, PORT=str(port), PORT_HEALTH=str(health), DATA_DIR=str(tmp_path / "data"),
                     LOG_LEVEL="info", **env)
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "--host", "127.0.0.1", *args],
-                            cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     return proc, port, health
+
+
+def _default_sigint() -> None:
+    """Give the service SIGINT's default action, as a terminal's Ctrl-C finds it. A test run started
+    as a shell's background job inherits SIGINT ignored, and a SIGINT sent before uvicorn installs
+    its handlers would then be lost (the test hung on it 30 s)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stop(proc: subprocess.Popen) -> int:
