@@ -96,9 +96,17 @@ class MatteEstimate:
     opacity_noise: float = 0.0  # scatter of fitted opacities; smaller changes are ignored
     effective_frames: float = 0.0  # independent background samples the estimate rests on
     alpha_se: np.ndarray | None = None  # float32 [h, w]: standard error of alpha (effective frames)
-    references: int = 0  # crops whose background came from a clean reference frame
-    alpha_shrink: float = 3.0  # standard errors the inversion shrinks alpha by (see ALPHA_SHRINK)
-    reference_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # those crops
+    reference_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # crops whose
+    # background came from a clean reference frame
+
+    @property
+    def references(self) -> int:
+        return int(self.reference_index.size)
+
+    @property
+    def alpha_shrink(self) -> float:
+        """Standard errors the inversion shrinks alpha by (ALPHA_SHRINK / REFERENCE_ALPHA_SHRINK)."""
+        return REFERENCE_ALPHA_SHRINK if self.references else ALPHA_SHRINK
 
     @property
     def frame_ok(self) -> np.ndarray:
@@ -414,8 +422,7 @@ def estimate_groups(groups: list[np.ndarray], references: list[dict[int, np.ndar
         n = len(groups[i])
         mine = pooled.reference_index[(pooled.reference_index >= part.start)
                                       & (pooled.reference_index < part.start + n)]
-        pooled_res = _fit_residual(pooled.residual, mine) if mine.size >= MIN_FIT_REFERENCES else \
-            float(np.median(pooled.residual[part.start : part.start + n]))
+        pooled_res = _fit_residual(pooled.residual[part.start : part.start + n], mine - part.start)
         if pooled.reliable and pooled_res <= pooled.max_residual:
             keep.append(i)
             continue
@@ -514,7 +521,7 @@ def _als(x, bg, wcol, opacity, alpha, *, fit_color: bool, rounds: int, ridge: fl
     return alpha.astype(np.float32), se.astype(np.float32), wcol, opacity
 
 
-def _reference_backgrounds(crops, offsets, references, support, x, alpha, wcol):
+def _reference_backgrounds(crops, offsets, references, support, alpha, wcol):
     """Backgrounds of the crops that have a clean reference, moved onto them: (index, bg, valid).
 
     The reference (the same window in a frame where the mark is absent) is registered to the crop
@@ -683,32 +690,33 @@ def estimate_matte(
     ref_idx = np.zeros(0, np.int64)
     weight = None
 
-    def background(known_px: np.ndarray) -> np.ndarray:
-        bg = _fill_frames(x, known_px)
-        if ref_idx.size:
-            bg[ref_idx] = np.where(ref_valid[:, None], ref_bg, bg[ref_idx])
+    def background(fill: np.ndarray) -> np.ndarray:
+        """The fill, with the referenced crops' backgrounds replaced where their reference is valid."""
+        if not ref_idx.size:
+            return fill
+        bg = fill.copy()
+        bg[ref_idx] = np.where(ref_valid[:, None], ref_bg, fill[ref_idx])
         return bg
 
     for it in range(max(1, iterations)):
+        fill = _fill_frames(x, known)
         if it == 1 and references and support.any():
-            ref_idx, ref_bg, ref_valid = _reference_backgrounds(crops, offsets, references, support, x,
+            ref_idx, ref_bg, ref_valid = _reference_backgrounds(crops, offsets, references, support,
                                                                 alpha, wcol)
             # crops served by the same reference image (by content: callers pass copies or views)
             used = [hash(np.ascontiguousarray(references[int(k)]).tobytes()) for k in ref_idx]
             ref_share = np.array([used.count(u) for u in used], np.float32)
             if ref_idx.size:
                 n_eff0 = _effective_frames(x, bg, alpha, wcol, opacity, support)
-                weight = _fill_weights(x, _fill_frames(x, known), ref_idx, ref_bg, ref_valid, ref_share, support,
-                                       n_eff0)
+                weight = _fill_weights(x, fill, ref_idx, ref_bg, ref_valid, ref_share, support, n_eff0)
                 ridge = 100.0 * float(weight.mean(axis=(1, 2)).sum())
                 LOGGER.debug("matte: %d of %d references usable", ref_idx.size, len(references))
-        bg = background(known)
+        bg = background(fill)
         alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
                                      ridge=ridge, weight=weight)
         if ref_idx.size:  # drop what moved between a reference and its frame, re-weigh
             ref_valid = _consistent(x, ref_idx, ref_bg, ref_valid, alpha, wcol, opacity)
-            weight = _fill_weights(x, _fill_frames(x, known), ref_idx, ref_bg, ref_valid, ref_share, support,
-                                       n_eff0)
+            weight = _fill_weights(x, fill, ref_idx, ref_bg, ref_valid, ref_share, support, n_eff0)
         significant = (alpha > 0.02) & (alpha > 3.0 * se)
         new_support = _dilate(significant, 2) & ~border
         if not new_support.any():
@@ -730,7 +738,7 @@ def estimate_matte(
 
     if not np.array_equal(known, ~support):
         known = ~support
-        bg = background(known)
+        bg = background(_fill_frames(x, known))
         alpha, se, _, opacity = _als(x, bg, wcol, opacity, alpha, fit_color=False, rounds=inner_rounds,
                                      ridge=ridge, weight=weight)
     if not fixed_color:
@@ -772,9 +780,7 @@ def estimate_matte(
         alpha_threshold=alpha_threshold, max_residual=frame_limit, offsets=offsets, support=support,
         opacity_noise=opacity_noise, effective_frames=float(n_eff),
         alpha_se=np.where(alpha > 0, np.minimum(se_eff, 0.5), 0.0).astype(np.float32),
-        references=int(ref_idx.size),
         reference_index=ref_idx.astype(np.int64),
-        alpha_shrink=REFERENCE_ALPHA_SHRINK if ref_idx.size else ALPHA_SHRINK,
     )
 
 
