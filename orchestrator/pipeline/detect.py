@@ -105,14 +105,33 @@ class CropSampler:
     _seen: list[int] = field(default_factory=list)
     _every: list[int] = field(default_factory=list)
 
+    def _match(self, det: np.ndarray) -> int:
+        """The position whose window ``det`` overlaps (IoU > 0.3), or -1."""
+        if not self.windows:
+            return -1
+        m = bx.iou_matrix(np.asarray(det[:4], np.float64)[None], np.stack(self.windows).astype(np.float64))[0]
+        return int(np.argmax(m)) if m.max() > 0.3 else -1
+
+    def _origin(self, pid: int, det: np.ndarray, width: int, height: int) -> tuple[int, int] | None:
+        """(y0, x0) of position ``pid``'s window centred on ``det``, or None if it does not fit.
+        Near an edge the window shifts inside the frame; registration absorbs the shift."""
+        win = self.windows[pid]
+        cw, ch = win[2] - win[0], win[3] - win[1]
+        if cw > width or ch > height:
+            return None
+        x0 = min(max(int(round((det[0] + det[2]) / 2 - cw / 2)), 0), width - cw)
+        y0 = min(max(int(round((det[1] + det[3]) / 2 - ch / 2)), 0), height - ch)
+        return y0, x0
+
+    def _cut(self, pid: int, rgb: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+        win = self.windows[pid]
+        y0, x0 = origin
+        return rgb[y0 : y0 + win[3] - win[1], x0 : x0 + win[2] - win[0]].copy()
+
     def add(self, frame_index: int, rgb: np.ndarray, dets: np.ndarray) -> None:
         height, width = rgb.shape[:2]
         for det in np.asarray(dets)[:, :4]:
-            pid = -1
-            if self.windows:
-                m = bx.iou_matrix(det[None], np.stack(self.windows).astype(np.float64))[0]
-                if m.max() > 0.3:
-                    pid = int(np.argmax(m))
+            pid = self._match(det)
             if pid < 0:
                 w, h = det[2] - det[0], det[3] - det[1]
                 mx, my = w * self.margin + 4, h * self.margin + 4
@@ -128,18 +147,12 @@ class CropSampler:
             self._seen[pid] += 1
             if (self._seen[pid] - 1) % self._every[pid]:
                 continue
-            win = self.windows[pid]
-            cw, ch = win[2] - win[0], win[3] - win[1]
-            cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
-            x0 = int(round(cx - cw / 2))
-            y0 = int(round(cy - ch / 2))
-            if cw > width or ch > height:
+            origin = self._origin(pid, det, width, height)
+            if origin is None:
                 continue
-            # Near an edge the window shifts inside the frame; registration absorbs the shift.
-            x0, y0 = min(max(x0, 0), width - cw), min(max(y0, 0), height - ch)
-            self.crops[pid].append(rgb[y0 : y0 + ch, x0 : x0 + cw].copy())
+            self.crops[pid].append(self._cut(pid, rgb, origin))
             self.frames[pid].append(frame_index)
-            self.origins[pid].append((y0, x0))
+            self.origins[pid].append(origin)
             if len(self.crops[pid]) >= self.per_position:
                 self.crops[pid] = self.crops[pid][::2]
                 self.frames[pid] = self.frames[pid][::2]
@@ -152,24 +165,17 @@ class CropSampler:
         frame where the mark is absent there, and the same window in the nearby frame where the
         mark is (``partner``), whose background the reference gives. When more than
         ``per_position`` are kept, every other one is dropped (they stay spread over the video)."""
-        if not self.windows:
+        pid = self._match(det)
+        if pid < 0:
             return
-        m = bx.iou_matrix(np.asarray(det[:4], np.float64)[None], np.stack(self.windows).astype(np.float64))[0]
-        pid = int(np.argmax(m))
-        if m[pid] <= 0.3:
+        origin = self._origin(pid, det, rgb.shape[1], rgb.shape[0])
+        if origin is None:
             return
-        height, width = rgb.shape[:2]
-        win = self.windows[pid]
-        cw, ch = win[2] - win[0], win[3] - win[1]
-        if cw > width or ch > height:
-            return
-        x0 = min(max(int(round((det[0] + det[2]) / 2 - cw / 2)), 0), width - cw)
-        y0 = min(max(int(round((det[1] + det[3]) / 2 - ch / 2)), 0), height - ch)
         refs = self.references[pid]
         if any(r.frame == frame_index and r.partner == partner_index for r in refs):
             return
-        refs.append(Reference(frame_index, rgb[y0 : y0 + ch, x0 : x0 + cw].copy(), partner_index,
-                              partner_rgb[y0 : y0 + ch, x0 : x0 + cw].copy(), (y0, x0)))
+        refs.append(Reference(frame_index, self._cut(pid, rgb, origin), partner_index,
+                              self._cut(pid, partner_rgb, origin), origin))
         if len(refs) > self.per_position:
             self.references[pid] = refs[::2]
 
@@ -264,9 +270,9 @@ def scan(
                 if len(dets):
                     if prev is not None and not changed(observations[prev], observations[idx]):
                         for i in range(prev + 1, idx):
-                            img = images.get(i)
-                            if i % crop_stride == 0 and isinstance(img, Decoded):
-                                sampler.add(i, img.frame.to_ndarray(format="rgb24"), dets)
+                            rgb = full_rgb(i, images) if i % crop_stride == 0 else None
+                            if rgb is not None:
+                                sampler.add(i, rgb, dets)
                     if idx in full:
                         sampler.add(idx, full[idx], dets)
                 prev = idx
