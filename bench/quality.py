@@ -230,7 +230,7 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin:
                 est = part.estimate
                 if id(est) not in seen:
                     seen.add(id(est))
-                    n_est = sum(len(units[k][0]) for k, p in zip(keys, parts) if p.estimate is est)
+                    n_est = sum(len(units[k][0]) for k, p in zip(keys, parts) if p is not None and p.estimate is est)
                     info["segments"].append({"frames": n_est, "scope": part.scope, **est.summary()})
                 top, left = part.trim
                 mh, mw = est.alpha.shape
