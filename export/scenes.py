@@ -201,7 +201,7 @@ class Background:
 
     def __init__(self, width: int, height: int, *, fps: float = 30.0, seed: int = 0,
                  kind: str | None = None, motion: float = 1.0, objects: int | None = None,
-                 faces: int = 0, captions: bool = False) -> None:
+                 faces: int = 0, captions: bool = False, face_size: tuple[float, float] = (0.08, 0.16)) -> None:
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         rng = np.random.default_rng([seed, 7])
         photos = available_photos()
@@ -246,7 +246,7 @@ class Background:
         ]
         self.faces = [
             dict(skin=tuple(int(c) for c in np.array([225, 180, 150]) * rng.uniform(0.45, 1.05)),
-                 r=float(rng.uniform(0.08, 0.16) * min(self.width, self.height)),
+                 r=float(rng.uniform(*face_size) * min(self.width, self.height)),
                  p0=rng.uniform(0.2, 0.8, 2), v=rng.uniform(-0.04, 0.04, 2), ph=rng.uniform(0, 6.3))
             for _ in range(faces)
         ]
