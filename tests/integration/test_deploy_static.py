@@ -252,6 +252,24 @@ def test_entrypoint_plan_format_builds_once_per_gpu_triton_and_onnx(fake_tritons
     assert len(builds.read_text().splitlines()) == 2
 
 
+def test_entrypoint_points_the_engine_cache_at_trt_cache_dir(fake_tritonserver, tmp_path):
+    models = tmp_path / "models"
+    (models / "detector" / "1").mkdir(parents=True)
+    (models / "detector" / "1" / "model.onnx").write_bytes(b"onnx")
+    (models / "detector" / "config.pbtxt").write_text(
+        'name: "detector"\nparameters { key: "trt_engine_cache_path" value: "/tmp/trt_cache/detector" }\n')
+    runtime, cache = tmp_path / "runtime", tmp_path / "volume" / "trt"
+    env = {**fake_tritonserver, "MODEL_REPOSITORY": str(models), "TRT_CACHE_DIR": str(cache),
+           "RUNTIME_REPOSITORY": str(runtime)}
+    result = subprocess.run(["bash", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert f"--model-repository={runtime}" in result.stdout.split("\n")
+    config = (runtime / "detector" / "config.pbtxt").read_text()
+    assert f'"{cache}/detector"' in config and "/tmp/trt_cache" not in config
+    assert (runtime / "detector" / "1" / "model.onnx").read_bytes() == b"onnx" and cache.is_dir()
+    assert "/tmp/trt_cache" in (models / "detector" / "config.pbtxt").read_text()  # the image's copy untouched
+
+
 # --- RunPod worker start script ------------------------------------------------------------------
 
 START = ROOT / "deploy" / "runpod" / "start.sh"
