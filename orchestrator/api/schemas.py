@@ -74,6 +74,7 @@ class PingHealthy(BaseModel):
     status: Literal["healthy"] = "healthy"
     models_ready: bool = True
     models: dict[str, dict[str, Any]]
+    parts: dict[str, str] = {}  # database, worker, pipeline, models -> "ok"
 
 
 class PingDegraded(BaseModel):
@@ -81,6 +82,7 @@ class PingDegraded(BaseModel):
     models_ready: bool = False
     error: str
     models: dict[str, dict[str, Any]]
+    parts: dict[str, str] = {}  # "ok", "starting", "loading" or why the part is broken
 
 
 class CompatSubmitted(BaseModel):

@@ -54,11 +54,14 @@ def _import_pipeline():
     return process_video
 
 
-async def _preload_pipeline() -> None:
+async def _preload_pipeline() -> str | None:
+    """None once the pipeline imports; otherwise why not (also reported by each task)."""
     try:
         await asyncio.to_thread(_import_pipeline)
-    except ImportError as exc:  # reported by each task that needs it
+    except ImportError as exc:
         LOGGER.error("the video pipeline cannot be imported: %s", exc)
+        return f"the video pipeline cannot be imported: {exc}"
+    return None
 
 
 class Worker:
@@ -111,6 +114,25 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    # -- health (/ping) ------------------------------------------------------------------------------
+    def health_worker(self) -> str:
+        """``ok`` while the claim loop runs, else why not."""
+        loop = next((t for t in self._background if t.get_name() == "worker-loop"), None)
+        if loop is None:
+            return "starting"
+        if loop.done():
+            error = None if loop.cancelled() else loop.exception()
+            return f"the worker loop stopped: {error!r}" if error else "the worker loop stopped"
+        return "ok"
+
+    def health_pipeline(self) -> str:
+        """``ok`` once the pipeline imported, ``starting`` while it imports, else why it cannot."""
+        preload = next((t for t in self._background if t.get_name() == "worker-preload"), None)
+        if preload is None or not preload.done():
+            return "starting"
+        error = None if preload.cancelled() else (preload.exception() or preload.result())
+        return "ok" if error is None else str(error)
 
     @property
     def running_ids(self) -> list[str]:
