@@ -25,6 +25,7 @@ class ErrorResponse(BaseModel):
 class TaskCreated(BaseModel):
     task_id: str
     status: TaskStatusName = "queued"
+    token: str  # opens this task alone (X-Task-Token or ?token=); shown once
 
 
 class TaskView(BaseModel):
@@ -88,6 +89,7 @@ class PingDegraded(BaseModel):
 class CompatSubmitted(BaseModel):
     task_id: str
     message: str
+    token: str | None = None  # this task's access token (send as ?token= on /get_results, /download)
 
 
 class CompatResults(BaseModel):

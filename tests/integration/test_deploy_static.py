@@ -324,9 +324,32 @@ def test_runpod_start_script_stops_when_triton_dies(tmp_path):
 def compose() -> dict:
     result = subprocess.run([_tool("docker-compose"), "-f", str(COMPOSE), "config"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")})
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")},
+                                 "GRAFANA_ADMIN_PASSWORD": "from-the-env"})
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
+
+
+def test_compose_refuses_to_start_grafana_without_an_admin_password():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k != "GRAFANA_ADMIN_PASSWORD"}
+    result = subprocess.run([_tool("docker-compose"), "-f", str(COMPOSE), "config"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_compose_publishes_no_unauthenticated_port_beyond_loopback(compose):
+    triton = compose["services"]["triton"]
+    assert not triton.get("ports"), "Triton's model-control API must stay on the compose network"
+    assert {"8000", "8001", "8002"} <= {str(p) for p in triton.get("expose", [])}
+    for name in ("prometheus", "grafana"):
+        for port in compose["services"][name]["ports"]:
+            host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "from-the-env"
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    orch = compose["services"]["orchestrator"]["environment"]
+    assert "API_KEY" in orch and orch["ALLOW_ANONYMOUS"] == "0"
 
 
 def _volumes(service: dict) -> list[dict]:
@@ -341,13 +364,11 @@ def _volumes(service: dict) -> list[dict]:
     return out
 
 
-def test_compose_triton_has_gpu_shm_ports_and_live_healthcheck(compose):
+def test_compose_triton_has_gpu_shm_and_live_healthcheck(compose):
     triton = compose["services"]["triton"]
     devices = triton["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d.get("capabilities", []) and d.get("driver") == "nvidia" for d in devices)
     assert triton.get("shm_size"), "Triton needs more shared memory than Docker's 64 MB"
-    published = {int(p["published"]) for p in triton["ports"]}
-    assert {8000, 8001, 8002} <= published
     assert "/v2/health/live" in " ".join(triton["healthcheck"]["test"])
     assert triton["build"]["dockerfile"] == "Dockerfile.triton" and triton["build"]["target"] == "triton"
 
