@@ -181,13 +181,16 @@ async def _chunks(request: Request, idle_timeout_s: float, total_timeout_s: floa
 
 async def _feed(parser: MultipartParser, request: Request, idle_timeout_s: float,
                 total_timeout_s: float | None) -> None:
-    """Hand the body to the parser (which writes the file) in a worker thread, in ~1 MB batches."""
-    batch = bytearray()
+    """Hand the body to the parser (which writes the file) in a worker thread, in ~1 MB batches,
+    or whatever arrived within 0.1 s for a slow sender (its bytes reach the disk as they come)."""
+    loop = asyncio.get_running_loop()
+    batch, handed = bytearray(), loop.time()
     async for chunk in _chunks(request, idle_timeout_s, total_timeout_s):
         batch += chunk
-        if len(batch) >= WRITE_BATCH:
+        if len(batch) >= WRITE_BATCH or loop.time() - handed > 0.1:
             data, batch = bytes(batch), bytearray()
             await asyncio.to_thread(parser.write, data)
+            handed = loop.time()
     if batch:
         await asyncio.to_thread(parser.write, bytes(batch))
     await asyncio.to_thread(parser.finalize)
