@@ -56,7 +56,7 @@ class _TritonThread(threading.Thread):
             return
         print(f"Triton running: gRPC {self.triton.grpc_url}, HTTP {self.triton.http_url}, "
               f"log {self.triton.log_path}", flush=True)
-        self.stop_event.wait()
+        self.triton.supervise(self.stop_event)  # restarted if it dies, until Ctrl-C
         self.triton.stop()
 
 

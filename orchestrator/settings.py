@@ -49,6 +49,7 @@ class Settings:
     max_concurrent_tasks: int = 1
     max_task_attempts: int = 3
     task_retry_backoff_s: float = 5.0  # first retry delay after Triton was unavailable (doubles)
+    triton_wait_s: float = 600.0  # waiting tasks fail after this long with no Triton (not while loading)
     progress_interval_s: float = 0.5  # progress written to the DB at most this often
     janitor_interval_s: float = 300.0
     shutdown_grace_s: float = 10.0  # running tasks get this long to stop before the process exits

@@ -76,6 +76,7 @@ class Worker:
         self._background: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._no_triton_since: float | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, settings.max_concurrent_tasks), thread_name_prefix="pipeline"
         )
@@ -186,7 +187,9 @@ class Worker:
             await self._fail_queued(f"cannot process: {snapshot.error}")
             return
         if snapshot.state is not ModelState.ready:
+            await self._fail_if_no_triton_for_too_long(snapshot)
             return
+        self._no_triton_since = None
         while len(self._running) < max(1, self.settings.max_concurrent_tasks) and not self._stopping:
             task = await self.store.claim_next()
             if task is None:
@@ -195,6 +198,20 @@ class Worker:
             self._running[task.id] = running
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - task.created_at).total_seconds()))
             running.handle = asyncio.create_task(self._run(running), name=f"task-{task.id}")
+
+    async def _fail_if_no_triton_for_too_long(self, snapshot) -> None:
+        """Waiting tasks fail once no Triton was reachable for ``triton_wait_s`` in a row. Time
+        while Triton is live and loading models (a first TensorRT build) does not count."""
+        if snapshot.state is ModelState.loading:
+            self._no_triton_since = None
+            return
+        now = time.monotonic()
+        if self._no_triton_since is None:
+            self._no_triton_since = now
+        elif now - self._no_triton_since > self.settings.triton_wait_s:
+            await self._fail_queued(f"no inference server for {now - self._no_triton_since:.0f} s "
+                                    f"(TRITON_WAIT_S={self.settings.triton_wait_s:.0f}): "
+                                    f"{snapshot.error or 'Triton at ' + self.settings.triton_grpc_url + ' unreachable'}")
 
     async def _update_queue_gauge(self) -> None:
         counts = await self.store.count_by_status()
