@@ -40,7 +40,9 @@ class Settings:
     optional_models: tuple[str, ...] = ("inpainter_256",)
     triton_live_deadline_s: float = 60.0  # Triton gone longer than this -> degraded
     model_load_retries: int = 3
-    grpc_timeout_s: float = 60.0
+    grpc_timeout_s: float = 60.0  # metadata calls, and the floor of inference deadlines
+    grpc_first_timeout_s: float = 900.0  # inference deadline until a model's cost is measured
+    grpc_deadline_factor: float = 4.0  # inference deadline = factor x measured cost per item x batch
     triton_ping_timeout_s: float = 2.0  # deadline of liveness/readiness calls
     model_load_timeout_s: float = 600.0  # deadline of one load_model call
     model_poll_interval_s: float = 1.0  # readiness poll while ready
