@@ -456,3 +456,15 @@ def test_dashboard_orchestrator_metrics_are_defined_in_the_registry():
             assert name in defined, f"dashboard queries {name}, not defined in orchestrator/metrics.py"
         if name.startswith("nv_gpu"):
             assert name in GPU_ONLY_TRITON_METRICS
+
+
+def test_images_smoke_test_the_pipeline_and_set_their_exposure_deliberately():
+    orchestrator = " ".join(a for i, a in _instructions(ROOT / "Dockerfile.orchestrator") if i == "RUN")
+    assert "python -m orchestrator.smoke" in orchestrator
+    runpod = _stages(ROOT / "Dockerfile.triton")["runpod"]
+    assert "/opt/venv/bin/python -m orchestrator.smoke" in " ".join(a for i, a in runpod if i == "RUN")
+    envs = " ".join(a for i, a in runpod if i == "ENV")
+    assert "HOST=0.0.0.0" in envs and "ALLOW_ANONYMOUS=1" in envs  # RunPod's proxy authenticates
+    orch_env = " ".join(a for i, a in _instructions(ROOT / "Dockerfile.orchestrator") if i == "ENV")
+    assert "HOST=0.0.0.0" in orch_env and "ALLOW_ANONYMOUS" not in orch_env  # needs API_KEY (or a choice)
+    assert "TRT_CACHE_DIR" in START.read_text()
