@@ -6,12 +6,10 @@ reason instead of waiting forever."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import av
 import httpx
