@@ -59,12 +59,14 @@ def readiness(services) -> tuple[dict[str, str], bool]:
 async def ping(request: Request) -> Response:
     services = request.app.state.services
     parts, broken = readiness(services)
-    models = services.models.snapshot().models
+    snapshot = services.models.snapshot()
+    extra = {} if getattr(snapshot, "replicas", None) is None else {"replicas": snapshot.replicas}
     if broken:
         name, why = next((k, v) for k, v in parts.items()
                          if v not in (OK, STARTING, ModelState.starting.value, ModelState.loading.value))
         error = why if name in ("models", "database") else f"{name}: {why}"
-        return JSONResponse(PingDegraded(error=error, models=models, parts=parts).model_dump(), status_code=503)
+        body = PingDegraded(error=error, models=snapshot.models, parts=parts).model_dump()
+        return JSONResponse({**body, **extra}, status_code=503)
     if all(v == OK for v in parts.values()):
-        return JSONResponse(PingHealthy(models=models, parts=parts).model_dump())
+        return JSONResponse({**PingHealthy(models=snapshot.models, parts=parts).model_dump(), **extra})
     return Response(status_code=204)
