@@ -117,9 +117,9 @@ def start_triton(repo: Path, cache: Path, http: int, grpc: int, metrics: int, lo
     raise RuntimeError(f"tritonserver did not come up; see {log}")
 
 
-def load_models(http: int, report: Report) -> None:
+def load_models(http: int, report: Report, models: tuple[str, ...] = (*MODELS, "inpainter_256")) -> None:
     """Load each model: with the TensorRT EP the engines are built here (warmup covers batch 1-16)."""
-    for model in (*MODELS, "inpainter_256"):
+    for model in models:
         t0 = time.perf_counter()
         try:
             _http(f"http://127.0.0.1:{http}/v2/repository/models/{model}/load", data=b"{}", timeout=900)
@@ -147,19 +147,20 @@ def perf_analyzer(grpc: int, report: Report, work: Path) -> None:
             report.perf += parse_perf_csv(out.read_text(), model, batch)
 
 
-def end_to_end(grpc: int, work: Path, report: Report) -> None:
+def end_to_end(grpc: int, work: Path, report: Report, *, width: int = 704, height: int = 1280,
+               seconds: float = 10.0) -> None:
     from export.watermark import make_clip
     from orchestrator.pipeline.options import TaskOptions
     from orchestrator.pipeline.run import process_video
     from orchestrator.settings import Settings
 
-    clip = work / "clip-704x1280.mp4"
-    make_clip(clip, width=704, height=1280, fps=30.0, seconds=10.0, seed=1)
+    clip = work / f"clip-{width}x{height}.mp4"
+    make_clip(clip, width=width, height=height, fps=30.0, seconds=seconds, seed=1)
     settings = Settings(data_dir=work, triton_grpc_url=f"127.0.0.1:{grpc}", detect_batch=16, inpaint_batch=16,
                         requests_in_flight=4)
     details = process_video(clip, work / "out.mp4", TaskOptions(), settings=settings)
-    report.e2e = {"clip": "704x1280, 10 s, 30 fps", "frames": details["frames"], "fps": details["fps"],
-                  "timings_s": details.get("timings_s")}
+    report.e2e = {"clip": f"{width}x{height}, {seconds:g} s, 30 fps", "frames": details["frames"],
+                  "fps": details["fps"], "timings_s": details.get("timings_s")}
 
 
 def main(argv: list[str] | None = None) -> int:
