@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -28,6 +29,8 @@ LOGGER = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
+WRITE_BATCH = 1024 * 1024  # bytes written per worker-thread call
+DISK_CHECK_BYTES = 64 * 1024 * 1024  # free space re-checked after every this many bytes
 
 
 def check_url_syntax(url: str) -> str:
@@ -129,6 +132,31 @@ async def download(url: str, dest: Path, settings: Settings) -> int:
     return size
 
 
+async def _save(response: httpx.Response, part: Path, limit: int, settings: Settings) -> int:
+    """Write the body to ``part`` in a worker thread (~1 MB at a time, never on the event loop),
+    within ``limit`` bytes and above the ``MIN_FREE_DISK_MB`` floor; returns the size."""
+    size, batch, next_check = 0, bytearray(), DISK_CHECK_BYTES
+    with open(part, "wb") as out:
+        async for chunk in response.aiter_bytes(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"video_url: the file is over the {settings.url_max_mb} MB limit")
+            batch += chunk
+            metrics.UPLOAD_BYTES.inc(len(chunk))
+            if len(batch) >= WRITE_BATCH:
+                data, batch = bytes(batch), bytearray()
+                await asyncio.to_thread(out.write, data)
+            if settings.min_free_disk_mb and size >= next_check:
+                next_check += DISK_CHECK_BYTES
+                free_mb = (await asyncio.to_thread(shutil.disk_usage, part.parent)).free / 2**20
+                if free_mb < settings.min_free_disk_mb:
+                    raise InputError(f"video_url: the server ran short of disk space ({free_mb:.0f} MB free, "
+                                     f"{settings.min_free_disk_mb} MB must stay free: MIN_FREE_DISK_MB)")
+        if batch:
+            await asyncio.to_thread(out.write, bytes(batch))
+    return size
+
+
 async def _fetch(url: str, part: Path, limit: int, settings: Settings) -> int:
     timeout = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
     # trust_env=False: no proxy from the environment, so the checked host is the one connected to.
@@ -153,16 +181,7 @@ async def _fetch(url: str, part: Path, limit: int, settings: Settings) -> int:
                             f"video_url: the file is {int(declared) / 2**20:.0f} MB, over the "
                             f"{settings.url_max_mb} MB limit"
                         )
-                    size = 0
-                    with open(part, "wb") as out:
-                        async for chunk in response.aiter_bytes(CHUNK):
-                            size += len(chunk)
-                            if size > limit:
-                                raise PayloadTooLargeError(
-                                    f"video_url: the file is over the {settings.url_max_mb} MB limit"
-                                )
-                            out.write(chunk)
-                            metrics.UPLOAD_BYTES.inc(len(chunk))
+                    size = await _save(response, part, limit, settings)
                     if size == 0:
                         raise InputError("video_url: the server sent an empty file")
                     return size

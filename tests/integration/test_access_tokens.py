@@ -140,3 +140,22 @@ def test_a_public_bind_without_a_key_refuses_to_start_unless_allowed(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
+
+
+async def test_a_video_url_download_is_written_whole_and_stops_at_the_disk_floor(tmp_path, monkeypatch):
+    from reliability_support import SourceServer
+
+    from orchestrator import download as download_module
+    from orchestrator.errors import InputError
+    from orchestrator.settings import Settings
+
+    payload = bytes(range(256)) * 12_000  # 3 MB: several write batches
+    with SourceServer(payload) as source:
+        dest = tmp_path / "ok.mp4"
+        size = await download_module.download(f"{source.url}/ok.mp4", dest, Settings(allow_private_urls=True))
+        assert size == len(payload) and dest.read_bytes() == payload
+        monkeypatch.setattr(download_module, "DISK_CHECK_BYTES", 1)  # check after every chunk
+        floor = Settings(allow_private_urls=True, min_free_disk_mb=10**9)
+        with pytest.raises(InputError, match="short of disk space"):
+            await download_module.download(f"{source.url}/ok.mp4", tmp_path / "no.mp4", floor)
+        assert not list(tmp_path.glob("no.mp4*"))
