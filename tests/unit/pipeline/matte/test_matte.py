@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from orchestrator.pipeline import matte
+from orchestrator.pipeline.matte.image import YCC, YCC_INV, dilate_mask
 
 H, W = 70, 160
 
@@ -133,12 +134,12 @@ def test_coloured_mark():
 
 def _yuv420(rgb: np.ndarray) -> np.ndarray:
     """What a 4:2:0 codec keeps: full-resolution luma, chroma averaged over 2x2 and repeated."""
-    ycc = rgb.astype(np.float32) @ matte._YCC.T
+    ycc = rgb.astype(np.float32) @ YCC.T
     h, w = ycc.shape[-3:-1]
     c = ycc[..., 1:]
     c = c.reshape(*c.shape[:-3], h // 2, 2, w // 2, 2, 2).mean(axis=(-4, -2))
     ycc[..., 1:] = np.repeat(np.repeat(c, 2, axis=-3), 2, axis=-2)
-    return np.clip(np.rint(ycc @ matte._YCC_INV.T), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(ycc @ YCC_INV.T), 0, 255).astype(np.uint8)
 
 
 def test_chroma_subsampled_video():
@@ -273,7 +274,7 @@ def test_flat_background_leans_on_the_fill_and_texture_keeps_the_inversion():
     with noise 5 next to the strokes; -0.2 to -0.4 dB on the photo clips of bench/quality.py)."""
     rng = np.random.default_rng(7)
     alpha = 0.7 * _mark_alpha(H, W, H / 2, W / 2)
-    near = matte._dilate(alpha > 0.01, 2)
+    near = dilate_mask(alpha > 0.01, 2)
     truth = matte.MatteEstimate(
         alpha=alpha, color=matte.WHITE, frame_opacity=np.ones(1, np.float32),
         residual=np.zeros(1, np.float32), reliable=True, reason="true", alpha_threshold=0.9,
