@@ -2,10 +2,14 @@
 
 Two passes, because boxes over time need the future and the matte needs crops from many frames:
 
-1. decode → detector on a stride + bisection where the boxes change (``detect.scan``), sampling
-   crops of each mark position for the matte; then ``boxes.build_timeline`` (snap, fill, drop).
-2. decode → per frame: matte inversion (``method=auto`` when the estimate is reliable and fits the
-   frame) and/or crop inpainting of what is left → encode, audio packets copied.
+1. decode → detector on a stride + bisection where the boxes change (``detect.scan``, which
+   reports marked and clean frames to the matte's ``CropSampler``) → ``detect.timeline_of`` (snap,
+   fill, drop) → ``plan.plan_mattes`` (which marks get a matte): ``PassOne``.
+2. decode → per frame ``remove.plan_frame`` (matte inversion where a plan fits the frame, crops
+   for the inpainter for the rest) → Triton → encode, audio packets copied.
+
+This module only orchestrates: threads, queues, timings, progress, the atomic rename; the task
+details' per-mark entries come from ``marks.marks_details``.
 
 Stages run in threads with bounded queues (decode → work → encode), so decoding, Triton and x264
 overlap; memory holds a bounded number of frames whatever the video's length. The output is
