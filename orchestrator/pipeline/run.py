@@ -37,7 +37,7 @@ from orchestrator.pipeline import matte
 from orchestrator.pipeline.decode import Decoded, VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import ScanResult, detector_for, scan, scan_params, timeline_of
 from orchestrator.pipeline.encode import Encoder, os_reason
-from orchestrator.pipeline.inpaint import submit_crops
+from orchestrator.pipeline.inpaint import CropJob, submit_crops
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details
 from orchestrator.pipeline.options import TaskOptions
 from orchestrator.pipeline.plan import plan_mattes
@@ -351,7 +351,7 @@ def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
     """Frames -> chunks ready to finish: ([FrameEdit], PendingInpaint | None)."""
     batch = max(1, job.settings.inpaint_batch)
     chunk: list[FrameEdit] = []
-    items: list = []
+    items: list[CropJob] = []
     first_pts: list[int] = []
     t_work = 0.0
     for d in job.frames():
@@ -361,7 +361,7 @@ def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
         edit = _edit(job, first, d, float((d.pts - first_pts[0]) * job.info.time_base), counts)
         if edit.area is not None:
             size = (job.info.width, job.info.height)
-            items.extend((edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
+            items.extend(CropJob(edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
         chunk.append(edit)
         t_work += time.perf_counter() - t0
         if len(items) >= batch or len(chunk) >= batch:
