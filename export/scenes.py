@@ -273,13 +273,18 @@ class Background:
                 py = ((ob["p0"][1] + ob["v"][1] * t) % 1.2 - 0.1) * self.height
                 r = ob["r"]
                 draw.ellipse((px - r, py - r * 0.7, px + r, py + r * 0.7), fill=ob["color"])
-            for f in self.faces:
-                px = (f["p0"][0] + f["v"][0] * t + 0.03 * math.sin(1.7 * t + f["ph"])) * self.width
-                py = (f["p0"][1] + f["v"][1] * t + 0.02 * math.sin(2.3 * t + f["ph"])) * self.height
+            for f, (px, py) in zip(self.faces, self.face_centres(i)):
                 _draw_face(draw, px, py, f["r"], f["skin"], t + f["ph"])
             if self.captions:
                 self._caption(draw, t)
         return np.asarray(im, np.uint8)
+
+    def face_centres(self, i: int) -> list[tuple[float, float]]:
+        """Where each face is in frame ``i`` (pixels)."""
+        t = i / self.fps
+        return [((f["p0"][0] + f["v"][0] * t + 0.03 * math.sin(1.7 * t + f["ph"])) * self.width,
+                 (f["p0"][1] + f["v"][1] * t + 0.02 * math.sin(2.3 * t + f["ph"])) * self.height)
+                for f in self.faces]
 
     def _caption(self, draw: ImageDraw.ImageDraw, t: float) -> None:
         k = int(t / self.caption_period)

@@ -42,9 +42,10 @@ PAD_VALUE = 114
 BAR_LAYOUTS = ((1280, 704, 396, 704), (1280, 704, 396, 704), (1280, 704, 388, 704), (1920, 1080, 1920, 1056),
                (704, 1280, 704, 388), (1280, 720, 960, 720), (1920, 1080, 608, 1080), (1080, 1920, 1080, 608))
 BARS_RATE = 0.35
-NEGATIVE_RATE = 0.25
+NEGATIVE_RATE = 0.3
+LOGO_RATE = 0.35
 DISTRACTOR_RATE = 0.6
-VERSION = 3  # bump when samples change, so a cached dataset is not reused
+VERSION = 5  # bump when samples change, so a cached dataset is not reused
 _CAPTION_CHUNKS = tuple(" ".join(c.split()[i:i + 2]) for c in CAPTIONS for i in range(0, len(c.split()), 2))
 _DISTRACTOR_WORDS = ("Hello", "SALE", "Sky", "Now", "12:45", "Open", "Studio", "Solar", "Demo", "News")
 
@@ -130,30 +131,40 @@ def _other_logo(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     size = int(rng.uniform(0.05, 0.12) * min(w, h)) + 6
     layer = Image.new("L", (size * 3, size), 0)
     d = ImageDraw.Draw(layer)
-    kind = int(rng.integers(4))
+    kind = int(rng.integers(6))
     if kind == 0:  # round badge with a letter
         d.ellipse((0, 0, size - 1, size - 1), fill=255)
         d.text((size // 2, size // 2), "ABCMNX"[int(rng.integers(6))], font=_font(int(size * 0.7)), fill=0,
                anchor="mm")
-    elif kind == 1:  # five-pointed star + word
-        pts = [(size / 2 + size / 2 * np.cos(np.pi / 2 + k * 4 * np.pi / 5),
-                size / 2 - size / 2 * np.sin(np.pi / 2 + k * 4 * np.pi / 5)) for k in range(5)]
-        d.polygon(pts, fill=255)
-        d.text((int(size * 1.1), size // 2), "Star", font=_font(int(size * 0.6)), fill=255, anchor="lm")
+    elif kind in (1, 4):  # five-pointed star(s), with a word or alone
+        for k in range(1 if kind == 1 else int(rng.integers(1, 4))):
+            c = size / 2 + k * size * 1.1
+            pts = [(c + size / 2 * np.cos(np.pi / 2 + j * 4 * np.pi / 5),
+                    size / 2 - size / 2 * np.sin(np.pi / 2 + j * 4 * np.pi / 5)) for j in range(5)]
+            d.polygon(pts, fill=255)
+        if kind == 1:
+            d.text((int(size * 1.1), size // 2), "Star", font=_font(int(size * 0.6)), fill=255, anchor="lm")
     elif kind == 2:  # boxed "TV" / "HD"
         d.rounded_rectangle((0, 0, int(size * 1.6), size - 1), radius=size // 5, outline=255, width=max(1, size // 8))
         d.text((int(size * 0.8), size // 2), ("TV", "HD", "4K")[int(rng.integers(3))], font=_font(int(size * 0.6)),
                fill=255, anchor="mm")
-    else:  # three dots + word
+    elif kind == 3:  # three dots + word
         for k in range(3):
             r = size * 0.18
             d.ellipse((k * size * 0.42, size / 2 - r, k * size * 0.42 + 2 * r, size / 2 + r), fill=255)
         d.text((int(size * 1.3), size // 2), "live", font=_font(int(size * 0.6)), fill=255, anchor="lm")
+    else:  # plain light blobs: ellipses and rounded shapes (lamps, reflections, clouds of the scene)
+        for _ in range(int(rng.integers(1, 4))):
+            x0, y0 = rng.uniform(0, size * 2), rng.uniform(0, size * 0.5)
+            d.ellipse((x0, y0, x0 + rng.uniform(0.3, 1.0) * size, y0 + rng.uniform(0.3, 0.5) * size), fill=255)
     x = int(rng.integers(0, max(1, w - layer.width)))
     y = int(rng.integers(0, max(1, h - layer.height)))
     a = np.zeros((h, w), np.float32)
     piece = np.asarray(layer, np.float32)[: h - y, : w - x] / 255.0 * float(rng.uniform(0.4, 0.9))
     a[y:y + piece.shape[0], x:x + piece.shape[1]] = piece
+    if rng.random() < 0.5:  # light but not white: coloured lamps, pale objects
+        tint = rng.uniform(150, 255, 3)
+        return np.clip(a[..., None] * tint + (1 - a[..., None]) * img, 0, 255).astype(np.uint8)
     return np.clip(a[..., None] * 255 + (1 - a[..., None]) * img, 0, 255).astype(np.uint8)
 
 
@@ -178,17 +189,19 @@ def _mark(rng: np.random.Generator, pw: int, ph: int, scale: float):
 
 
 def _render_frame(rng: np.random.Generator, photos, negative: bool):
-    """The frame as the detector sees it after a 640 letterbox (unpadded), and the mark box in it."""
+    """The frame as the detector sees it after a 640 letterbox (unpadded), the mark box in it, and
+    points on hard negatives (faces' eyes) that crop windows may centre on."""
     fw, fh, (px, py, pw, ph) = _layout(rng)
     r = min(640 / fw, 640 / fh)
     k = 1.0 if rng.random() < 0.5 else float(rng.uniform(1.0, 1.5))  # render finer, then downscale
     rpw, rph = max(8, int(round(pw * r * k))), max(8, int(round(ph * r * k)))
     kinds = [f"photo:{p}" for p in photos] + list(wm.PROCEDURAL_KINDS) + list(wm.SCENE_KINDS) * 2
-    n_faces = int(rng.integers(1, 4)) if rng.random() < 0.4 else 0
+    n_faces = int(rng.integers(1, 4)) if rng.random() < 0.45 else 0
     bg = wm.Background(rpw, rph, seed=int(rng.integers(1 << 30)), kind=kinds[int(rng.integers(len(kinds)))],
                        motion=float(rng.uniform(0.3, 1.5)), faces=n_faces, captions=rng.random() < 0.3,
                        face_size=(0.04, 0.16))
-    pic = bg.frame(int(rng.integers(0, 300)))
+    index = int(rng.integers(0, 300))
+    pic = bg.frame(index)
     box = None
     if not negative:
         t, opacity = _mark(rng, pw, ph, r * k)
@@ -201,7 +214,7 @@ def _render_frame(rng: np.random.Generator, photos, negative: bool):
         pic = wm.composite(pic, t, x, y, opacity)
         ys, xs = np.nonzero(t.alpha > 0.004)
         box = (x + xs.min(), y + ys.min(), x + xs.max() + 1, y + ys.max() + 1)
-    if rng.random() < 0.2:
+    if rng.random() < LOGO_RATE:
         pic = _other_logo(pic, rng)
     if rng.random() < DISTRACTOR_RATE:
         pic = _distractor(pic, rng, 27 * wm.sora_scale_for_picture(pw, ph) * r * k)
@@ -210,12 +223,19 @@ def _render_frame(rng: np.random.Generator, photos, negative: bool):
     frame[oy:oy + rph, ox:ox + rpw] = pic[: frame.shape[0] - oy, : frame.shape[1] - ox]
     if box is not None:
         box = (box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy)
-    return _degrade(frame, rng), box
+    hard = [(x + ox, y - f["r"] * 0.2 + oy) for (x, y), f in zip(bg.face_centres(index), bg.faces)]
+    return _degrade(frame, rng), box, hard
 
 
-def _crop_origin(rng, size: int, imgsz: int, content: tuple[int, int, int, int], box_px) -> tuple[int, int]:
+def _crop_origin(rng, size: int, imgsz: int, content: tuple[int, int, int, int], box_px,
+                 hard: list[tuple[float, float]]) -> tuple[int, int]:
     left, top, cw, ch = content
-    if box_px and rng.random() < 0.9:  # a window holding the whole mark
+    if hard and (not box_px or rng.random() < 0.3):  # a window around a face (possibly with the mark)
+        x, y = hard[int(rng.integers(len(hard)))]
+        ox = int(np.clip(x - size / 2 + rng.uniform(-size / 4, size / 4), 0, imgsz - size))
+        oy = int(np.clip(y - size / 2 + rng.uniform(-size / 4, size / 4), 0, imgsz - size))
+        return ox, oy
+    if box_px and rng.random() < 0.85:  # a window holding the whole mark
         x1, y1, x2, y2 = box_px
         lo_x, hi_x = max(0, int(np.ceil(x2)) - size), min(imgsz - size, int(x1))
         lo_y, hi_y = max(0, int(np.ceil(y2)) - size), min(imgsz - size, int(y1))
@@ -234,7 +254,7 @@ def make_sample(seed: int, split: int, index: int, *, imgsz: int = 640, crop: in
     rng = np.random.default_rng([seed, split, index])
     if photos is None:
         photos = tuple(p for p in wm.available_photos() if p not in wm.HELDOUT_PHOTOS)
-    frame, box = _render_frame(rng, photos, rng.random() < negative_rate)
+    frame, box, hard = _render_frame(rng, photos, rng.random() < negative_rate)
     boxed, r, left, top = letterbox(frame, imgsz)
     boxes_px = [(box[0] * r + left, box[1] * r + top, box[2] * r + left, box[3] * r + top)] if box else []
     if crop is None or crop >= imgsz:
@@ -242,7 +262,8 @@ def make_sample(seed: int, split: int, index: int, *, imgsz: int = 640, crop: in
     else:
         size = crop
         content = (left, top, boxed.shape[1] - 2 * left, boxed.shape[0] - 2 * top)
-        ox, oy = _crop_origin(rng, size, imgsz, content, boxes_px[0] if boxes_px else None)
+        hard_px = [(x * r + left, y * r + top) for x, y in hard]
+        ox, oy = _crop_origin(rng, size, imgsz, content, boxes_px[0] if boxes_px else None, hard_px)
         image = boxed[oy:oy + size, ox:ox + size]
     labels = []
     for x1, y1, x2, y2 in boxes_px:
