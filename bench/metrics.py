@@ -9,7 +9,8 @@ texture. So, inside the mark (the true matte's pixels, per frame):
   the high-pass of ``marked - clean``: 1 = untouched, 0 = gone, negative = an inverted ghost (over-
   correction). A frame counts as a ghost when ``|remaining| > GHOST_LIMIT``.
 - **texture fidelity**: ``r`` = high-pass energy of the output over the clean frame's, scored
-  ``min(r, 1/r)`` (a blur and added artifacts both score low).
+  ``min(r, 1/r)`` (a blur and added artifacts both score low); both energies get
+  ``TEXTURE_FLOOR`` added, so invisible differences on flat backgrounds do not count.
 - **flicker**: mean ``|Δout - Δclean|`` over consecutive frames (inside the mark in both), i.e. the
   temporal change the output adds or removes, unlike a ratio that rewards blur.
 """
@@ -23,6 +24,9 @@ from scipy.ndimage import gaussian_filter
 
 HIGHPASS_SIGMA = 2.0
 GHOST_LIMIT = 0.2  # issue 15: no frame may keep more than this share of the mark
+# Texture energy floor (grey levels^2): on a flat sky the clean frame has almost no high-pass
+# energy and x264's noise alone scored 0.69; below about 1 grey level RMS texture is not visible.
+TEXTURE_FLOOR = 1.0
 
 
 def highpass(img: np.ndarray, sigma: float = HIGHPASS_SIGMA) -> np.ndarray:
@@ -82,9 +86,8 @@ def texture_score(out: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> float
     """``min(r, 1/r)`` with r the high-pass energy ratio output / clean inside the mask."""
     if not mask.any():
         return float("nan")
-    e_out, e_clean = texture_energy(out, mask), texture_energy(clean, mask)
-    if e_clean <= 1e-9 or e_out <= 1e-9:
-        return 1.0 if max(e_out, e_clean) <= 1e-9 else 0.0
+    e_out = texture_energy(out, mask) + TEXTURE_FLOOR
+    e_clean = texture_energy(clean, mask) + TEXTURE_FLOOR
     r = e_out / e_clean
     return float(min(r, 1.0 / r))
 

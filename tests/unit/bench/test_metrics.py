@@ -43,6 +43,8 @@ def test_mark_remaining_ignores_a_smooth_offset_but_sees_a_ghost_outline():
 def test_texture_score_penalises_blur_and_added_noise_alike():
     clean, _, mask = _scene()
     assert metrics.texture_score(clean, clean, mask) == 1.0
+    flat = np.full_like(clean, 128.0)  # a flat sky: coding noise of 0.5 grey levels is not texture lost
+    assert metrics.texture_score(flat + np.random.default_rng(3).normal(0, 0.5, flat.shape), flat, mask) > 0.8
     blurred = gaussian_filter(clean, (2, 2, 0))
     noisy = clean + np.random.default_rng(1).normal(0, 60, clean.shape)
     assert metrics.texture_score(blurred, clean, mask) < 0.5
