@@ -54,8 +54,8 @@ def _sum_fc(a: np.ndarray) -> np.ndarray:
 
 def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarray,
                    opacity: np.ndarray, support: np.ndarray, *, weight: np.ndarray | None = None,
-                   ridge: float = 0.0, rounds: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Black coverage per pixel beside the white matte: returns (white alpha, black alpha).
+                   ridge: float = 0.0, rounds: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Black coverage per pixel beside the white matte: (white alpha, black alpha, its std error).
 
     ``x``, ``bg`` [N, 3, h, w] (observed, background guess), ``alpha`` the white-only matte, ``wcol``
     [3], ``opacity`` [N], ``weight`` [N] or [N, h, w] as in the white fit. Alternates the two
@@ -85,13 +85,16 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
     se_k = np.sqrt(_sum_fc(resid * resid * wt) / dof / den_k)
     dark = support & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
     if not dark.any():
-        return alpha.astype(np.float32), np.zeros_like(a_w)
+        return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32)
     # With the dark part known the white one is refitted everywhere: the white-only fit bent
     # around the shadow (its misfit there dropped references and zeroed neighbouring pixels).
     a_k = np.where(dark, a_k, 0.0)
     a_w = np.clip(_sum_fc((d - a_k * g_k) * g_w * wt) / den_w, 0.0, 1.0 - a_k)
     a_w = np.where(support, np.where(a_w > DARK_MIN, a_w, np.minimum(a_w, alpha)), alpha)
-    return a_w.astype(np.float32), a_k.astype(np.float32)
+    resid = d - a_w * g_w - a_k * g_k
+    var = _sum_fc(resid * resid * wt) / dof
+    se = np.sqrt(var / np.where(dark, den_k, den_w))  # the error of the coverage that carries the pixel
+    return a_w.astype(np.float32), a_k.astype(np.float32), se.astype(np.float32)
 
 
 def color_map(a_w: np.ndarray, a_k: np.ndarray, wcol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +102,52 @@ def color_map(a_w: np.ndarray, a_k: np.ndarray, wcol: np.ndarray) -> tuple[np.nd
     total = a_w + a_k
     share = np.where(total > 1e-6, a_w / np.maximum(total, 1e-6), 1.0)
     return total.astype(np.float32), (share[..., None] * np.asarray(wcol, np.float32)).astype(np.float32)
+
+
+# The dark part is animated (the real mark's pupils) when its misfit over the frames exceeds the
+# rest of the mark's by this factor; a static dark part (a shadow) is inverted like the body.
+ANIMATED_RATIO = 1.5
+# Frames with a clean reference needed to judge the dark part on them alone.
+MIN_REFERENCES = 3
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(r):
+        p = np.pad(out, 1)
+        out = p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+        out |= p[:-2, :-2] | p[:-2, 2:] | p[2:, :-2] | p[2:, 2:]
+    return out
+
+
+def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarray, opacity: np.ndarray,
+               support: np.ndarray, *, weight=None, ridge: float = 0.0, ref_idx=None):
+    """The white matte plus its dark parts: (alpha, colour map, unstable mask, the joint fit's
+    standard error); the last three are None when the fit finds no dark part.
+
+    Where the fit finds significant black coverage the matte gets a per-pixel colour. When that
+    dark part's misfit over the frames stands out of the rest of the mark's (it moves: the pupils),
+    its pixels (dilated by 1) are returned as ``unstable``: the inversion leaves them to the
+    inpainter. Judged on the frames with a clean reference when there are enough of them.
+    """
+    a_w, a_k, se_k = dark_component(x, bg, alpha, wcol, opacity, support, weight=weight, ridge=ridge)
+    dark = a_k > 0
+    if not dark.any():
+        return alpha, None, None, None
+    total, cmap = color_map(a_w, a_k, wcol)
+    frames = np.asarray(ref_idx if ref_idx is not None and len(ref_idx) >= MIN_REFERENCES
+                        else np.arange(x.shape[0]))
+    col = cmap.transpose(2, 0, 1)[None]
+    a = total[None, None] * opacity[frames, None, None, None]
+    r = x[frames] - a * col - (1.0 - a) * bg[frames]
+    rms = np.sqrt((r * r).mean(axis=(0, 1)))
+    zone = _dilate(dark, 1) & support
+    rest = support & (total > 0.05) & ~_dilate(dark, 2)
+    ratio = float(np.median(rms[zone]) / max(float(np.median(rms[rest])), 1e-3)) if rest.sum() >= 8 else 0.0
+    animated = ratio > ANIMATED_RATIO
+    LOGGER.info("matte: dark part %d px (misfit %.2fx the rest's: %s)", int(dark.sum()), ratio,
+                "animated, inpainted" if animated else "static, inverted")
+    return total, cmap, (zone if animated else None), se_k
 
 
 def unstable_pixels(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, color: np.ndarray,
