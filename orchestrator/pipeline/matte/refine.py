@@ -25,7 +25,10 @@ import numpy as np
 LOGGER = logging.getLogger(__name__)
 
 # Black coverage below this (or below 3 standard errors) is not a dark part of the mark.
-DARK_MIN = 0.05
+DARK_MIN = 0.1
+# Fewer dark pixels than this are noise, not a part of the mark (the pillarboxed mark's pupils
+# are about 2x2 px each).
+DARK_MIN_PX = 6
 # A pixel is unstable when its misfit RMS over the frames exceeds this many times the typical
 # misfit under the mark and this many grey levels.
 UNSTABLE_FACTOR = 3.0
@@ -61,7 +64,12 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
     [3], ``opacity`` [N], ``weight`` [N] or [N, h, w] as in the white fit. Alternates the two
     per-pixel least squares ``x - B = a_w (W - B) + a_k (0 - B)`` (times the frame's opacity);
     ``a_k`` is kept only where it is significant, else the white matte comes back unchanged.
+    Fitted on luma: 4:2:0 chroma fringes around white strokes would pass for dark coverage.
     """
+    luma = LUMA[None, :, None, None]
+    x = (x * luma).sum(1, keepdims=True)
+    bg = (bg * luma).sum(1, keepdims=True)
+    wcol = np.asarray([float(np.asarray(wcol, np.float32) @ LUMA)], np.float32)
     o = opacity[:, None, None, None]
     if weight is None:
         wt = np.ones(x.shape[0], np.float32)[:, None, None, None]
@@ -81,16 +89,16 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
         a_w = np.clip(_sum_fc(r * g_w * wt) / den_w, 0.0, 1.0)
     resid = d - a_w * g_w - a_k * g_k
     total_w = weight.sum(0) if weight is not None and weight.ndim == 3 else float(wt.sum())
-    dof = np.maximum(1.0, np.asarray(total_w) * 3.0 - 2.0)
+    dof = np.maximum(1.0, np.asarray(total_w) - 2.0)
     se_k = np.sqrt(_sum_fc(resid * resid * wt) / dof / den_k)
     dark = support & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
-    if not dark.any():
+    if dark.sum() < DARK_MIN_PX:
         return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32)
     # With the dark part known the white one is refitted everywhere: the white-only fit bent
     # around the shadow (its misfit there dropped references and zeroed neighbouring pixels).
     a_k = np.where(dark, a_k, 0.0)
     a_w = np.clip(_sum_fc((d - a_k * g_k) * g_w * wt) / den_w, 0.0, 1.0 - a_k)
-    a_w = np.where(support, np.where(a_w > DARK_MIN, a_w, np.minimum(a_w, alpha)), alpha)
+    a_w = np.where(support, a_w, alpha)
     resid = d - a_w * g_w - a_k * g_k
     var = _sum_fc(resid * resid * wt) / dof
     se = np.sqrt(var / np.where(dark, den_k, den_w))  # the error of the coverage that carries the pixel
@@ -148,6 +156,24 @@ def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarra
     LOGGER.info("matte: dark part %d px (misfit %.2fx the rest's: %s)", int(dark.sum()), ratio,
                 "animated, inpainted" if animated else "static, inverted")
     return total, cmap, (zone if animated else None), se_k
+
+
+def texture_prior(x: np.ndarray, support: np.ndarray, ring_px: int, fill) -> np.ndarray:
+    """How far the background under the mark may stray from a smooth fill: per pixel, grey levels^2.
+
+    Measured on a ring around the mark (the fill's own error there, with the ring left out of
+    it) and spread inwards. Why: a flat sky's fill is within a grey level or two, so inverting
+    (coding noise times 1/(1 - a)) can only add error there; a texture's fill is far off.
+    ``fill(planes [M, h, w], known [h, w])`` is the matte module's push-pull fill.
+    """
+    grown = _dilate(support, ring_px)
+    ring = grown & ~support
+    planes = np.ascontiguousarray(x.transpose(2, 0, 1))
+    if ring.sum() < 16 or (~grown).sum() < 16:
+        return np.full(support.shape, 1e6, np.float32)
+    guess = fill(planes, ~grown)
+    err = ((planes - guess) ** 2).mean(0)
+    return fill(np.where(ring, err, 0.0)[None].astype(np.float32), ring)[0]
 
 
 def unstable_pixels(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, color: np.ndarray,
