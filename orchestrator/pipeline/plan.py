@@ -1,8 +1,9 @@
 """Planning: which marks get the matte, from the crops pass 1 sampled (``matte.CropSampler``).
 
-The detected positions are one mark jumping around: their crops are pooled into one estimate
-(``matte.estimate_groups``, which lets a position that disagrees keep its own). A region gets its
-own estimate (it may be another logo) unless it covers a detected position's window.
+The detected positions are one mark jumping around, and so are a user's regions around its
+visits: every sampled window of about one size is pooled into one estimate
+(``matte.estimate_groups``, which lets a window that disagrees - another logo - keep its own).
+One region's visit alone gave a flat sky's matte 2-3 independent frames and left a ghost.
 """
 
 from __future__ import annotations
@@ -29,12 +30,9 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
                 height: int) -> tuple[dict[MarkKey, MarkPlan], dict[MarkKey, MarkReport]]:
     """The matte plan of every mark that can use one, and a report for every mark."""
     positions, reports = _sampled_positions(marks, sampler)
-    pooled = list(dict.fromkeys(p for key, p in positions.items() if key.kind == "position"))
-    alone = list(dict.fromkeys(p for key, p in positions.items() if key.kind != "position" and p not in pooled))
     mattes: dict[int, PositionMatte] = {}
-    for members in [pooled] + [[p] for p in alone]:
-        if members:
-            mattes.update(_estimate(sampler, members))
+    for members in _pools(list(dict.fromkeys(positions.values())), sampler):
+        mattes.update(_estimate(sampler, members))
     plans: dict[MarkKey, MarkPlan] = {}
     for mark in marks:
         if mark.key not in positions:
@@ -43,6 +41,29 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
         if plan is not None:
             plans[mark.key] = plan
     return plans, reports
+
+
+# Windows whose width and height agree within this share hold the same mark (they pool).
+POOL_SIZE_TOLERANCE = 0.15
+
+
+def _pools(members: list[int], sampler: matte.CropSampler) -> list[list[int]]:
+    """Sampled positions grouped by window size, largest first (pooling trims to the smallest)."""
+    def size(p: int) -> tuple[int, int]:
+        win = sampler.windows[p]
+        return int(win[2] - win[0]), int(win[3] - win[1])
+
+    pools: list[list[int]] = []
+    for p in sorted(members, key=lambda p: -size(p)[0] * size(p)[1]):
+        w, h = size(p)
+        for pool in pools:
+            w0, h0 = size(pool[0])
+            if abs(w - w0) <= POOL_SIZE_TOLERANCE * w0 and abs(h - h0) <= POOL_SIZE_TOLERANCE * h0:
+                pool.append(p)
+                break
+        else:
+            pools.append([p])
+    return pools
 
 
 def _sampled_positions(marks: list[Mark], sampler: matte.CropSampler) -> tuple[dict[MarkKey, int],

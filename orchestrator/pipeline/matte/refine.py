@@ -64,12 +64,23 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
     [3], ``opacity`` [N], ``weight`` [N] or [N, h, w] as in the white fit. Alternates the two
     per-pixel least squares ``x - B = a_w (W - B) + a_k (0 - B)`` (times the frame's opacity);
     ``a_k`` is kept only where it is significant, else the white matte comes back unchanged.
-    Fitted on luma: 4:2:0 chroma fringes around white strokes would pass for dark coverage.
+    A dark pixel must be significant in luma as well: 4:2:0 chroma fringes around white strokes
+    would pass for dark coverage in the colour channels.
     """
     luma = LUMA[None, :, None, None]
-    x = (x * luma).sum(1, keepdims=True)
-    bg = (bg * luma).sum(1, keepdims=True)
-    wcol = np.asarray([float(np.asarray(wcol, np.float32) @ LUMA)], np.float32)
+    wl = np.asarray([float(np.asarray(wcol, np.float32) @ LUMA)], np.float32)
+    luma_dark = _fit_dark((x * luma).sum(1, keepdims=True), (bg * luma).sum(1, keepdims=True), alpha, wl,
+                          opacity, support, weight, ridge, rounds)[3]
+    a_w, a_k, se, dark = _fit_dark(x, bg, alpha, np.asarray(wcol, np.float32), opacity, support, weight, ridge,
+                                   rounds)
+    dark &= luma_dark
+    if dark.sum() < DARK_MIN_PX:
+        return alpha.astype(np.float32), np.zeros_like(a_w), se
+    return a_w, np.where(dark, a_k, 0.0).astype(np.float32), se
+
+
+def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds):
+    """(a_w, a_k, standard error, significant dark mask) of the two-coverage least squares."""
     o = opacity[:, None, None, None]
     if weight is None:
         wt = np.ones(x.shape[0], np.float32)[:, None, None, None]
@@ -89,11 +100,11 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
         a_w = np.clip(_sum_fc(r * g_w * wt) / den_w, 0.0, 1.0)
     resid = d - a_w * g_w - a_k * g_k
     total_w = weight.sum(0) if weight is not None and weight.ndim == 3 else float(wt.sum())
-    dof = np.maximum(1.0, np.asarray(total_w) - 2.0)
+    dof = np.maximum(1.0, np.asarray(total_w) * x.shape[1] - 2.0)
     se_k = np.sqrt(_sum_fc(resid * resid * wt) / dof / den_k)
     dark = support & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
-    if dark.sum() < DARK_MIN_PX:
-        return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32)
+    if not dark.any():
+        return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32), dark
     # With the dark part known the white one is refitted everywhere: the white-only fit bent
     # around the shadow (its misfit there dropped references and zeroed neighbouring pixels).
     a_k = np.where(dark, a_k, 0.0)
@@ -102,7 +113,7 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
     resid = d - a_w * g_w - a_k * g_k
     var = _sum_fc(resid * resid * wt) / dof
     se = np.sqrt(var / np.where(dark, den_k, den_w))  # the error of the coverage that carries the pixel
-    return a_w.astype(np.float32), a_k.astype(np.float32), se.astype(np.float32)
+    return a_w.astype(np.float32), a_k.astype(np.float32), se.astype(np.float32), dark
 
 
 def color_map(a_w: np.ndarray, a_k: np.ndarray, wcol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
