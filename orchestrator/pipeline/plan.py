@@ -45,6 +45,8 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
 
 # Windows whose width and height agree within this share hold the same mark (they pool).
 POOL_SIZE_TOLERANCE = 0.15
+# Registration search of a pool, as a share of the window's smaller side.
+POOL_MAX_SHIFT = 0.45
 
 
 def _pools(members: list[int], sampler: matte.CropSampler) -> list[list[int]]:
@@ -89,8 +91,11 @@ def _estimate(sampler: matte.CropSampler, members: list[int]) -> dict[int, Posit
     """One pooled estimate for the sampled positions ``members``."""
     inputs = {p: sampler.position_crops(p) for p in members}
     try:
+        # A window clamped at the frame's edge holds its mark off-centre by up to the margin
+        # (13 px in a 50-px-high window at 640x360): more than the default search (a quarter side).
         parts = matte.estimate_groups([inputs[p].crops for p in members],
-                                      references=[inputs[p].references for p in members])
+                                      references=[inputs[p].references for p in members],
+                                      max_shift=POOL_MAX_SHIFT * min(inputs[members[0]].crops.shape[1:3]))
     except ValueError as exc:
         return {p: PositionMatte(None, inputs[p].origins, str(exc)) for p in members}
     return {p: PositionMatte(part, inputs[p].origins) for p, part in zip(members, parts)}

@@ -148,6 +148,7 @@ def estimate_matte(
     inner_rounds: int = PARAMS.inner_rounds,
     references: dict[int, np.ndarray] | None = None,
     params: MatteParams = PARAMS,
+    max_shift: float | None = None,
 ) -> MatteEstimate:
     """Estimate the mark's matte from its crops over many frames (uint8 [N, h, w, 3]).
 
@@ -157,7 +158,8 @@ def estimate_matte(
     crop of the same window from a nearby frame where the mark is absent: that crop's background
     is then known instead of guessed. The result is ``reliable=False`` with a reason when there are
     too few frames, the background never moves, no consistent mark is found, or the fixed matte
-    does not explain the frames (residual too high).
+    does not explain the frames (residual too high). ``max_shift`` bounds the registration
+    (``register``'s default: a quarter of the smaller side).
     """
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[-1] != 3:
@@ -169,7 +171,7 @@ def estimate_matte(
     if n < min_frames:
         return _unreliable(shape, f"too few frames ({n} < {min_frames})")
     if offsets is None:
-        offsets = register(crops) if register_crops else np.zeros((n, 2), np.float32)
+        offsets = register(crops, max_shift=max_shift) if register_crops else np.zeros((n, 2), np.float32)
     offsets = snap(np.asarray(offsets, dtype=np.float32).reshape(n, 2))
     x = to_planes(align(crops, offsets))  # [N, 3, h, w]
     border = np.zeros((h, w), bool)

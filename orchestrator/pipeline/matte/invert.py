@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.pipeline.matte.estimate import MatteEstimate
-from orchestrator.pipeline.matte.image import YCC, YCC_INV, blur, box_mean, dilate_mask, fill_frames, fill_rgb, \
-    hf_energy, to_planes
+from orchestrator.pipeline.matte.image import YCC, YCC_INV, blur, box_mean, dilate_mask, fill, fill_frames, \
+    fill_rgb, hf_energy, to_planes
+from orchestrator.pipeline.matte.refine import texture_prior
 from orchestrator.pipeline.matte.params import PARAMS, MatteParams
 from orchestrator.pipeline.matte.register import shift_map
 from orchestrator.pipeline.matte.solve import residuals
@@ -151,10 +152,16 @@ def _wiener_blend(x, restored, filled, a_inv, se, support, marked, color, noise_
         sigma2 = max(sigma2, _excess_noise(x, restored, marked, support, gain, params))
     var_inv = (sigma2 + (se[..., None] * (color - filled)) ** 2).mean(-1) * gain**2
     diff = restored - filled
-    local = box_mean((diff * diff).mean(-1), params.blend_radius)
-    signal = np.maximum(local - var_inv, 0.0)
-    weight = (signal / np.maximum(signal + var_inv, 1e-6))[..., None]
-    return np.where(marked[..., None], filled + weight * diff, restored)
+    if params.blend == "prior":
+        # by predicted errors alone: the fill's (the texture around the mark) against the
+        # inversion's; the inversion's own look is no evidence (its matte errors look like texture)
+        tau2 = texture_prior(x, support, params.ring_px, fill)
+        weight = tau2 / np.maximum(tau2 + var_inv, 1e-6)
+    else:
+        local = box_mean((diff * diff).mean(-1), params.blend_radius)
+        signal = np.maximum(local - var_inv, 0.0)
+        weight = signal / np.maximum(signal + var_inv, 1e-6)
+    return np.where(marked[..., None], filled + weight[..., None] * diff, restored)
 
 
 def _excess_noise(x, restored, marked, support, gain, params: MatteParams) -> float:

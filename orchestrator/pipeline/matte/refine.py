@@ -126,6 +126,8 @@ def color_map(a_w: np.ndarray, a_k: np.ndarray, wcol: np.ndarray) -> tuple[np.nd
 # The dark part is animated (the real mark's pupils) when its misfit over the frames exceeds the
 # rest of the mark's by this factor; a static dark part (a shadow) is inverted like the body.
 ANIMATED_RATIO = 1.5
+# The animated zone: the dark part grown by this (the pupils move by a pixel or two).
+ZONE_PX = 2
 # Frames with a clean reference needed to judge the dark part on them alone.
 MIN_REFERENCES = 3
 
@@ -152,7 +154,12 @@ def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarra
     a_w, a_k, se_k = dark_component(x, bg, alpha, wcol, opacity, support, weight=weight, ridge=ridge)
     dark = a_k > 0
     if not dark.any():
-        return alpha, None, None, None
+        spots = dark_outliers(x, bg, alpha, wcol, opacity, support)
+        if spots.sum() < DARK_MIN_PX:
+            return alpha, None, None, None
+        LOGGER.info("matte: %d px darker than the white matte in many frames (moving dark parts): inpainted",
+                    int(spots.sum()))
+        return alpha, None, _dilate(spots, ZONE_PX) & support, None
     total, cmap = color_map(a_w, a_k, wcol)
     frames = np.asarray(ref_idx if ref_idx is not None and len(ref_idx) >= MIN_REFERENCES
                         else np.arange(x.shape[0]))
@@ -160,13 +167,45 @@ def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarra
     a = total[None, None] * opacity[frames, None, None, None]
     r = x[frames] - a * col - (1.0 - a) * bg[frames]
     rms = np.sqrt((r * r).mean(axis=(0, 1)))
-    zone = _dilate(dark, 1) & support
+    zone = _dilate(dark, ZONE_PX) & support
     rest = support & (total > 0.05) & ~_dilate(dark, 2)
     ratio = float(np.median(rms[zone]) / max(float(np.median(rms[rest])), 1e-3)) if rest.sum() >= 8 else 0.0
     animated = ratio > ANIMATED_RATIO
     LOGGER.info("matte: dark part %d px (misfit %.2fx the rest's: %s)", int(dark.sum()), ratio,
                 "animated, inpainted" if animated else "static, inverted")
     return total, cmap, (zone if animated else None), se_k
+
+
+# A pixel is a moving dark part when it is this much darker than the white matte predicts (in
+# robust standard deviations of the misfit under the mark, at least DARK_OUTLIER_MIN grey levels)
+# in at least DARK_OUTLIER_SHARE of the frames.
+DARK_OUTLIER_SIGMA = 4.0
+DARK_OUTLIER_MIN = 15.0
+DARK_OUTLIER_SHARE = 0.15
+DARK_OUTLIER_MAX_SHARE = 0.1  # of the mark's body: the pupils are a small part of it
+
+
+def dark_outliers(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarray, opacity: np.ndarray,
+                  support: np.ndarray) -> np.ndarray:
+    """Pixels of the mark that are often far darker than the white matte predicts: moving pupils,
+    whose average coverage is too smeared for the dark fit to find (bool [h, w])."""
+    a = alpha[None] * opacity[:, None, None]
+    wl = float(np.asarray(wcol, np.float32) @ LUMA)
+    xl = (x * LUMA[None, :, None, None]).sum(1)
+    bl = (bg * LUMA[None, :, None, None]).sum(1)
+    r = xl - a * wl - (1.0 - a) * bl  # [N, h, w]
+    sel = support & (alpha > 0.05)
+    if sel.sum() < 16:
+        return np.zeros_like(support)
+    vals = r[:, sel]
+    sigma = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
+    low = r < -max(DARK_OUTLIER_SIGMA * sigma, DARK_OUTLIER_MIN)
+    # pupils sit inside the white body; a dark background's own shadows fall anywhere
+    body = alpha > 0.5 * float(alpha.max())
+    spots = body & support & (low.mean(0) >= DARK_OUTLIER_SHARE)
+    if spots.sum() > DARK_OUTLIER_MAX_SHARE * max(1, int(body.sum())):
+        return np.zeros_like(support)  # not a small part of the mark: the background guess is off
+    return spots
 
 
 def texture_prior(x: np.ndarray, support: np.ndarray, ring_px: int, fill) -> np.ndarray:
@@ -250,16 +289,18 @@ def refine_offset(crop: np.ndarray, alpha: np.ndarray, color: np.ndarray, offset
     return (base + out).astype(np.float32)
 
 
-def ghost_score(restored: np.ndarray, observed: np.ndarray, fill: np.ndarray, alpha: np.ndarray,
-                color: np.ndarray, valid: np.ndarray) -> float:
+def ghost_score(restored: np.ndarray, fill: np.ndarray, alpha: np.ndarray, color: np.ndarray,
+                valid: np.ndarray) -> float:
     """Share of the mark's pattern left in ``restored`` (0 gone, 1 untouched; abs of the largest).
 
-    Projects the high-pass of ``restored - fill`` onto the high-pass of the mark's contribution
-    ``observed - fill`` and onto its x/y derivatives (a misregistered inversion leaves the mark's
-    derivative), over ``valid`` pixels. All [h, w, 3] / [h, w] in one coordinate frame.
+    Projects the high-pass of ``restored - fill`` onto the high-pass of the mark's predicted
+    contribution ``alpha (W - fill)`` and onto its x/y derivatives (a misregistered inversion
+    leaves the mark's derivative), over ``valid`` pixels; [h, w(, 3)] in one coordinate frame.
+    (The background's own texture is not the pattern: projecting on ``observed - fill`` called a
+    clean result on a textured ceiling a ghost.)
     """
     y_r = (np.asarray(restored, np.float32) - fill) @ LUMA
-    y_m = (np.asarray(observed, np.float32) - fill) @ LUMA
+    y_m = (alpha[..., None] * (np.asarray(color, np.float32) - fill)) @ LUMA
     hr, hm = _hp(y_r), _hp(y_m)
     gy = np.zeros_like(hm)
     gx = np.zeros_like(hm)

@@ -25,7 +25,7 @@ LOGGER = logging.getLogger(__name__)
 
 # Share of the mark's pattern (or of its derivative: a misregistration) a frame may keep: a
 # correctly registered inversion scores 0.05-0.15 on textured crops, 1 px off about 0.5.
-GHOST_MAX = 0.3
+GHOST_MAX = 0.15
 
 
 @dataclass
@@ -86,5 +86,5 @@ def _invert(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray):
     x = crop.astype(np.float32)
     filled = fill_rgb(x, ~support)
     alpha = shift_map(estimate.alpha, offset) * opacity
-    score = ghost_score(restored, x, filled, alpha, estimate.color_at(offset), support & ~hole)
+    score = ghost_score(restored, filled, alpha, estimate.color_at(offset), support & ~hole)
     return restored, hole, score
