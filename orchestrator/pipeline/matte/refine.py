@@ -72,14 +72,13 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
     luma_dark = _fit_dark((x * luma).sum(1, keepdims=True), (bg * luma).sum(1, keepdims=True), alpha, wl,
                           opacity, support, weight, ridge, rounds)[3]
     a_w, a_k, se, dark = _fit_dark(x, bg, alpha, np.asarray(wcol, np.float32), opacity, support, weight, ridge,
-                                   rounds)
-    dark &= luma_dark
+                                   rounds, allowed=luma_dark)
     if dark.sum() < DARK_MIN_PX:
         return alpha.astype(np.float32), np.zeros_like(a_w), se
     return a_w, np.where(dark, a_k, 0.0).astype(np.float32), se
 
 
-def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds):
+def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allowed=None):
     """(a_w, a_k, standard error, significant dark mask) of the two-coverage least squares."""
     o = opacity[:, None, None, None]
     if weight is None:
@@ -103,6 +102,8 @@ def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds):
     dof = np.maximum(1.0, np.asarray(total_w) * x.shape[1] - 2.0)
     se_k = np.sqrt(_sum_fc(resid * resid * wt) / dof / den_k)
     dark = support & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
+    if allowed is not None:
+        dark &= allowed
     if not dark.any():
         return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32), dark
     # With the dark part known the white one is refitted everywhere: the white-only fit bent
