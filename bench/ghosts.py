@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -139,13 +139,16 @@ def print_table(rows: list[dict]) -> None:
           "flicker added | targets missed |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     by = {(r["clip"], r["method"]): r for r in rows}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["clip"], METHODS.index(r["method"].split(" ")[0])
+                                         if r["method"].split(" ")[0] in METHODS else 9, r["method"])):
         base = {m: by.get((r["clip"], m)) for m in ("delogo", "inpaint", "ceiling")}
-        misses = meets_targets(r, delogo=base["delogo"], inpaint=base["inpaint"], ceiling=base["ceiling"]) \
-            if r["method"] in ("regions", "e2e") else []
+        targets = ""
+        if r["method"].split(" ")[0] in ("regions", "e2e"):
+            misses = meets_targets(r, delogo=base["delogo"], inpaint=base["inpaint"], ceiling=base["ceiling"])
+            targets = "; ".join(misses) or "all met"
         print(f"| {r['clip']} | {r['method']} | {_fmt(r['psnr_in'])} | {_fmt(r['ssim_in'], 3)} | "
-              f"{_fmt(r['remaining_median'], 3)} | {_fmt(r['remaining_max'], 3)} | {_fmt(r['ghost_share'] * 100, 0)} % | "
-              f"{_fmt(r['texture'])} | {_fmt(r['flicker_added'])} | {'; '.join(misses) or ('met' if misses == [] and r['method'] in ('regions', 'e2e') else '')} |")
+              f"{_fmt(r['remaining_median'], 3)} | {_fmt(r['remaining_max'], 3)} | "
+              f"{_fmt(r['ghost_share'] * 100, 0)} % | {_fmt(r['texture'])} | {_fmt(r['flicker_added'])} | {targets} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--add", type=Path, default=None,
+                   help="rows of an earlier run (its --json) to print beside: its baselines, and its "
+                        "pipeline rows as '<method> (before)'")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -164,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {"heldout": registry.HELDOUT_SEEDS, "tuning": registry.TUNING_SEEDS}.get(args.seeds) or \
         tuple(int(s) for s in args.seeds.split(","))
     methods = [m for m in args.methods.split(",") if m]
+    if set(methods) - set(METHODS):
+        p.error(f"unknown methods {sorted(set(methods) - set(METHODS))}; one of {METHODS}")
     tmp = tempfile.TemporaryDirectory(prefix="bench-ghosts-") if args.workdir is None else None
     workdir = args.workdir or Path(tmp.name)
     rows: list[dict] = []
@@ -186,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             _E2E["server"].stop()
         if tmp is not None:
             tmp.cleanup()
+    if args.add is not None:
+        for r in json.loads(args.add.read_text()):
+            if r["method"] in ("regions", "e2e"):
+                r = {**r, "method": f"{r['method']} (before)"}
+            if (r["clip"], r["method"]) not in {(x["clip"], x["method"]) for x in rows}:
+                rows.append(r)
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))

@@ -8,8 +8,11 @@ while the white-only fit still called the frame "reliable". Here:
 - ``dark_component``: per pixel, a black coverage ``a_k`` beside the white ``a_w`` (the model
   ``J = a_w W + (1 - a_w - a_k) B``), so the matte carries a per-pixel colour
   ``W_p = a_w W / (a_w + a_k)``: dark pupils and shadows are inverted like the body.
-- ``unstable_pixels``: pixels whose misfit over the frames stays far above the noise (the parts
-  that animate): they go to the inpainter instead of being inverted with an average.
+- ``two_colour``: the dark part's misfit over the frames against the rest of the mark's, and
+  ``dark_outliers`` (pixels inside the body often far darker than the white matte predicts): the
+  parts that move (the pupils) go to the inpainter instead of being inverted with an average.
+- ``texture_prior``: how far the background may stray from a smooth fill (a ring around the
+  mark), for the inversion's blend by predicted errors.
 - ``refine_offset``: per frame, the sub-pixel offset that leaves the least high-pass energy in
   the inverted crop (a misregistered inversion adds the mark's edges twice, with opposite signs).
 - ``ghost_score``: how much of the mark's pattern (and of its x/y derivatives, the signature of a
@@ -29,11 +32,7 @@ DARK_MIN = 0.1
 # Fewer dark pixels than this are noise, not a part of the mark (the pillarboxed mark's pupils
 # are about 2x2 px each).
 DARK_MIN_PX = 6
-# A pixel is unstable when its misfit RMS over the frames exceeds this many times the typical
-# misfit under the mark and this many grey levels.
-UNSTABLE_FACTOR = 3.0
-UNSTABLE_MIN = 12.0
-# Search radius (px) and grid step of the per-frame registration.
+# Search radius (px) of the per-visit registration.
 REFINE_RADIUS = 1.5
 # Blend weights above this are not inverted in the registration search (the hole's pixels).
 REFINE_ALPHA_MAX = 0.9
@@ -225,25 +224,6 @@ def texture_prior(x: np.ndarray, support: np.ndarray, ring_px: int, fill) -> np.
     guess = fill(planes, ~grown)
     err = ((planes - guess) ** 2).mean(0)
     return fill(np.where(ring, err, 0.0)[None].astype(np.float32), ring)[0]
-
-
-def unstable_pixels(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, color: np.ndarray,
-                    opacity: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """Pixels of the mark the fixed matte does not explain over the frames (animated parts).
-
-    ``color`` [3] or [h, w, 3]. The misfit's RMS over frames is compared with its median over the
-    mark (the background guess's own error) and an absolute floor; returns bool [h, w].
-    """
-    col = np.asarray(color, np.float32)
-    col = col[None, :, None, None] if col.ndim == 1 else col.transpose(2, 0, 1)[None]
-    a = alpha[None, None] * opacity[:, None, None, None]
-    r = x - a * col - (1.0 - a) * bg
-    rms = np.sqrt((r * r).mean(axis=(0, 1)))
-    sel = support & (alpha > 0.05)
-    if sel.sum() < 8:
-        return np.zeros_like(support)
-    typical = float(np.median(rms[sel]))
-    return sel & (rms > max(UNSTABLE_FACTOR * typical, UNSTABLE_MIN))
 
 
 def _luma_energy(y: np.ndarray, a: np.ndarray, wy: np.ndarray, sel: np.ndarray) -> float:
