@@ -1,0 +1,335 @@
+"""``Discoverer``: streams pass 1's frames (small copies) and finds the overlays' places and visits.
+
+Per chunk of ``chunk`` frames: static-edge blobs become tracks (``tracks.Track``); every track
+scores every frame; where a track's score steps up or down, the step is fitted as a white
+overlay. Tracks with a fitting step are the result: positions (frame pixels) and per-frame
+presence, the same ``boxes.Timeline`` the detector path builds. Only the last two chunks' small
+frames are kept: memory is flat in the video's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
+                                                     work_size)
+from orchestrator.pipeline.discover.picture import PictureAccumulator, PictureArea
+from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs
+
+LOGGER = logging.getLogger(__name__)
+
+MIN_FRAMES = 12  # a confirmed place must hold the overlay this many frames in all
+MAX_TRACKS = 48
+RETIRE = 40  # frames
+
+
+@dataclass(frozen=True)
+class FoundPosition:
+    """One place an overlay visits: box (frame pixels), visits [start, end) frames, the α its
+    steps fit, which mark it belongs to (same size and α), and why it is (not) used."""
+
+    box: tuple[float, float, float, float]
+    visits: tuple[tuple[int, int], ...]
+    alpha: float | None
+    steps: int
+    mark: int
+
+    def summary(self) -> dict:
+        return {"box": [round(v, 1) for v in self.box], "visits": [list(v) for v in self.visits],
+                "frames": int(sum(b - a for a, b in self.visits)),
+                "alpha": None if self.alpha is None else round(self.alpha, 2), "steps": self.steps,
+                "mark": self.mark}
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What discovery found: the picture area, the confirmed positions and their timeline."""
+
+    picture: PictureArea
+    positions: tuple[FoundPosition, ...]
+    timeline: bx.Timeline
+    frames: int
+    seconds: float
+    candidates: int  # places looked at (tracks), confirmed or not
+
+    @property
+    def marks(self) -> int:
+        return len({p.mark for p in self.positions})
+
+    def summary(self) -> dict:
+        return {"picture": self.picture.summary(), "marks": self.marks,
+                "positions": [p.summary() for p in self.positions], "candidates": self.candidates,
+                "ms_per_frame": round(1000 * self.seconds / max(self.frames, 1), 2)}
+
+
+@dataclass
+class _Frame:
+    index: int
+    rgb: np.ndarray  # small
+    decoded: object | None  # the full frame (for the matte's crops), when given
+
+
+class Discoverer:
+    """Feed it every frame (``tap`` or ``add``), then ``finish``. ``sampler`` (a
+    ``detect.CropSampler``) receives full-resolution crops of the places found, for the matte."""
+
+    def __init__(self, width: int, height: int, *, chunk: int = 20, sampler=None, crop_every: int = 3) -> None:
+        self.width, self.height = width, height
+        self.size = work_size(width, height)
+        self.sx, self.sy = width / self.size[0], height / self.size[1]
+        self.chunk = max(4, chunk)
+        self.sampler = sampler
+        self.crop_every = max(1, crop_every)
+        self.picture = PictureAccumulator()
+        # New tracks are scored back over the buffer: most of a ~67-frame visit.
+        self.buffer: deque[_Frame] = deque(maxlen=4 * self.chunk)
+        self.stats = ChunkStats.empty(self.size[1], self.size[0])
+        self.means: deque = deque(maxlen=2)
+        self.tracks: list[Track] = []
+        self.seconds = 0.0
+        self.frames = 0
+        self._fitted: set[tuple[int, int, int]] = set()
+        self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
+
+    def tap(self, frames: Iterable) -> Iterator:
+        """Pass ``detect.Decoded`` items through, looking at each on the way."""
+        for item in frames:
+            t0 = time.perf_counter()
+            small = item.frame.reformat(width=self.size[0], height=self.size[1], format="rgb24",
+                                        interpolation="BILINEAR").to_ndarray()
+            self.add(item.index, small, item)
+            self.seconds += time.perf_counter() - t0
+            yield item
+
+    def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
+        g = grey(small_rgb)
+        self.picture.add(g)
+        self.stats.add(*gradients(g))
+        self.buffer.append(_Frame(index, small_rgb, decoded))
+        self.frames = index + 1
+        if self.stats.n >= self.chunk:
+            self._close_chunk()
+
+    # ------------------------------------------------------------------ per chunk
+    def _close_chunk(self) -> None:
+        n = self.stats.n
+        current = list(self.buffer)[-n:]
+        for track in self.tracks:
+            for f in current:
+                track.set_score(f.index, track.score(f.rgb))
+        mean_g = self.stats.mean()
+        area = self.picture.work_area()
+        before = self.means[0] if len(self.means) == 2 else None
+        found = blobs(candidates(self.stats, before, area), area) if n >= 4 else []
+        pending = self._pending
+        self._pending = []
+        for blob in found:
+            self._place(blob, mean_g, current, pending)
+        for track in self.tracks:
+            self._fit_steps(track)
+        self._retire()
+        if self.sampler is not None:
+            self._feed_sampler(current)
+        self.means.append(mean_g)
+        self.stats = ChunkStats.empty(self.size[1], self.size[0])
+
+    def _place(self, blob, mean_g, current: list[_Frame], pending: list) -> None:
+        """Update the track the blob belongs to, or start one (scored over the whole buffer) when
+        the previous chunk had a blob there too (a still phase of the picture makes blobs that
+        last one chunk)."""
+        box = np.asarray(blob.box, np.float64)[None]
+        if self.tracks:
+            ious = bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64))[0]
+            best = int(np.argmax(ious))
+            if ious[best] > 0.3:
+                track = self.tracks[best]
+                if np.mean([track.scores[f.index] >= HIGH for f in current]) > 0.6:
+                    track.update(mean_g)
+                return
+        self._pending.append(blob.box)
+        if not pending or bx.iou_matrix(box, np.array(pending, np.float64)).max() <= 0.3:
+            return
+        if len(self.tracks) >= MAX_TRACKS:
+            self._evict()
+        if len(self.tracks) >= MAX_TRACKS:
+            return
+        track = Track.from_blob(blob.box, mean_g, blob.mask, 2, (self.size[1], self.size[0]),
+                                self.buffer[0].index)
+        for f in self.buffer:
+            track.set_score(f.index, track.score(f.rgb))
+        self.tracks.append(track)
+
+    def _retire(self) -> None:
+        """Unconfirmed tracks gone for ``RETIRE`` frames were texture that held still a moment."""
+        end = self.buffer[-1].index + 1
+        keep = []
+        for t in self.tracks:
+            recent = t.scores[max(0, end - RETIRE):end]
+            if t.confirmed or end - t.first_frame < RETIRE or max(recent, default=0.0) >= LOW:
+                keep.append(t)
+        self.tracks = keep
+
+    def _evict(self) -> None:
+        """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many)."""
+        loose = [t for t in self.tracks if not t.confirmed and t.chunks < 4]
+        if loose:
+            self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
+
+    def _fit_steps(self, track: Track) -> None:
+        """Fit every step of the track's score that lies inside the buffer (each once)."""
+        if sum(s.fits for s in track.steps) >= 3:
+            return
+        frames = {f.index: f for f in self.buffer}
+        idx = sorted(frames)
+        s = {i: track.scores[i] if i < len(track.scores) else 0.0 for i in idx}
+        for i in idx:
+            if s[i] < HIGH:
+                continue
+            for j in range(1, MAX_STEP_GAP + 1):
+                for other in (i + j, i - j):
+                    if other not in s or s[other] > LOW:
+                        continue
+                    key = (id(track), i, other)
+                    if key in self._fitted:
+                        continue
+                    between = range(min(i, other) + 1, max(i, other))
+                    if any(s[k] >= HIGH for k in between):
+                        continue  # not the last full frame before the step
+                    d = 1 if other > i else -1
+                    on_side = [s.get(i - d * k) for k in (1, 2)]
+                    off_side = [s.get(other + d * k) for k in (1, 2)]
+                    if None in off_side or None in on_side:
+                        continue  # its neighbours are not all here yet (or any more)
+                    self._fitted.add(key)
+                    if min(on_side) < HIGH or max(off_side) > LOW:
+                        continue  # a flicker, not an overlay holding still on both sides
+                    fit = track.fit_step(frames[i].rgb, frames[other].rgb, i, other)
+                    if fit is not None:
+                        track.steps.append(fit)
+                        if fit.fits:
+                            self._add_references(track, frames, i, other)
+
+    def _full(self, f: _Frame, cache: dict) -> np.ndarray | None:
+        if f.decoded is None:
+            return None
+        if f.index not in cache:
+            cache[f.index] = f.decoded.frame.to_ndarray(format="rgb24")
+        return cache[f.index]
+
+    def full_box(self, box) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        return np.array([x0 * self.sx, y0 * self.sy, x1 * self.sx, y1 * self.sy], np.float64)
+
+    def _feed_sampler(self, current: list[_Frame]) -> None:
+        """Full-resolution crops of every place where its overlay is (the matte's samples)."""
+        cache: dict = {}
+        for track in self.tracks:
+            if track.chunks < 2 and not track.confirmed:
+                continue
+            det = self.full_box(track.box)[None]
+            for f in current:
+                if f.index % self.crop_every == 0 and track.scores[f.index] >= HIGH:
+                    rgb = self._full(f, cache)
+                    if rgb is not None:
+                        self.sampler.add(f.index, rgb, det)
+
+    def _add_references(self, track: Track, frames: dict, on: int, off: int) -> None:
+        """The frame without the overlay next to a step is a clean reference for the matte."""
+        if self.sampler is None:
+            return
+        cache: dict = {}
+        det = self.full_box(track.box)
+        clean = self._full(frames[off], cache)
+        step = 1 if on > off else -1
+        for k in range(3):
+            partner = frames.get(on + step * k)
+            marked = self._full(partner, cache) if partner is not None else None
+            if clean is None or marked is None:
+                break
+            self.sampler.add(partner.index, marked, det[None])
+            self.sampler.add_reference(off, clean, det, partner.index, marked)
+
+    # ------------------------------------------------------------------ result
+    def finish(self, n_frames: int | None = None) -> Discovery:
+        t0 = time.perf_counter()
+        if self.stats.n:
+            self._close_chunk()
+        n = self.frames if n_frames is None else n_frames
+        kept = []
+        for track in self.tracks:
+            if not track.confirmed:
+                continue
+            scores = np.zeros(n, np.float32)
+            m = min(n, len(track.scores))
+            scores[:m] = np.frombuffer(track.scores, np.float32, m)
+            on = presence(scores)
+            if on.sum() >= MIN_FRAMES:
+                kept.append((track, on))
+        kept = _merge(kept)
+        positions = []
+        boxes = np.zeros((len(kept), 4))
+        present = np.zeros((len(kept), n), bool)
+        marks = _group([(t.box, t.alpha()) for t, _ in kept])
+        for k, ((track, on), mark) in enumerate(zip(kept, marks)):
+            boxes[k] = self.full_box(track.box)
+            present[k] = on
+            positions.append(FoundPosition(tuple(float(v) for v in boxes[k]), tuple(runs(on)), track.alpha(),
+                                           sum(s.fits for s in track.steps), mark))
+        self.seconds += time.perf_counter() - t0
+        timeline = bx.Timeline(boxes, present, [int(p.sum()) for p in present])
+        result = Discovery(self.picture.area(self.width, self.height), tuple(positions), timeline,
+                           n, self.seconds, len(self.tracks))
+        LOGGER.info("discovery: %d positions of %d marks from %d candidates, picture %s, %.2f ms/frame",
+                    len(positions), result.marks, len(self.tracks), result.picture.box,
+                    1000 * self.seconds / max(n, 1))
+        return result
+
+
+def _merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray]]:
+    """Places that touch and hold their overlay on the same frames are one overlay (an icon and
+    its text found apart): one box around both, present when either is."""
+    out = list(kept)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                (a, pa), (b, pb) = out[i], out[j]
+                near = (a.box[0] - 4 <= b.box[2] and b.box[0] - 4 <= a.box[2]
+                        and a.box[1] - 4 <= b.box[3] and b.box[1] - 4 <= a.box[3])
+                agree = (pa & pb).sum() / max(min(pa.sum(), pb.sum()), 1)
+                if near and agree >= 0.8:
+                    a.box = (min(a.box[0], b.box[0]), min(a.box[1], b.box[1]),
+                             max(a.box[2], b.box[2]), max(a.box[3], b.box[3]))
+                    a.steps.extend(b.steps)
+                    out[i] = (a, pa | pb)
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return out
+
+
+def _group(items: list[tuple[tuple, float | None]]) -> list[int]:
+    """Mark ids: places of one size (within 30 %) and α (within 0.15) are one mark jumping."""
+    ids: list[int] = []
+    for i, (box, alpha) in enumerate(items):
+        w, h = box[2] - box[0], box[3] - box[1]
+        for j in range(i):
+            b2, a2 = items[j]
+            w2, h2 = b2[2] - b2[0], b2[3] - b2[1]
+            same_alpha = alpha is None or a2 is None or abs(alpha - a2) <= 0.15
+            if abs(w - w2) <= 0.3 * max(w, w2) and abs(h - h2) <= 0.3 * max(h, h2) and same_alpha:
+                ids.append(ids[j])
+                break
+        else:
+            ids.append(max(ids, default=-1) + 1)
+    return ids
