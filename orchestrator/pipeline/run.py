@@ -31,6 +31,7 @@ from orchestrator.metrics import FRAMES_PROCESSED, STAGE_SECONDS
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.decode import VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import CropSampler, Detector, scan
+from orchestrator.pipeline.discover import Discoverer, PictureArea, fuse
 from orchestrator.pipeline.encode import Encoder, os_reason
 from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops, submit_crops
 from orchestrator.pipeline.options import TaskOptions
@@ -43,6 +44,8 @@ except ImportError:  # pragma: no cover
     matte_mod = None
 
 PASS1_SHARE = 35.0  # percent of the progress bar for pass 1 when it runs
+# A matte whose strongest alpha stays below this found no overlay: its pixels are left alone.
+NO_OVERLAY_ALPHA = 0.15
 
 
 _ALLOCATOR_TUNED = False
@@ -335,6 +338,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
     n_frames = info.frames_estimate
     details: dict = {"width": width, "height": height, "inpainter_sizes": sorted(sizes)}
     pass2_lo = 0.0
+    picture: PictureArea | None = None
     plans: dict[tuple, _MarkPlan] = {}
     marks: list[tuple[tuple, np.ndarray, dict]] = []
     region_entries = [{"box": list(r.box), "start": r.start, "end": r.end, "method": "inpaint"}
@@ -354,8 +358,10 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                 first_pts.append(pts)
             return bx.region_boxes(options.regions, float((pts - first_pts[0]) * tb))
 
-        frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
-                           8, "decode", timer)
+        decoded = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
+                            8, "decode", timer)
+        discoverer = Discoverer(width, height, sampler=sampler) if options.detect else None
+        frames = discoverer.tap(decoded) if discoverer is not None else decoded
         t0 = time.perf_counter()
         try:
             result = scan(
@@ -366,7 +372,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                 change_conf=settings.detect_conf, change_top=True,
             )
         finally:
-            frames.close()  # stops the decode thread now, also on errors
+            decoded.close()  # stops the decode thread now, also on errors
         timer["detect"] = result.seconds_detect
         timer["pass1"] = time.perf_counter() - t0
         n_frames = result.n_frames
@@ -374,17 +380,13 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
             raise InputError("the video stream has no frames")
         check()
         if options.detect:
-            timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames,
-                                         conf=settings.detect_conf)
-            details["detector_frames"] = result.detected_frames
-            for pid, box in enumerate(timeline.positions):
-                entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint"}
-                marks.append((("p", pid), box, entry))
+            timeline, picture = _find_marks(result, discoverer, client, settings, details, marks, timer)
         marks += [(("r", k), np.asarray(r.box, np.float64), region_entries[k])
                   for k, r in enumerate(options.regions)]
         t0 = time.perf_counter()
         if use_matte and marks:
             plans = _plan_mattes(marks, sampler, width, height)
+            _leave_unmarked(marks, plans, timeline)
         timer["matte"] = time.perf_counter() - t0
         pass2_lo = PASS1_SHARE
     if options.detect:
@@ -419,6 +421,8 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                 timeline if timeline is not None and d.index < timeline.n_frames else None,
                 d.index, t, options.regions, width, height,
                 frac=settings.box_margin_frac, px=settings.box_margin_px)
+            if picture is not None and picture.has_bars and len(fboxes):
+                fboxes = picture.clip_boxes(fboxes)  # never inpaint the bars
             if len(fboxes) == 0:
                 chunk.append((d.pts, d.frame))
             else:
@@ -431,7 +435,7 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
                     canvas = d.frame.to_ndarray(format="rgb24")
                     read = lambda x0, y0, x1, y1, _rgb=canvas: _rgb[y0:y1, x0:x1]  # noqa: E731
                 roi, roi_rgb, crops = _remove(read, width, height, fboxes, keys, plans, sizes_list,
-                                              settings, counters)
+                                              settings, counters, picture)
                 if roi is not None:
                     items.extend((roi_rgb, c, (roi[0], roi[1]), (width, height)) for c in crops)
                 chunk.append((d.pts, (canvas, roi, roi_rgb)))
@@ -492,7 +496,71 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
         frames=counters["frames"], frames_with_boxes=counters["with_boxes"],
         crops_inpainted=counters["crops"], matte_frames=counters["matte_frames"],
     )
+    details["outcome"] = outcome(details)
     return details
+
+
+def outcome(details: dict) -> str:
+    """One plain phrase for the task: ``removed``, ``no watermark found`` or ``found, left
+    untouched`` (positions whose estimate showed no overlay)."""
+    if details.get("frames_with_boxes"):
+        return "removed"
+    if details.get("marks"):
+        return "found, left untouched"
+    return "no watermark found"
+
+
+def _find_marks(result, discoverer: Discoverer | None, client, settings, details: dict, marks: list,
+                timer: dict) -> tuple[bx.Timeline, PictureArea | None]:
+    """Pass 1's answer: the detector's timeline fused with discovery's; one report entry per
+    position (where it came from, its visits); the picture area (bars)."""
+    n_frames = result.n_frames
+    detected = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames,
+                                 conf=settings.detect_conf)
+    details["detector_frames"] = result.detected_frames
+    if discoverer is None:
+        fused_timeline, infos, picture = detected, None, None
+    else:
+        discovery = discoverer.finish(n_frames)
+        timer["discover"] = discovery.seconds
+        weights = _detector_weights(client)
+        fused = fuse(detected, discovery, weights=weights)
+        fused_timeline, infos, picture = fused.timeline, fused.positions, discovery.picture
+        details["discovery"] = {**discovery.summary(), "detector_weights": weights or "unknown",
+                                "leader": fused.leader,
+                                "rejected_detections": [list(b) for b in fused.rejected]}
+    for pid, box in enumerate(fused_timeline.positions):
+        entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint",
+                 "frames": int(fused_timeline.present[pid].sum())}
+        if infos is not None:
+            info = infos[pid]
+            entry.update(source=info.source, visits=[list(v) for v in info.visits], mark=info.mark,
+                         alpha=None if info.alpha is None else round(info.alpha, 2))
+        marks.append((("p", pid), box, entry))
+    return fused_timeline, picture
+
+
+def _detector_weights(client) -> str:
+    """The detector's provenance as the model repository records it ("" when it does not)."""
+    try:
+        return client.model_parameters("detector").get("weights", "")
+    except Exception:  # noqa: BLE001 - an older client or server: unknown provenance
+        LOGGER.debug("detector parameters unavailable", exc_info=True)
+        return ""
+
+
+def _leave_unmarked(marks: list, plans: dict, timeline: bx.Timeline | None) -> None:
+    """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
+    untouched, instead of falling back to inpainting a box of clean picture."""
+    for key, _, entry in marks:
+        matte = entry.get("matte")
+        if key[0] != "p" or not matte or matte.get("alpha_max", 1.0) >= NO_OVERLAY_ALPHA:
+            continue
+        plans.pop(key, None)
+        if timeline is not None:
+            timeline.present[key[1]] = False
+        entry["method"] = "untouched"
+        entry["reason"] = f"no overlay there (matte alpha_max {matte['alpha_max']} < {NO_OVERLAY_ALPHA})"
 
 
 def _box_keys(timeline, index: int, t: float, regions) -> list[tuple]:
@@ -505,7 +573,7 @@ def _box_keys(timeline, index: int, t: float, regions) -> list[tuple]:
 
 
 def _remove(read, width: int, height: int, fboxes: np.ndarray, keys: list[tuple], plans, sizes,
-            settings, counters):
+            settings, counters, picture: PictureArea | None = None):
     """Plan the removal of one frame's boxes.
 
     ``read(x0, y0, x1, y1)`` returns the RGB pixels of an even-aligned area of the frame. Matte
@@ -540,11 +608,12 @@ def _remove(read, width: int, height: int, fboxes: np.ndarray, keys: list[tuple]
     box_list = [box for j, box in enumerate(fboxes) if not handled[j]]
     if box_list:
         crops.extend(plan_crops(np.asarray(box_list), width, height, sizes,
-                                context=settings.inpaint_context))
+                                context=settings.inpaint_context, picture=_bars(picture)))
     for (x0, y0, cw, ch), hole in holes:
         ys, xs = np.nonzero(hole)
         hb = np.array([[x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]])
-        for crop in plan_crops(hb, width, height, sizes, context=settings.inpaint_context):
+        for crop in plan_crops(hb, width, height, sizes, context=settings.inpaint_context,
+                               picture=_bars(picture)):
             rx0, ry0, rx1, ry1 = crop.region(width, height)
             full = np.zeros((ry1 - ry0, rx1 - rx0), bool)  # the hole in the crop's coordinates
             ya, xa = max(y0, ry0), max(x0, rx0)
@@ -563,6 +632,10 @@ def _remove(read, width: int, height: int, fboxes: np.ndarray, keys: list[tuple]
     for x0, y0, r in restored_parts:
         roi_rgb[y0 - roi[1] : y0 - roi[1] + r.shape[0], x0 - roi[0] : x0 - roi[0] + r.shape[1]] = r
     return roi, roi_rgb, crops
+
+
+def _bars(picture: PictureArea | None) -> tuple[int, int, int, int] | None:
+    return picture.box if picture is not None and picture.has_bars else None
 
 
 def _unlink(path: Path) -> None:

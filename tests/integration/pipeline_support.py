@@ -44,10 +44,12 @@ def demo_detector() -> Path | None:
     return path if path.is_file() else None
 
 
-def make_pipeline_repository(root: Path, *, detector: Path | None = None, sizes=(512, 256)) -> Path:
+def make_pipeline_repository(root: Path, *, detector: Path | None = None, sizes=(512, 256),
+                             weights: str | None = None) -> Path:
+    """``weights``: the detector's provenance parameter (``demo`` lets discovery lead)."""
     root.mkdir(parents=True, exist_ok=True)
     det = detector or blind_detector_onnx(root.parent / "blind_detector.onnx")
     write_repository(root, target="cpu", detector_onnx=det,
                      inpainter_onnx={s: ASSETS / f"inpainter_fallback_{s}.onnx" for s in sizes},
-                     cpu_threads=1)
+                     cpu_threads=1, detector_weights=weights)
     return root

@@ -7,6 +7,7 @@ the positions and visits of what it confirmed, as the detector path's ``boxes.Ti
 """
 
 from orchestrator.pipeline.discover.core import Discoverer, Discovery, FoundPosition
+from orchestrator.pipeline.discover.fuse import Fused, FusedPosition, fuse
 from orchestrator.pipeline.discover.picture import PictureArea
 
-__all__ = ["Discoverer", "Discovery", "FoundPosition", "PictureArea"]
+__all__ = ["Discoverer", "Discovery", "FoundPosition", "Fused", "FusedPosition", "PictureArea", "fuse"]
