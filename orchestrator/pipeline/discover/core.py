@@ -20,13 +20,16 @@ import numpy as np
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
                                                      work_size)
+from orchestrator.pipeline.discover.events import Event, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator, PictureArea
-from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs
+from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
 
 LOGGER = logging.getLogger(__name__)
 
 MIN_FRAMES = 12  # a confirmed place must hold the overlay this many frames in all
 MAX_TRACKS = 48
+EVENT_FRAMES = 8  # frames that build an event's template
+EDGE_LEVEL = 8.0  # mean gradient of the template's edges
 RETIRE = 40  # frames
 
 
@@ -97,6 +100,9 @@ class Discoverer:
         self.frames = 0
         self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
+        self._greys: deque = deque(maxlen=4)  # the last frames' grey, for jump events
+        self._arrivals: list[Event] = []  # arrivals waiting for frames to build their template
+        self.events = 0
 
     def tap(self, frames: Iterable) -> Iterator:
         """Pass ``detect.Decoded`` items through, looking at each on the way."""
@@ -114,11 +120,72 @@ class Discoverer:
         self.stats.add(*gradients(g))
         self.buffer.append(_Frame(index, small_rgb, decoded))
         self.frames = index + 1
+        self._greys.append(g)
+        self._jumps(index)
         if self.stats.n >= self.chunk:
             self._close_chunk()
 
+    # ------------------------------------------------------------------ jump events
+    def _jumps(self, index: int) -> None:
+        """Look for jumps between the frames index-2 and index-1; start tracks where they fit."""
+        area = self.picture.work_area()
+        if len(self._greys) == 4 and area is not None:
+            g0, g1, g2, g3 = self._greys
+            for event in find_events(g0, g1, g2, g3, index - 1, area):
+                self._on_event(event)
+        ready = [e for e in self._arrivals if index - e.frame >= EVENT_FRAMES]
+        self._arrivals = [e for e in self._arrivals if index - e.frame < EVENT_FRAMES]
+        for event in ready:
+            self._start_from_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        box = np.asarray(event.box, np.float64)[None]
+        if self.tracks and bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64)).max() > 0.3:
+            return  # a known place: its track fits the step itself
+        frames = {f.index: f for f in self.buffer}
+        on, off = (event.frame, event.frame - 1) if event.arrive else (event.frame - 1, event.frame)
+        if on not in frames or off not in frames:
+            return
+        probe = Track(event.box, np.zeros(0), np.zeros(0), 0, event.frame)
+        fit = probe.fit_step(frames[on].rgb, frames[off].rgb, on, off)
+        if fit is None or not fit.fits:
+            return
+        self.events += 1
+        if event.arrive:
+            self._arrivals.append(event)  # its template needs the frames after it
+        else:
+            self._start_from_event(event)
+
+    def _start_from_event(self, event: Event) -> None:
+        """A track from the frames where the overlay is: after an arrival, before a departure."""
+        frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
+                                              else event.frame - EVENT_FRAMES <= f.index < event.frame)]
+        if len(frames) < 4 or len(self.tracks) >= MAX_TRACKS:
+            return
+        x0, y0, x1, y1 = event.box
+        h, w = self.size[1], self.size[0]
+        pad = 2
+        wx0, wy0, wx1, wy1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
+        sgx = np.zeros((wy1 - wy0, wx1 - wx0), np.float32)
+        sgy = np.zeros_like(sgx)
+        for f in frames:
+            gx, gy = gradients(grey(f.rgb[wy0:wy1, wx0:wx1]))
+            sgx += gx
+            sgy += gy
+        mean_g = [np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)]
+        mean_g[0][wy0:wy1, wx0:wx1] = sgx / len(frames)
+        mean_g[1][wy0:wy1, wx0:wx1] = sgy / len(frames)
+        strong = np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL
+        if strong.sum() < 8:
+            return
+        track = Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), self.buffer[0].index)
+        for f in self.buffer:
+            track.set_score(f.index, track.score(f.rgb))
+        self.tracks.append(track)
+        self._fit_steps(track)
+
     # ------------------------------------------------------------------ per chunk
-    def _close_chunk(self) -> None:
+    def _close_chunk(self, last: bool = False) -> None:
         n = self.stats.n
         current = list(self.buffer)[-n:]
         for track in self.tracks:
@@ -131,7 +198,7 @@ class Discoverer:
         pending = self._pending
         self._pending = []
         for blob in found:
-            self._place(blob, mean_g, current, pending)
+            self._place(blob, mean_g, current, pending, last)
         for track in self.tracks:
             self._fit_steps(track)
         self._retire()
@@ -140,7 +207,7 @@ class Discoverer:
         self.means.append(mean_g)
         self.stats = ChunkStats.empty(self.size[1], self.size[0])
 
-    def _place(self, blob, mean_g, current: list[_Frame], pending: list) -> None:
+    def _place(self, blob, mean_g, current: list[_Frame], pending: list, last: bool = False) -> None:
         """Update the track the blob belongs to, or start one (scored over the whole buffer) when
         the previous chunk had a blob there too (a still phase of the picture makes blobs that
         last one chunk)."""
@@ -154,7 +221,8 @@ class Discoverer:
                     track.update(mean_g)
                 return
         self._pending.append(blob.box)
-        if not pending or bx.iou_matrix(box, np.array(pending, np.float64)).max() <= 0.3:
+        paired = bool(pending) and bx.iou_matrix(box, np.array(pending, np.float64)).max() > 0.3
+        if not paired and not last:  # (the video's last chunk has no next one to wait for)
             return
         if len(self.tracks) >= MAX_TRACKS:
             self._evict()
@@ -214,7 +282,19 @@ class Discoverer:
                     if fit is not None:
                         track.steps.append(fit)
                         if fit.fits:
+                            self._grow(track, frames, i, other)
                             self._add_references(track, frames, i, other)
+
+    def _grow(self, track: Track, frames: dict, on: int, off: int) -> None:
+        """Extend the track's extent to all that stepped with it; on a departure, from a frame a
+        little earlier (the Sora mark's text leaves ~2 frames before its icon)."""
+        early = on - 3 if on < off else on
+        full = frames.get(early) if early in frames and track.scores[early] >= HIGH else frames[on]
+        box = step_extent(track, full.rgb, frames[off].rgb)
+        if box is None:
+            return
+        old = track.extent or track.box
+        track.extent = (min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]), max(old[3], box[3]))
 
     def _full(self, f: _Frame, cache: dict) -> np.ndarray | None:
         if f.decoded is None:
@@ -233,7 +313,7 @@ class Discoverer:
         for track in self.tracks:
             if track.chunks < 2 and not track.confirmed:
                 continue
-            det = self.full_box(track.box)[None]
+            det = self.full_box(track.extent or track.box)[None]
             for f in current:
                 if f.index % self.crop_every == 0 and track.scores[f.index] >= HIGH:
                     rgb = self._full(f, cache)
@@ -245,7 +325,7 @@ class Discoverer:
         if self.sampler is None:
             return
         cache: dict = {}
-        det = self.full_box(track.box)
+        det = self.full_box(track.extent or track.box)
         clean = self._full(frames[off], cache)
         step = 1 if on > off else -1
         for k in range(3):
@@ -260,25 +340,24 @@ class Discoverer:
     def finish(self, n_frames: int | None = None) -> Discovery:
         t0 = time.perf_counter()
         if self.stats.n:
-            self._close_chunk()
+            self._close_chunk(last=True)
         n = self.frames if n_frames is None else n_frames
         kept = []
         for track in self.tracks:
-            if not track.confirmed:
-                continue
             scores = np.zeros(n, np.float32)
             m = min(n, len(track.scores))
             scores[:m] = np.frombuffer(track.scores, np.float32, m)
             on = presence(scores)
             if on.sum() >= MIN_FRAMES:
                 kept.append((track, on))
-        kept = _merge(kept)
+        # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
+        kept = [(t, on) for t, on in _merge(kept) if t.confirmed]
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)
-        marks = _group([(t.box, t.alpha()) for t, _ in kept])
+        marks = _group([(t.extent or t.box, t.alpha()) for t, _ in kept])
         for k, ((track, on), mark) in enumerate(zip(kept, marks)):
-            boxes[k] = self.full_box(track.box)
+            boxes[k] = self.full_box(track.extent or track.box)
             present[k] = on
             positions.append(FoundPosition(tuple(float(v) for v in boxes[k]), tuple(runs(on)), track.alpha(),
                                            sum(s.fits for s in track.steps), mark))
@@ -302,12 +381,14 @@ def _merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 (a, pa), (b, pb) = out[i], out[j]
-                near = (a.box[0] - 4 <= b.box[2] and b.box[0] - 4 <= a.box[2]
-                        and a.box[1] - 4 <= b.box[3] and b.box[1] - 4 <= a.box[3])
+                ea, eb = a.extent or a.box, b.extent or b.box
+                near = (ea[0] - 4 <= eb[2] and eb[0] - 4 <= ea[2] and ea[1] - 4 <= eb[3] and eb[1] - 4 <= ea[3])
                 agree = (pa & pb).sum() / max(min(pa.sum(), pb.sum()), 1)
                 if near and agree >= 0.8:
-                    a.box = (min(a.box[0], b.box[0]), min(a.box[1], b.box[1]),
-                             max(a.box[2], b.box[2]), max(a.box[3], b.box[3]))
+                    if b.confirmed and not a.confirmed:
+                        (a, pa), (b, pb) = (b, pb), (a, pa)
+                    ea, eb = a.extent or a.box, b.extent or b.box
+                    a.extent = (min(ea[0], eb[0]), min(ea[1], eb[1]), max(ea[2], eb[2]), max(ea[3], eb[3]))
                     a.steps.extend(b.steps)
                     out[i] = (a, pa | pb)
                     del out[j]

@@ -20,6 +20,7 @@ COHERENCE = 0.75  # mean gradient energy over frame gradient energy: static edge
 EDGE = 10.0  # mean central-difference gradient (grey levels) of an edge worth looking at
 MOVING = 12.0  # temporal variance of the gradient around a pixel: the picture moves there
 CHANGED = 0.5  # a static edge differs from the one two chunks ago by this share: it arrived
+GLOBAL_MOVING = 2.0  # ...or on average over the picture (a slow pan over a flat sky)
 ARRIVED_SHARE = 0.1  # ... but only where few static edges changed (else the picture moved)
 NEIGHBOURHOOD = 12  # half-size of the window in which the picture must move
 
@@ -89,7 +90,10 @@ def candidates(stats: ChunkStats, before: tuple[np.ndarray, np.ndarray] | None,
     if not static.any():
         return static
     k = 2 * NEIGHBOURHOOD + 1
-    moving = cv2.blur(np.maximum(e - m2, 0), (k, k)) > MOVING
+    variance = np.maximum(e - m2, 0)
+    # Static edges on a flat patch (sky, wall) have no moving texture beside them: the camera
+    # moving elsewhere in the picture is the evidence there.
+    moving = (cv2.blur(variance, (k, k)) > MOVING) | (float(variance.mean()) > GLOBAL_MOVING)
     out = static & moving
     if before is not None:
         dx, dy = mgx - before[0], mgy - before[1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from orchestrator.pipeline.discover.features import gradients, grey
@@ -56,6 +57,7 @@ class Track:
     scores: array = field(default_factory=lambda: array("f"))
     steps: list[StepFit] = field(default_factory=list)
     chunks: int = 1
+    extent: tuple[int, int, int, int] | None = None  # the whole overlay, from its steps (else box)
 
     @classmethod
     def from_blob(cls, box, mean_g: tuple[np.ndarray, np.ndarray], mask: np.ndarray, pad: int,
@@ -105,22 +107,59 @@ class Track:
         self.scores[frame] = value
 
     def fit_step(self, on_rgb: np.ndarray, off_rgb: np.ndarray, on: int, off: int) -> StepFit | None:
-        """White-overlay fit of the change between a frame with the overlay and one without."""
+        """White-overlay fit of the change between a frame with the overlay and one without.
+        α is measured where there is room to brighten (a white mark on a bright sky changes the
+        blue channel by a few levels only: that channel is not asked for its α)."""
         x0, y0, x1, y1 = self.box
         a = on_rgb[y0:y1, x0:x1].astype(np.float32)
         b = off_rgb[y0:y1, x0:x1].astype(np.float32)
         delta = a - b
         room = 255.0 - b
         change = delta.mean(2)
-        body = (change > STEP_LEVEL) & (room.min(2) > 30)
-        darker = int((change < -STEP_LEVEL).sum())
+        room_g = room.mean(2)
+        body = (change > np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)) & (room_g > 20)
+        darker = int((change < -np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)).sum())
         if body.sum() < 8:
             return None
-        alphas = delta[body] / room[body]  # [n, 3]
-        med = np.percentile(alphas, 80, axis=0)
-        consistent = float((np.abs(alphas - med).max(1) < 0.2).mean())
-        return StepFit(on, off, on > off, tuple(round(float(v), 3) for v in med), round(consistent, 3),
+        grey_alpha = change[body] / room_g[body]
+        level = float(np.percentile(grey_alpha, 80))
+        per_channel = []
+        for c in range(3):
+            ok = body & (room[..., c] > 40)
+            per_channel.append(float(np.percentile(delta[..., c][ok] / room[..., c][ok], 80))
+                               if ok.sum() >= 8 else level)
+        consistent = float((np.abs(grey_alpha - level) < 0.2).mean())
+        return StepFit(on, off, on > off, tuple(round(v, 3) for v in per_channel), round(consistent, 3),
                        int(body.sum()), darker)
+
+
+def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box of everything that stepped with the track's place (the text beside an icon whose
+    edges made the track): the connected brightened region over the box, searched in a window
+    1.5 box widths to either side and one height above and below."""
+    x0, y0, x1, y1 = track.box
+    w, h = x1 - x0, y1 - y0
+    H, W = on_rgb.shape[:2]
+    wx0, wy0 = max(0, int(x0 - 1.5 * w)), max(0, y0 - h)
+    wx1, wy1 = min(W, int(x1 + 1.5 * w)), min(H, y1 + h)
+    a = on_rgb[wy0:wy1, wx0:wx1].astype(np.float32).mean(2)
+    b = off_rgb[wy0:wy1, wx0:wx1].astype(np.float32).mean(2)
+    room = 255.0 - b
+    body = ((a - b) > np.maximum(STEP_LEVEL * 0.5, 0.2 * room)) & (room > 20)
+    joined = cv2.dilate(body.astype(np.uint8), np.ones((3, 5), np.uint8))
+    n, labels, _, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    inside = labels[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    ids = [i for i in np.unique(inside) if i > 0]
+    if not ids:
+        return None
+    ys, xs = np.nonzero(np.isin(labels, ids) & body)
+    if ys.size < 8:
+        return None
+    box = (int(xs.min()) + wx0, int(ys.min()) + wy0, int(xs.max()) + 1 + wx0, int(ys.max()) + 1 + wy0)
+    # A compact mark: not the whole window (a cut or a flash brightens everything).
+    if (box[2] - box[0]) >= 0.95 * (wx1 - wx0) and (box[3] - box[1]) >= 0.95 * (wy1 - wy0):
+        return None
+    return box
 
 
 def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.ndarray:
