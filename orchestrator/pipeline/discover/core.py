@@ -28,6 +28,7 @@ LOGGER = logging.getLogger(__name__)
 
 MIN_FRAMES = 12  # a confirmed place must hold the overlay this many frames in all
 MAX_TRACKS = 48
+PAIR_FRAMES = 3  # a jump's departure and arrival are this close
 EVENT_FRAMES = 8  # frames that build an event's template
 EDGE_LEVEL = 8.0  # mean gradient of the template's edges
 RETIRE = 40  # frames
@@ -351,7 +352,8 @@ class Discoverer:
             if on.sum() >= MIN_FRAMES:
                 kept.append((track, on))
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
-        kept = [(t, on) for t, on in _merge(kept) if t.confirmed]
+        kept = [(t, on) for t, on in _merge(kept) if t.confirmed and _steady(on)]
+        kept = _paired(kept, kept)
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)
@@ -396,6 +398,33 @@ def _merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray
                     break
             if merged:
                 break
+    return out
+
+
+def _steady(on: np.ndarray) -> bool:
+    """An overlay holds still for its visits: few, long runs (a face or a hand flickers in and out
+    of a fixed template's place)."""
+    spans = runs(on)
+    return bool(spans) and len(spans) <= 2 + on.size / 30 and min(b - a for a, b in spans) >= 6
+
+
+def _paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.ndarray]]
+            ) -> list[tuple[Track, np.ndarray]]:
+    """Keep the places whose steps pair with another place's: the mark leaves one place and a
+    same-looking one (α within 0.15) arrives at another within a few frames. Where only one
+    place is found (a mark that never jumps in the clip), its own steps must number at least 2."""
+    def fitted(t: Track) -> list[tuple[int, bool, float]]:
+        return [(max(s.on, s.off), s.arrive, float(np.mean(s.alpha))) for s in t.steps if s.fits]
+
+    out = []
+    for track, on in kept:
+        mine = fitted(track)
+        paired = any(abs(f1 - f2) <= PAIR_FRAMES and a1 != a2 and abs(al1 - al2) <= 0.15
+                     for other, _ in every if other is not track
+                     for f1, a1, al1 in mine for f2, a2, al2 in fitted(other))
+        alone = len(kept) == 1 and len({f for f, _, _ in mine}) >= 2
+        if paired or alone:
+            out.append((track, on))
     return out
 
 
