@@ -37,7 +37,10 @@ models: serve-deps
 run: models
 	$(PY) -m orchestrator --local-triton --port $(PORT)
 
-test: dev-deps system-deps
+lint: dev-deps
+	$(PY) -m ruff check .
+
+test: dev-deps system-deps lint
 	$(PY) -m pytest -ra
 
 # Export public weights (needs network access to their homes, or WEIGHTS paths).

@@ -160,115 +160,108 @@ def box_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     return run
 
 
-def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin: int = 6,
-                 pool: bool = True, references: int = 6):
-    """``auto``: estimate the matte from the crops, invert, fill only the holes with ``filler``.
+class _RgbFrame:
+    """A decoded frame for ``detect.scan`` when the frames are already RGB arrays."""
 
-    ``pool``: one estimate per clip from the crops of every position (the same mark jumps between
-    positions, so its crops see unrelated backgrounds — far more information than one position's
-    slowly panning background); else one estimate per run of frames with one box. Windows have one
-    size (the largest box + ``margin``), centred on each box and kept inside the frame;
-    ``register`` absorbs the mark's shift where a window had to move. Frames the matte does not fit
-    (and clips whose estimate is unreliable) get their box filled by ``filler``, as in the pipeline.
-    ``references``: the first and last this-many crops of each visit get the window of the frame
-    just before / after the visit as a clean reference (0: none), as the pipeline's pass 1 does.
-    """
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb, self.height, self.width = rgb, rgb.shape[0], rgb.shape[1]
+
+    def to_ndarray(self, format: str) -> np.ndarray:  # noqa: A002 - av.VideoFrame's signature
+        return self.rgb
+
+
+class _TruthDetector:
+    """Stands in for the Triton detector in pass 1: answers each frame's given box."""
+
+    def __init__(self, boxes: list[Box | None], batch: int) -> None:
+        self.boxes, self.batch = boxes, batch
+
+    def resize(self, decoded) -> int:
+        return decoded.index
+
+    def submit(self, images: list[int]) -> list[list[int]]:
+        return [list(images)]
+
+    def collect(self, futures: list[list[int]]) -> list[np.ndarray]:
+        return [np.array([[*self.boxes[i], 0.9]], np.float64) if self.boxes[i] is not None
+                else np.zeros((0, 5)) for f in futures for i in f]
+
+    def detect(self, images: list[int]) -> list[np.ndarray]:
+        return self.collect(self.submit(images)) if images else []
+
+
+def _pipeline_plans(frames: np.ndarray, boxes: list[Box | None], settings) -> tuple:
+    """The pipeline's pass 1 and planning on the given boxes: ``detect.scan`` (with a detector
+    that answers them) reporting to ``matte.CropSampler``, the timeline, ``plan.plan_mattes``."""
+    from orchestrator.pipeline.decode import Decoded
+    from orchestrator.pipeline.detect import scan, scan_params, timeline_of
+    from orchestrator.pipeline.marks import Mark, MarkKey
+    from orchestrator.pipeline.plan import plan_mattes
+
+    t, h, w = frames.shape[:3]
+    sampler = matte.CropSampler(per_position=settings.matte_crops)
+    decoded = (Decoded(i, i, _RgbFrame(frames[i])) for i in range(t))
+    result = scan(decoded, _TruthDetector(boxes, settings.detect_batch), scan_params(settings), listener=sampler)
+    timeline = timeline_of(result, settings)
+    marks = [Mark(MarkKey.position(i), box) for i, box in enumerate(timeline.positions)]
+    plans, reports = plan_mattes(marks, sampler, w, h)
+    return timeline, marks, plans, reports
+
+
+def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+    """``auto`` with the pipeline's own code: pass 1 and planning (``_pipeline_plans``) on the true
+    boxes (``info["detections"]``: what a detector finds), then per frame ``remove.plan_frame`` on
+    the given boxes (matte inversion where the plan fits the frame) and ``filler`` on the crops it
+    leaves for the inpainter (whole boxes, matte holes)."""
+    from orchestrator.pipeline.marks import MarkKey
+    from orchestrator.pipeline.remove import plan_frame
+    from orchestrator.settings import Settings
+
+    settings = Settings.from_env({})
 
     def run(frames: np.ndarray, boxes: list[Box | None], info: dict) -> Iterator[np.ndarray]:
-        t, h, w = frames.shape[:3]
-        segs = list(_segments(boxes))
-        info.setdefault("segments", [])
-        plans: dict[int, tuple] = {}
-        t_est = 0.0
-        if segs:
-            cw = min(w, max(b[2] - b[0] for _, b in segs) + 2 * margin)
-            ch = min(h, max(b[3] - b[1] for _, b in segs) + 2 * margin)
-            # Crops per unit: a position (its box; pooled mode) or a run of frames (segment mode).
-            units: dict[tuple, tuple[list, list, list]] = {}
-            for (a, b), box in segs:
-                cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
-                wx1 = int(np.clip(cx - cw // 2, 0, w - cw))
-                wy1 = int(np.clip(cy - ch // 2, 0, h - ch))
-                index, windows, crops = units.setdefault(box if pool else (a, b), ([], [], []))
-                for i in range(a, b):
-                    index.append(i)
-                    windows.append((wx1, wy1, wx1 + cw, wy1 + ch))
-                    crops.append(frames[i, wy1 : wy1 + ch, wx1 : wx1 + cw])
-
-            keys = list(units)
-            # Clean references: the same window in the frame just before the mark arrived and just
-            # after it left (the boxes say it is absent there), for the first / last few crops.
-            refs: dict[tuple, dict[int, np.ndarray]] = {k: {} for k in keys}
-            if references:
-                for (a, b), box in segs:
-                    key = box if pool else (a, b)
-                    index, windows = units[key][0], units[key][1]
-                    for ref_i, span in ((a - 1, range(a, min(b, a + references))),
-                                        (b, range(max(a, b - references), b))):
-                        if not 0 <= ref_i < t or boxes[ref_i] == box:
-                            continue
-                        for i in span:
-                            k = index.index(i)
-                            wx1, wy1, wx2, wy2 = windows[k]
-                            other = boxes[ref_i]
-                            if other is not None and not (other[2] <= wx1 or other[0] >= wx2
-                                                          or other[3] <= wy1 or other[1] >= wy2):
-                                continue  # the mark is in this window there too
-                            refs[key][k] = frames[ref_i, wy1:wy2, wx1:wx2]
-            t0 = time.perf_counter()
-            groups = [np.stack(units[k][2]) for k in keys]
-            if pool:  # the pipeline's estimate: one pool, positions that disagree keep their own
-                parts = matte.estimate_groups(groups, references=[refs[k] for k in keys])
-            else:
-                parts = [matte.GroupMatte(matte.estimate_matte(g, references=refs[k] or None), 0, (0, 0),
-                                          "segment") for k, g in zip(keys, groups)]
-            t_est = time.perf_counter() - t0
-            seen: set[int] = set()
-            for key, part in zip(keys, parts):
-                if part is None:  # fewer than 2 crops: box inpainting
-                    continue
-                est = part.estimate
-                if id(est) not in seen:
-                    seen.add(id(est))
-                    n_est = sum(len(units[k][0]) for k, p in zip(keys, parts) if p is not None and p.estimate is est)
-                    info["segments"].append({"frames": n_est, "scope": part.scope, **est.summary()})
-                top, left = part.trim
-                mh, mw = est.alpha.shape
-                for k, (i, win) in enumerate(zip(units[key][0], units[key][1])):
-                    plans[i] = (est, part.start + k, (win[0] + left, win[1] + top, win[0] + left + mw,
-                                                      win[1] + top + mh))
-            info["estimate_ms_per_crop"] = 1000 * t_est / max(1, len(plans))
-        t_inv = 0.0
-        n_inv = 0
-        for i, (frame, box) in enumerate(zip(frames, boxes)):
+        h, w = frames.shape[1:3]
+        t0 = time.perf_counter()
+        timeline, marks, plans, reports = _pipeline_plans(frames, info.pop("detections", boxes), settings)
+        n_crops = sum(r.matte["frames"] for r in reports.values() if r.matte) or 1
+        info["estimate_ms_per_crop"] = 1000 * (time.perf_counter() - t0) / n_crops
+        info["segments"] = [r.matte for r in reports.values() if r.matte]
+        positions = np.asarray(timeline.positions, np.float64).reshape(-1, 4)
+        t_inv, n_inv = 0.0, 0
+        for frame, box in zip(frames, boxes):
             if box is None:
                 yield frame
                 continue
-            bm = box_mask(box, h, w)
-            if i not in plans or not plans[i][0].reliable or not plans[i][0].frame_ok[plans[i][1]]:
-                info["box_frames"] = info.get("box_frames", 0) + 1
-                yield filler(frame, bm)
-                continue
-            est, k, (wx1, wy1, wx2, wy2) = plans[i]
+            # the mark this box shows: the position it overlaps most
+            key = MarkKey.position(int(np.argmax(_iou(positions, box)))) if len(positions) else None
+            out = frame.copy()
             t0 = time.perf_counter()
-            restored, hole = matte.remove_with_matte(frame[wy1:wy2, wx1:wx2], est, est.frame_opacity[k],
-                                                     offset=est.offsets[k])
+            area = plan_frame(lambda x0, y0, x1, y1, _o=out: _o[y0:y1, x0:x1], w, h, np.array([box]),
+                              [key] if key is not None else [], plans, [256, 512], settings.inpaint_context)
+            if area is None or not area.matte_marks:
+                info["box_frames"] = info.get("box_frames", 0) + 1
+                yield filler(frame, box_mask(box, h, w))
+                continue
             t_inv += time.perf_counter() - t0
             n_inv += 1
-            out = frame.copy()
-            window = out[wy1:wy2, wx1:wx2]
-            inside = bm[wy1:wy2, wx1:wx2]
-            window[inside] = restored[inside]
-            full_hole = np.zeros((h, w), bool)
-            full_hole[wy1:wy2, wx1:wx2] = hole & inside
-            if full_hole.any():
-                info["hole_px"] = info.get("hole_px", 0) + int(full_hole.sum())
-                out = filler(out, full_hole)
             info["matte_frames"] = info.get("matte_frames", 0) + 1
+            hole = np.zeros((h, w), bool)
+            for crop in area.crops:
+                rx0, ry0, rx1, ry1 = crop.region(w, h)
+                hole[ry0:ry1, rx0:rx1] |= crop.hole_mask(w, h)
+            if hole.any():
+                info["hole_px"] = info.get("hole_px", 0) + int(hole.sum())
+                out = filler(out, hole)
             yield out
         info["inversion_ms_per_crop"] = 1000 * t_inv / max(1, n_inv)
 
     return run
+
+
+def _iou(boxes: np.ndarray, box: Box) -> np.ndarray:
+    from orchestrator.pipeline.boxes import iou_matrix
+
+    return iou_matrix(boxes, np.asarray(box, np.float64)[None])[:, 0]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -367,7 +360,6 @@ def run_end_to_end(clip: Path, out_path: Path, workdir: Path) -> tuple[dict, lis
     """The real pipeline through a local Triton; returns (details, per-frame boxes or None)."""
     from orchestrator.pipeline.options import TaskOptions
     from orchestrator.pipeline.run import process_video
-    from orchestrator.settings import Settings
 
     triton, settings = _e2e_server(workdir)
     details = process_video(clip, out_path, TaskOptions(), settings=settings)
@@ -399,28 +391,21 @@ def _e2e_server(workdir: Path):
 
 
 def _e2e_boxes(clip: Path, settings) -> list[np.ndarray] | None:
-    """Per-frame boxes after temporal filling, from the pipeline's own pass 1 (same modules)."""
-    try:
-        from orchestrator.pipeline import boxes as bx
-        from orchestrator.pipeline.decode import iter_frames, probe
-        from orchestrator.pipeline.detect import Detector, scan
-        from orchestrator.triton.client import TritonClient
+    """Per-frame boxes after temporal filling, from the pipeline's own pass 1 (same functions)."""
+    from orchestrator.pipeline.decode import iter_frames, probe
+    from orchestrator.pipeline.detect import detector_for, scan, scan_params, timeline_of
+    from orchestrator.triton.client import TritonClient
 
-        info = probe(clip, max_width=settings.max_width, max_height=settings.max_height,
-                     max_duration_s=settings.max_duration_s)
-        client = TritonClient.from_settings(settings)
-        try:
-            det = Detector(client, width=info.width, height=info.height, conf=settings.detect_conf,
-                           iou=settings.detect_iou, batch=settings.detect_batch)
-            result = scan(iter_frames(clip), det, stride=settings.detect_stride,
-                          in_flight=settings.requests_in_flight)
-            timeline = bx.build_timeline(result.n_frames, result.observations, max_gap=settings.max_gap_frames)
-            return [timeline.boxes_at(i) for i in range(result.n_frames)]
-        finally:
-            client.close()
-    except Exception as exc:  # the pipeline's internals changed: report without detection scores
-        LOGGER.warning("could not re-run the detection pass for scoring: %s", exc)
-        return None
+    info = probe(clip, max_width=settings.max_width, max_height=settings.max_height,
+                 max_duration_s=settings.max_duration_s)
+    client = TritonClient.from_settings(settings)
+    try:
+        result = scan(iter_frames(clip), detector_for(client, info.width, info.height, settings),
+                      scan_params(settings))
+        timeline = timeline_of(result, settings)
+        return [timeline.boxes_at(i) for i in range(result.n_frames)]
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------- main
@@ -449,10 +434,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crf", type=int, default=18, help="x264 CRF of the synthetic input clips")
     p.add_argument("--methods", default="ceiling,input,delogo,telea,inpaint,auto",
                    help="comma list of: ceiling (clean clip through x264), input, delogo, telea, inpaint, auto")
-    p.add_argument("--matte-scope", choices=("clip", "segment"), default="clip",
-                   help="auto: one matte per clip from all positions, or one per run of frames")
-    p.add_argument("--references", type=int, default=6,
-                   help="auto: crops per visit end that get a clean reference frame (0: none)")
     p.add_argument("--lama", type=Path, default=None, help="a LaMa ONNX with the inpainter tensors")
     p.add_argument("--end-to-end", action="store_true", help="also run the real pipeline via local Triton")
     p.add_argument("--workdir", type=Path, default=None, help="keep clips and outputs here")
@@ -489,10 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         lama = OnnxInpainter(args.lama)
         methods["inpaint (LaMa)"] = box_method(lama)
     if "auto" in wanted:
-        methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler, pool=args.matte_scope == "clip", references=args.references)
+        methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler)
         if args.lama is not None:
-            methods["auto (matte + LaMa)"] = matte_method(lama, pool=args.matte_scope == "clip",
-                                                          references=args.references)
+            methods["auto (matte + LaMa)"] = matte_method(lama)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-quality-") if args.workdir is None else None
     workdir = args.workdir or Path(tmp.name)
@@ -532,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             if "delogo" in wanted:
                 order.insert(1 if "input" in methods else 0, "delogo")
             for name in order:
-                info: dict = {}
+                info: dict = {"detections": [None if b is None else tuple(int(v) for v in b)
+                                             for b in truth.boxes[:n]]}  # what pass 1's detector sees
                 t0 = time.perf_counter()
                 if name == "delogo":
                     out_frames: Iterator[np.ndarray] = iter(run_delogo(clip, boxes, width, height)[:n])
@@ -541,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                 scores = Scores()
                 for i, out in enumerate(out_frames):
                     scores.add(out, clean[i], frames[i], boxes[i])
+                info.pop("detections", None)
                 row = {"clip": clip_label, "opacity": opacity, "method": name, **scores.row(),
                        "seconds": time.perf_counter() - t0}
                 results.append(row)

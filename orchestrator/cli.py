@@ -266,8 +266,10 @@ class LocalStack:
         self._tmp = tempfile.TemporaryDirectory(prefix="sora-unmark-local-")
         self.data_dir = Path(self._tmp.name)
         self.log_path = self.data_dir / "orchestrator.log"
-        self.port = _free_port()
-        self.triton_ports = {name: _free_port() for name in ("http", "grpc", "metrics")}
+        from orchestrator.triton.local import free_port
+
+        self.port = free_port()
+        self.triton_ports = {name: free_port() for name in ("http", "grpc", "metrics")}
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
         self._log = None
@@ -353,14 +355,6 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- process ------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ class _Frame:
 
 class Discoverer:
     """Feed it every frame (``tap`` or ``add``), then ``finish``. ``sampler`` (a
-    ``detect.CropSampler``) receives full-resolution crops of the places found, for the matte."""
+    ``detect.MarkListener``, e.g. ``matte.CropSampler``) receives full-resolution crops of the places found, for the matte."""
 
     def __init__(self, width: int, height: int, *, chunk: int = 20, sampler=None, crop_every: int = 3) -> None:
         self.width, self.height = width, height
@@ -319,7 +319,7 @@ class Discoverer:
                 if f.index % self.crop_every == 0 and track.scores[f.index] >= HIGH:
                     rgb = self._full(f, cache)
                     if rgb is not None:
-                        self.sampler.add(f.index, rgb, det)
+                        self.sampler.on_marked(f.index, rgb, det)
 
     def _add_references(self, track: Track, frames: dict, on: int, off: int) -> None:
         """The frame without the overlay next to a step is a clean reference for the matte."""
@@ -334,8 +334,8 @@ class Discoverer:
             marked = self._full(partner, cache) if partner is not None else None
             if clean is None or marked is None:
                 break
-            self.sampler.add(partner.index, marked, det[None])
-            self.sampler.add_reference(off, clean, det, partner.index, marked)
+            self.sampler.on_marked(partner.index, marked, det[None])
+            self.sampler.on_clean(off, clean, det, partner.index, marked)
 
     # ------------------------------------------------------------------ result
     def finish(self, n_frames: int | None = None) -> Discovery:

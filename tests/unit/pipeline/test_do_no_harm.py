@@ -7,19 +7,23 @@ import numpy as np
 
 from orchestrator.cli import describe_outcome
 from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.marks import Mark, MarkKey, MarkReport
 from orchestrator.pipeline.run import _leave_unmarked, outcome
 
 
 def test_no_overlay_matte_leaves_the_position_untouched():
     timeline = bx.Timeline(np.array([[0.0, 0, 140, 40], [300, 200, 380, 230]]), np.ones((2, 10), bool), [10, 10])
-    faint = {"box": [0, 0, 140, 40], "method": "inpaint", "matte": {"alpha_max": 0.08, "reliable": False}}
-    real = {"box": [300, 200, 380, 230], "method": "matte", "matte": {"alpha_max": 0.8, "reliable": True}}
-    marks = [(("p", 0), timeline.positions[0], faint), (("p", 1), timeline.positions[1], real)]
-    plans = {("p", 0): object(), ("p", 1): object()}
-    _leave_unmarked(marks, plans, timeline)
-    assert faint["method"] == "untouched" and "no overlay" in faint["reason"]
-    assert ("p", 0) not in plans and not timeline.present[0].any()
-    assert real["method"] == "matte" and ("p", 1) in plans and timeline.present[1].all()
+    marks = [Mark(MarkKey.position(0), timeline.positions[0]), Mark(MarkKey.position(1), timeline.positions[1])]
+    reports = {MarkKey.position(0): MarkReport(reason="the fixed matte does not fit",
+                                               matte={"alpha_max": 0.08, "reliable": False}),
+               MarkKey.position(1): MarkReport(method="matte", matte={"alpha_max": 0.8, "reliable": True})}
+    plans = {MarkKey.position(1): object()}
+    _leave_unmarked(marks, plans, reports, timeline)
+    faint = reports[MarkKey.position(0)]
+    assert faint.method == "untouched" and "no overlay" in faint.reason
+    assert not timeline.present[0].any()  # no box: no inpainting fallback either
+    assert reports[MarkKey.position(1)].method == "matte" and MarkKey.position(1) in plans
+    assert timeline.present[1].all()
 
 
 def test_outcome_words():
