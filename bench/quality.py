@@ -192,7 +192,8 @@ class _TruthDetector:
 
 def _pipeline_plans(frames: np.ndarray, boxes: list[Box | None], settings) -> tuple:
     """The pipeline's pass 1 and planning on the given boxes: ``detect.scan`` (with a detector
-    that answers them) reporting to ``matte.CropSampler``, the timeline, ``plan.plan_mattes``."""
+    that answers them) reporting to ``matte.CropSampler``, the timeline, ``plan.plan_mattes``.
+    Returns (timeline, plans, reports, seconds spent planning)."""
     from orchestrator.pipeline.decode import Decoded
     from orchestrator.pipeline.detect import scan, scan_params, timeline_of
     from orchestrator.pipeline.marks import Mark, MarkKey
@@ -204,8 +205,9 @@ def _pipeline_plans(frames: np.ndarray, boxes: list[Box | None], settings) -> tu
     result = scan(decoded, _TruthDetector(boxes, settings.detect_batch), scan_params(settings), listener=sampler)
     timeline = timeline_of(result, settings)
     marks = [Mark(MarkKey.position(i), box) for i, box in enumerate(timeline.positions)]
+    t0 = time.perf_counter()
     plans, reports = plan_mattes(marks, sampler, w, h)
-    return timeline, marks, plans, reports
+    return timeline, plans, reports, time.perf_counter() - t0
 
 
 def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
@@ -221,11 +223,11 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
 
     def run(frames: np.ndarray, boxes: list[Box | None], info: dict) -> Iterator[np.ndarray]:
         h, w = frames.shape[1:3]
-        t0 = time.perf_counter()
-        timeline, marks, plans, reports = _pipeline_plans(frames, info.pop("detections", boxes), settings)
-        n_crops = sum(r.matte["frames"] for r in reports.values() if r.matte) or 1
-        info["estimate_ms_per_crop"] = 1000 * (time.perf_counter() - t0) / n_crops
-        info["segments"] = [r.matte for r in reports.values() if r.matte]
+        timeline, plans, reports, t_plan = _pipeline_plans(frames, info.pop("detections", boxes), settings)
+        estimates = {id(p.estimate): r.matte for p, r in ((plans.get(k), r) for k, r in reports.items())
+                     if p is not None} or {k: r.matte for k, r in reports.items() if r.matte}
+        info["segments"] = list(estimates.values())  # one entry per estimate (positions may share one)
+        info["estimate_ms_per_crop"] = 1000 * t_plan / max(1, sum(m["frames"] for m in info["segments"]))
         positions = np.asarray(timeline.positions, np.float64).reshape(-1, 4)
         t_inv, n_inv = 0.0, 0
         for frame, box in zip(frames, boxes):
