@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+import cv2
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
@@ -29,6 +30,7 @@ LOGGER = logging.getLogger(__name__)
 MIN_FRAMES = 12  # a confirmed place must hold the overlay this many frames in all
 MAX_TRACKS = 48
 PAIR_FRAMES = 3  # a jump's departure and arrival are this close
+PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 EVENT_FRAMES = 8  # frames that build an event's template
 EDGE_LEVEL = 8.0  # mean gradient of the template's edges
 RETIRE = 40  # frames
@@ -102,7 +104,7 @@ class Discoverer:
         self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
         self._greys: deque = deque(maxlen=4)  # the last frames' grey, for jump events
-        self._arrivals: list[Event] = []  # arrivals waiting for frames to build their template
+        self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
         self.events = 0
 
     def tap(self, frames: Iterable) -> Iterator:
@@ -134,10 +136,10 @@ class Discoverer:
             g0, g1, g2, g3 = self._greys
             for event in find_events(g0, g1, g2, g3, index - 1, area):
                 self._on_event(event)
-        ready = [e for e in self._arrivals if index - e.frame >= EVENT_FRAMES]
-        self._arrivals = [e for e in self._arrivals if index - e.frame < EVENT_FRAMES]
-        for event in ready:
-            self._start_from_event(event)
+        ready = [(e, fit) for e, fit in self._arrivals if index - e.frame >= EVENT_FRAMES]
+        self._arrivals = [(e, fit) for e, fit in self._arrivals if index - e.frame < EVENT_FRAMES]
+        for event, fit in ready:
+            self._start_from_event(event, fit)
 
     def _on_event(self, event: Event) -> None:
         box = np.asarray(event.box, np.float64)[None]
@@ -153,12 +155,14 @@ class Discoverer:
             return
         self.events += 1
         if event.arrive:
-            self._arrivals.append(event)  # its template needs the frames after it
+            self._arrivals.append((event, fit))  # its template needs the frames after it
         else:
-            self._start_from_event(event)
+            self._start_from_event(event, fit)
 
-    def _start_from_event(self, event: Event) -> None:
-        """A track from the frames where the overlay is: after an arrival, before a departure."""
+    def _start_from_event(self, event: Event, fit) -> None:
+        """A track from the frames where the overlay is (after an arrival, before a departure);
+        its template keeps the edges of what stepped (not the picture's edges around it), and the
+        event's fitted step is its first."""
         frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
                                               else event.frame - EVENT_FRAMES <= f.index < event.frame)]
         if len(frames) < 4 or len(self.tracks) >= MAX_TRACKS:
@@ -176,12 +180,14 @@ class Discoverer:
         mean_g = [np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)]
         mean_g[0][wy0:wy1, wx0:wx1] = sgx / len(frames)
         mean_g[1][wy0:wy1, wx0:wx1] = sgy / len(frames)
-        strong = np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL
+        stepped = cv2.dilate(event.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        strong = (np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL) & stepped
         if strong.sum() < 8:
             return
         track = Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), self.buffer[0].index)
         for f in self.buffer:
             track.set_score(f.index, track.score(f.rgb))
+        track.steps.append(fit)
         self.tracks.append(track)
         self._fit_steps(track)
 
@@ -419,7 +425,7 @@ def _paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.nd
     out = []
     for track, on in kept:
         mine = fitted(track)
-        paired = any(abs(f1 - f2) <= PAIR_FRAMES and a1 != a2 and abs(al1 - al2) <= 0.15
+        paired = any(abs(f1 - f2) <= PAIR_FRAMES and a1 != a2 and abs(al1 - al2) <= PAIR_ALPHA
                      for other, _ in every if other is not track
                      for f1, a1, al1 in mine for f2, a2, al2 in fitted(other))
         alone = len(kept) == 1 and len({f for f, _, _ in mine}) >= 2

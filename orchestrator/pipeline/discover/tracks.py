@@ -19,7 +19,7 @@ import numpy as np
 from orchestrator.pipeline.discover.features import gradients, grey
 
 HIGH, LOW = 0.45, 0.25  # presence score hysteresis
-ALPHA_RANGE = (0.35, 0.92)  # a semi-transparent overlay's α (the real mark: 0.75-0.84)
+ALPHA_RANGE = (0.4, 0.92)  # a semi-transparent overlay's α (the real mark: 0.75-0.84)
 CHANNEL_SPREAD = 0.15  # the channels' α agree this well for a white overlay
 STEP_LEVEL = 12.0  # grey levels: pixels that changed this much at the step form its body
 MAX_STEP_GAP = 4  # frames between the last full and the first empty frame of a step
