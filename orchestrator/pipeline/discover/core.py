@@ -143,7 +143,7 @@ class Discoverer:
 
     def _on_event(self, event: Event) -> None:
         box = np.asarray(event.box, np.float64)[None]
-        if self.tracks and bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64)).max() > 0.3:
+        if self.tracks and bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64)).max() > 0.6:
             return  # a known place: its track fits the step itself
         frames = {f.index: f for f in self.buffer}
         on, off = (event.frame, event.frame - 1) if event.arrive else (event.frame - 1, event.frame)
@@ -165,7 +165,11 @@ class Discoverer:
         event's fitted step is its first."""
         frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
                                               else event.frame - EVENT_FRAMES <= f.index < event.frame)]
-        if len(frames) < 4 or len(self.tracks) >= MAX_TRACKS:
+        if len(frames) < 4:
+            return
+        if len(self.tracks) >= MAX_TRACKS:
+            self._evict()
+        if len(self.tracks) >= MAX_TRACKS:
             return
         x0, y0, x1, y1 = event.box
         h, w = self.size[1], self.size[0]
@@ -253,7 +257,7 @@ class Discoverer:
 
     def _evict(self) -> None:
         """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many)."""
-        loose = [t for t in self.tracks if not t.confirmed and t.chunks < 4]
+        loose = [t for t in self.tracks if not t.confirmed]
         if loose:
             self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
 
