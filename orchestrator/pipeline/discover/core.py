@@ -262,12 +262,12 @@ class Discoverer:
             self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
 
     def _fit_steps(self, track: Track) -> None:
-        """Fit every step of the track's score that lies inside the buffer (each once)."""
-        if sum(s.fits for s in track.steps) >= 3:
-            return
+        """Fit every step of the track's score that lies inside the buffer (each once; the first
+        fitting pair of frames of a step is enough)."""
         frames = {f.index: f for f in self.buffer}
         idx = sorted(frames)
         s = {i: track.scores[i] if i < len(track.scores) else 0.0 for i in idx}
+        fitted = {(max(f.on, f.off), f.arrive) for f in track.steps if f.fits}
         for i in idx:
             if s[i] < HIGH:
                 continue
@@ -275,6 +275,8 @@ class Discoverer:
                 for other in (i + j, i - j):
                     if other not in s or s[other] > LOW:
                         continue
+                    if any(abs(f - max(i, other)) <= MAX_STEP_GAP and a == (i > other) for f, a in fitted):
+                        continue  # this step already fits
                     key = (id(track), i, other)
                     if key in self._fitted:
                         continue
@@ -293,6 +295,7 @@ class Discoverer:
                     if fit is not None:
                         track.steps.append(fit)
                         if fit.fits:
+                            fitted.add((max(i, other), i > other))
                             self._grow(track, frames, i, other)
                             self._add_references(track, frames, i, other)
 
