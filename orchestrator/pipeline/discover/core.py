@@ -20,7 +20,7 @@ import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
-                                                     work_size)
+                                                     small_rgb, work_size)
 from orchestrator.pipeline.discover.events import Event, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator, PictureArea
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
@@ -111,8 +111,7 @@ class Discoverer:
         """Pass ``detect.Decoded`` items through, looking at each on the way."""
         for item in frames:
             t0 = time.perf_counter()
-            small = item.frame.reformat(width=self.size[0], height=self.size[1], format="rgb24",
-                                        interpolation="BILINEAR").to_ndarray()
+            small = small_rgb(item.frame, self.size)
             self.add(item.index, small, item)
             self.seconds += time.perf_counter() - t0
             yield item
@@ -193,6 +192,9 @@ class Discoverer:
             track.set_score(f.index, track.score(f.rgb))
         track.steps.append(fit)
         self.tracks.append(track)
+        buffered = {f.index: f for f in self.buffer}
+        if fit.on in buffered and fit.off in buffered:
+            self._grow(track, buffered, fit.on, fit.off)
         self._fit_steps(track)
 
     # ------------------------------------------------------------------ per chunk

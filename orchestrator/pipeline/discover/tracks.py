@@ -58,6 +58,7 @@ class Track:
     steps: list[StepFit] = field(default_factory=list)
     chunks: int = 1
     extent: tuple[int, int, int, int] | None = None  # the whole overlay, from its steps (else box)
+    _cache: tuple | None = field(default=None, repr=False)
 
     @classmethod
     def from_blob(cls, box, mean_g: tuple[np.ndarray, np.ndarray], mask: np.ndarray, pad: int,
@@ -89,16 +90,25 @@ class Track:
         self.tgy = np.where(keep, (self.tgy * w + mean_g[1][y0:y1, x0:x1]) / (w + 1), 0).astype(np.float32)
         self.weight = w + 1
         self.chunks += 1
+        self._cache = None
+
+    def _template(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(keep mask, tx, ty, |t|²) of the template's edge pixels (cached until ``update``)."""
+        if self._cache is None:
+            keep = (self.tgx != 0) | (self.tgy != 0)
+            keep[:, [0, -1]] = False
+            keep[[0, -1], :] = False
+            tx, ty = self.tgx[keep], self.tgy[keep]
+            self._cache = (keep, tx, ty, float((tx * tx + ty * ty).sum()))
+        return self._cache
 
     def score(self, rgb: np.ndarray) -> float:
         """Presence score of one small frame (see module docstring)."""
         x0, y0, x1, y1 = self.box
         gx, gy = gradients(grey(rgb[y0:y1, x0:x1]))
-        keep = (self.tgx != 0) | (self.tgy != 0)
-        keep[:, [0, -1]] = False
-        keep[[0, -1], :] = False
-        tx, ty, fx, fy = self.tgx[keep], self.tgy[keep], gx[keep], gy[keep]
-        den = np.sqrt(float((tx * tx + ty * ty).sum()) * float((fx * fx + fy * fy).sum()))
+        keep, tx, ty, tn = self._template()
+        fx, fy = gx[keep], gy[keep]
+        den = np.sqrt(tn * float((fx * fx + fy * fy).sum()))
         return float((tx * fx + ty * fy).sum() / den) if den > 0 else 0.0
 
     def set_score(self, frame: int, value: float) -> None:
