@@ -85,3 +85,13 @@ def marks_details(marks: list[Mark], reports: dict[MarkKey, MarkReport], *, dete
     out["regions"] = [mark_details(m, reports.get(m.key, MarkReport())) for m in marks
                       if m.key.kind == "region"]
     return out
+
+
+def outcome(details: dict) -> str:
+    """One plain phrase for the task: ``removed``, ``no watermark found`` or ``found, left
+    untouched`` (positions whose estimate showed no overlay)."""
+    if details.get("frames_with_boxes"):
+        return "removed"
+    if details.get("marks"):
+        return "found, left untouched"
+    return "no watermark found"

@@ -32,12 +32,12 @@ from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.decode import Decoded, VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import ScanResult, detector_for, scan, scan_params, timeline_of
-from orchestrator.pipeline.discover import Discoverer, PictureArea, fuse
+from orchestrator.pipeline.discover import Discoverer, PictureArea, detector_weights, found_details, fuse
 from orchestrator.pipeline.encode import Encoder, os_reason
 from orchestrator.pipeline.inpaint import submit_crops
-from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details
+from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details, outcome
 from orchestrator.pipeline.options import TaskOptions
-from orchestrator.pipeline.plan import plan_mattes
+from orchestrator.pipeline.plan import leave_unmarked, plan_mattes
 from orchestrator.pipeline.progress import Progress, Reporter, checker
 from orchestrator.pipeline.remove import FrameEdit, canvas_of, frame_keys, plan_frame
 from orchestrator.settings import Settings
@@ -45,8 +45,6 @@ from orchestrator.settings import Settings
 LOGGER = logging.getLogger(__name__)
 
 PASS1_SHARE = 35.0  # percent of the progress bar for pass 1 when it runs
-# A matte whose strongest alpha stays below this found no overlay: its pixels are left alone.
-NO_OVERLAY_ALPHA = 0.15
 
 
 _ALLOCATOR_TUNED = False
@@ -241,16 +239,6 @@ def _details(job: _Job, first: PassOne, counts: _Counts) -> dict:
     return details
 
 
-def outcome(details: dict) -> str:
-    """One plain phrase for the task: ``removed``, ``no watermark found`` or ``found, left
-    untouched`` (positions whose estimate showed no overlay)."""
-    if details.get("frames_with_boxes"):
-        return "removed"
-    if details.get("marks"):
-        return "found, left untouched"
-    return "no watermark found"
-
-
 # ---------------------------------------------------------------------------------------- pass 1
 
 
@@ -275,7 +263,7 @@ def _pass_one(job: _Job) -> PassOne:
     plans, reports = {}, {}
     if use_matte and marks:
         plans, reports = plan_mattes(marks, sampler, job.info.width, job.info.height)
-        _leave_unmarked(marks, plans, reports, timeline)
+        leave_unmarked(marks, plans, reports, timeline)
     job.timer["matte"] = time.perf_counter() - t0
     return PassOne(result.n_frames, timeline, marks, plans, reports,
                    result.detected_frames if options.detect else None, PASS1_SHARE, picture, summary)
@@ -290,44 +278,13 @@ def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None):
         return detected, [Mark(MarkKey.position(i), box) for i, box in enumerate(detected.positions)], None, None
     discovery = discoverer.finish(result.n_frames)
     job.timer["discover"] = discovery.seconds
-    weights = _detector_weights(job.client)
+    weights = detector_weights(job.client)
     fused = fuse(detected, discovery, weights=weights)
-    marks = []
-    for i, (box, info) in enumerate(zip(fused.timeline.positions, fused.positions)):
-        found = {"source": info.source, "visits": [list(v) for v in info.visits],
-                 "frames": int(fused.timeline.present[i].sum()), "mark": info.mark,
-                 "alpha": None if info.alpha is None else round(info.alpha, 2)}
-        marks.append(Mark(MarkKey.position(i), box, found=found))
+    marks = [Mark(MarkKey.position(i), box, found=found)
+             for i, (box, found) in enumerate(zip(fused.timeline.positions, found_details(fused)))]
     summary = {**discovery.summary(), "detector_weights": weights or "unknown", "leader": fused.leader,
                "rejected_detections": [list(b) for b in fused.rejected]}
     return fused.timeline, marks, discovery.picture, summary
-
-
-def _detector_weights(client) -> str:
-    """The detector's provenance as the model repository records it ("" when it does not)."""
-    try:
-        return client.model_parameters("detector").get("weights", "")
-    except Exception:  # noqa: BLE001 - an older client or server: unknown provenance
-        LOGGER.debug("detector parameters unavailable", exc_info=True)
-        return ""
-
-
-def _leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
-                    timeline: bx.Timeline | None) -> None:
-    """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
-    untouched, instead of falling back to inpainting a box of clean picture."""
-    for mark in marks:
-        report = reports.get(mark.key)
-        if mark.key.kind != "position" or report is None or not report.matte:
-            continue
-        alpha_max = report.matte.get("alpha_max", 1.0)
-        if alpha_max >= NO_OVERLAY_ALPHA:
-            continue
-        plans.pop(mark.key, None)
-        if timeline is not None:
-            timeline.present[mark.key.index] = False
-        reports[mark.key] = MarkReport(method="untouched", matte=report.matte,
-                                       reason=f"no overlay there (matte alpha_max {alpha_max} < {NO_OVERLAY_ALPHA})")
 
 
 def _scan(job: _Job, sampler: matte.CropSampler | None, discoverer: Discoverer | None = None) -> ScanResult:

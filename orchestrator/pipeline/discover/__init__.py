@@ -6,8 +6,9 @@ small copies of pass 1's frames and returns a ``Discovery``: the picture area (b
 the positions and visits of what it confirmed, as the detector path's ``boxes.Timeline``.
 """
 
-from orchestrator.pipeline.discover.core import Discoverer, Discovery, FoundPosition
-from orchestrator.pipeline.discover.fuse import Fused, FusedPosition, fuse
+from orchestrator.pipeline.discover.core import Discoverer
+from orchestrator.pipeline.discover.result import Discovery, FoundPosition
+from orchestrator.pipeline.discover.fuse import Fused, FusedPosition, detector_weights, found_details, fuse
 from orchestrator.pipeline.discover.picture import PictureArea
 
-__all__ = ["Discoverer", "Discovery", "FoundPosition", "Fused", "FusedPosition", "PictureArea", "fuse"]
+__all__ = ["Discoverer", "Discovery", "FoundPosition", "Fused", "FusedPosition", "PictureArea", "detector_weights", "found_details", "fuse"]

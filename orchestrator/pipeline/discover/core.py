@@ -22,57 +22,17 @@ from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
                                                      small_rgb, work_size)
 from orchestrator.pipeline.discover.events import Event, find_events
-from orchestrator.pipeline.discover.picture import PictureAccumulator, PictureArea
+from orchestrator.pipeline.discover.picture import PictureAccumulator
+from orchestrator.pipeline.discover.result import Discovery, FoundPosition, group, merge, paired, steady
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
 
 LOGGER = logging.getLogger(__name__)
 
 MIN_FRAMES = 12  # a confirmed place must hold the overlay this many frames in all
 MAX_TRACKS = 48
-PAIR_FRAMES = 3  # a jump's departure and arrival are this close
-PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 EVENT_FRAMES = 8  # frames that build an event's template
 EDGE_LEVEL = 8.0  # mean gradient of the template's edges
 RETIRE = 40  # frames
-
-
-@dataclass(frozen=True)
-class FoundPosition:
-    """One place an overlay visits: box (frame pixels), visits [start, end) frames, the α its
-    steps fit, which mark it belongs to (same size and α), and why it is (not) used."""
-
-    box: tuple[float, float, float, float]
-    visits: tuple[tuple[int, int], ...]
-    alpha: float | None
-    steps: int
-    mark: int
-
-    def summary(self) -> dict:
-        return {"box": [round(v, 1) for v in self.box], "visits": [list(v) for v in self.visits],
-                "frames": int(sum(b - a for a, b in self.visits)),
-                "alpha": None if self.alpha is None else round(self.alpha, 2), "steps": self.steps,
-                "mark": self.mark}
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """What discovery found: the picture area, the confirmed positions and their timeline."""
-
-    picture: PictureArea
-    positions: tuple[FoundPosition, ...]
-    timeline: bx.Timeline
-    frames: int
-    seconds: float
-    candidates: int  # places looked at (tracks), confirmed or not
-
-    @property
-    def marks(self) -> int:
-        return len({p.mark for p in self.positions})
-
-    def summary(self) -> dict:
-        return {"picture": self.picture.summary(), "marks": self.marks,
-                "positions": [p.summary() for p in self.positions], "candidates": self.candidates,
-                "ms_per_frame": round(1000 * self.seconds / max(self.frames, 1), 2)}
 
 
 @dataclass
@@ -367,12 +327,12 @@ class Discoverer:
             if on.sum() >= MIN_FRAMES:
                 kept.append((track, on))
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
-        kept = [(t, on) for t, on in _merge(kept) if t.confirmed and _steady(on)]
-        kept = _paired(kept, kept)
+        kept = [(t, on) for t, on in merge(kept) if t.confirmed and steady(on)]
+        kept = paired(kept, kept)
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)
-        marks = _group([(t.extent or t.box, t.alpha()) for t, _ in kept])
+        marks = group([(t.extent or t.box, t.alpha()) for t, _ in kept])
         for k, ((track, on), mark) in enumerate(zip(kept, marks)):
             boxes[k] = self.full_box(track.extent or track.box)
             present[k] = on
@@ -386,75 +346,3 @@ class Discoverer:
                     len(positions), result.marks, len(self.tracks), result.picture.box,
                     1000 * self.seconds / max(n, 1))
         return result
-
-
-def _merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray]]:
-    """Places that touch and hold their overlay on the same frames are one overlay (an icon and
-    its text found apart): one box around both, present when either is."""
-    out = list(kept)
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                (a, pa), (b, pb) = out[i], out[j]
-                ea, eb = a.extent or a.box, b.extent or b.box
-                near = (ea[0] - 4 <= eb[2] and eb[0] - 4 <= ea[2] and ea[1] - 4 <= eb[3] and eb[1] - 4 <= ea[3])
-                agree = (pa & pb).sum() / max(min(pa.sum(), pb.sum()), 1)
-                if near and agree >= 0.8:
-                    if b.confirmed and not a.confirmed:
-                        (a, pa), (b, pb) = (b, pb), (a, pa)
-                    ea, eb = a.extent or a.box, b.extent or b.box
-                    a.extent = (min(ea[0], eb[0]), min(ea[1], eb[1]), max(ea[2], eb[2]), max(ea[3], eb[3]))
-                    a.steps.extend(b.steps)
-                    out[i] = (a, pa | pb)
-                    del out[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return out
-
-
-def _steady(on: np.ndarray) -> bool:
-    """An overlay holds still for its visits: few, long runs (a face or a hand flickers in and out
-    of a fixed template's place)."""
-    spans = runs(on)
-    return bool(spans) and len(spans) <= 2 + on.size / 30 and min(b - a for a, b in spans) >= 6
-
-
-def _paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.ndarray]]
-            ) -> list[tuple[Track, np.ndarray]]:
-    """Keep the places whose steps pair with another place's: the mark leaves one place and a
-    same-looking one (α within 0.15) arrives at another within a few frames. Where only one
-    place is found (a mark that never jumps in the clip), its own steps must number at least 2."""
-    def fitted(t: Track) -> list[tuple[int, bool, float]]:
-        return [(max(s.on, s.off), s.arrive, float(np.mean(s.alpha))) for s in t.steps if s.fits]
-
-    out = []
-    for track, on in kept:
-        mine = fitted(track)
-        paired = any(abs(f1 - f2) <= PAIR_FRAMES and a1 != a2 and abs(al1 - al2) <= PAIR_ALPHA
-                     for other, _ in every if other is not track
-                     for f1, a1, al1 in mine for f2, a2, al2 in fitted(other))
-        alone = len(kept) == 1 and len({f for f, _, _ in mine}) >= 2
-        if paired or alone:
-            out.append((track, on))
-    return out
-
-
-def _group(items: list[tuple[tuple, float | None]]) -> list[int]:
-    """Mark ids: places of one size (within 30 %) and α (within 0.15) are one mark jumping."""
-    ids: list[int] = []
-    for i, (box, alpha) in enumerate(items):
-        w, h = box[2] - box[0], box[3] - box[1]
-        for j in range(i):
-            b2, a2 = items[j]
-            w2, h2 = b2[2] - b2[0], b2[3] - b2[1]
-            same_alpha = alpha is None or a2 is None or abs(alpha - a2) <= 0.15
-            if abs(w - w2) <= 0.3 * max(w, w2) and abs(h - h2) <= 0.3 * max(h, h2) and same_alpha:
-                ids.append(ids[j])
-                break
-        else:
-            ids.append(max(ids, default=-1) + 1)
-    return ids

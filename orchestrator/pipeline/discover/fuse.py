@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.core import Discovery
+from orchestrator.pipeline.discover.result import Discovery
 
 LOGGER = logging.getLogger(__name__)
 
@@ -98,3 +98,21 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
     if rejected:
         LOGGER.info("detector positions not confirmed by discovery (demo weights), dropped: %s", rejected)
     return Fused(timeline, tuple(info), tuple(rejected), "detector" if lead_detector else "discovery")
+
+
+def found_details(fused: Fused) -> list[dict]:
+    """Per timeline position, how pass 1 found it (the details' ``marks`` entries carry it)."""
+    out = []
+    for row, info in zip(fused.timeline.present, fused.positions):
+        out.append({"source": info.source, "visits": [list(v) for v in info.visits], "frames": int(row.sum()),
+                    "mark": info.mark, "alpha": None if info.alpha is None else round(info.alpha, 2)})
+    return out
+
+
+def detector_weights(client) -> str:
+    """The detector's provenance as the model repository records it ("" when it does not)."""
+    try:
+        return client.model_parameters("detector").get("weights", "")
+    except Exception:  # noqa: BLE001 - an older client or server: unknown provenance
+        LOGGER.debug("detector parameters unavailable", exc_info=True)
+        return ""

@@ -8,7 +8,8 @@ import numpy as np
 from orchestrator.cli import describe_outcome
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkReport
-from orchestrator.pipeline.run import _leave_unmarked, outcome
+from orchestrator.pipeline.marks import outcome
+from orchestrator.pipeline.plan import leave_unmarked as _leave_unmarked
 
 
 def test_no_overlay_matte_leaves_the_position_untouched():
