@@ -156,7 +156,9 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[
     b = off_rgb[wy0:wy1, wx0:wx1].astype(np.float32).mean(2)
     room = 255.0 - b
     body = ((a - b) > np.maximum(STEP_LEVEL * 0.5, 0.2 * room)) & (room > 20)
-    joined = cv2.dilate(body.astype(np.uint8), np.ones((3, 5), np.uint8))
+    # Text sits beside its icon with a gap of up to about half the icon's height.
+    kx = max(5, (h // 2) * 2 + 1)
+    joined = cv2.dilate(body.astype(np.uint8), np.ones((3, kx), np.uint8))
     n, labels, _, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     inside = labels[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
     ids = [i for i in np.unique(inside) if i > 0]
