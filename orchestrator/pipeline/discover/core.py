@@ -28,7 +28,9 @@ from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track
 
 LOGGER = logging.getLogger(__name__)
 
-MIN_FRAMES = 12  # a confirmed place must hold the overlay this many frames in all
+MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
+MAX_MARK_SHARE = (0.4, 0.25)  # of the picture's width and height
+STILL = 0.85  # median presence score over a place's visits
 MAX_TRACKS = 48
 EVENT_FRAMES = 8  # frames that build an event's template
 EDGE_LEVEL = 8.0  # mean gradient of the template's edges
@@ -279,6 +281,13 @@ class Discoverer:
             cache[f.index] = f.decoded.frame.to_ndarray(format="rgb24")
         return cache[f.index]
 
+    def _mark_sized(self, track: Track) -> bool:
+        """A mark is small beside the picture (the Sora mark: ~0.22 of a portrait picture's width,
+        0.12 of a landscape one's); a face or a body found moving is not."""
+        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
+        x0, y0, x1, y1 = track.extent or track.box
+        return x1 - x0 <= MAX_MARK_SHARE[0] * (area[2] - area[0]) and y1 - y0 <= MAX_MARK_SHARE[1] * (area[3] - area[1])
+
     def full_box(self, box) -> np.ndarray:
         x0, y0, x1, y1 = box
         return np.array([x0 * self.sx, y0 * self.sy, x1 * self.sx, y1 * self.sy], np.float64)
@@ -315,6 +324,9 @@ class Discoverer:
     # ------------------------------------------------------------------ result
     def finish(self, n_frames: int | None = None) -> Discovery:
         t0 = time.perf_counter()
+        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
+            self._start_from_event(event, fit)
+        self._arrivals = []
         if self.stats.n:
             self._close_chunk(last=True)
         n = self.frames if n_frames is None else n_frames
@@ -324,11 +336,13 @@ class Discoverer:
             m = min(n, len(track.scores))
             scores[:m] = np.frombuffer(track.scores, np.float32, m)
             on = presence(scores)
-            if on.sum() >= MIN_FRAMES:
+            # An overlay is exactly still: its edges match the template all visit long (a face
+            # or a body that holds nearly still drifts and deforms).
+            if on.sum() >= MIN_FRAMES and float(np.median(scores[on])) >= STILL:
                 kept.append((track, on))
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
-        kept = [(t, on) for t, on in merge(kept) if t.confirmed and steady(on)]
-        kept = paired(kept, kept)
+        confirmed = [(t, on) for t, on in merge(kept) if t.confirmed]
+        kept = paired([(t, on) for t, on in confirmed if steady(on) and self._mark_sized(t)], confirmed)
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)

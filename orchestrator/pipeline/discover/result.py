@@ -12,6 +12,7 @@ from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.picture import PictureArea
 from orchestrator.pipeline.discover.tracks import Track, runs
 
+MIN_VISIT = 15  # frames an overlay stays at a place (the Sora mark: 67)
 PAIR_FRAMES = 3  # a jump's departure and arrival are this close
 PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 
@@ -84,10 +85,11 @@ def merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray]
 
 
 def steady(on: np.ndarray) -> bool:
-    """An overlay holds still for its visits: few, long runs (a face or a hand flickers in and out
-    of a fixed template's place)."""
+    """An overlay holds still for its visits: few runs, and every visit the video does not cut
+    short lasts ``MIN_VISIT`` frames (a face or a hand flickers in and out of a fixed place)."""
     spans = runs(on)
-    return bool(spans) and len(spans) <= 2 + on.size / 30 and min(b - a for a, b in spans) >= 6
+    inner = [b - a for a, b in spans if a > 0 and b < on.size]
+    return bool(spans) and len(spans) <= 2 + on.size / 30 and min(inner, default=MIN_VISIT) >= MIN_VISIT and min(b - a for a, b in spans) >= 6
 
 
 def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.ndarray]]

@@ -168,8 +168,10 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[
     if ys.size < 8:
         return None
     box = (int(xs.min()) + wx0, int(ys.min()) + wy0, int(xs.max()) + 1 + wx0, int(ys.max()) + 1 + wy0)
-    # A compact mark: not the whole window (a cut or a flash brightens everything).
-    if (box[2] - box[0]) >= 0.95 * (wx1 - wx0) and (box[3] - box[1]) >= 0.95 * (wy1 - wy0):
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    # A compact mark (an icon and its text beside it), mostly body: not texture that brightened
+    # around it, nor the whole window (a cut or a flash).
+    if bw > 3.2 * w or bh > 1.6 * h or ys.size < 0.15 * bw * bh:
         return None
     return box
 
