@@ -2,10 +2,14 @@
 
 Two passes, because boxes over time need the future and the matte needs crops from many frames:
 
-1. decode → detector on a stride + bisection where the boxes change (``detect.scan``), sampling
-   crops of each mark position for the matte; then ``boxes.build_timeline`` (snap, fill, drop).
-2. decode → per frame: matte inversion (``method=auto`` when the estimate is reliable and fits the
-   frame) and/or crop inpainting of what is left → encode, audio packets copied.
+1. decode → detector on a stride + bisection where the boxes change (``detect.scan``, which
+   reports marked and clean frames to the matte's ``CropSampler``) → ``detect.timeline_of`` (snap,
+   fill, drop) → ``plan.plan_mattes`` (which marks get a matte): ``PassOne``.
+2. decode → per frame ``remove.plan_frame`` (matte inversion where a plan fits the frame, crops
+   for the inpainter for the rest) → Triton → encode, audio packets copied.
+
+This module only orchestrates: threads, queues, timings, progress, the atomic rename; the task
+details' per-mark entries come from ``marks.marks_details``.
 
 Stages run in threads with bounded queues (decode → work → encode), so decoding, Triton and x264
 overlap; memory holds a bounded number of frames whatever the video's length. The output is
@@ -34,7 +38,7 @@ from orchestrator.pipeline.decode import Decoded, VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import ScanResult, detector_for, scan, scan_params, timeline_of
 from orchestrator.pipeline.discover import Discoverer, PictureArea, detector_weights, found_details, fuse
 from orchestrator.pipeline.encode import Encoder, os_reason
-from orchestrator.pipeline.inpaint import submit_crops
+from orchestrator.pipeline.inpaint import CropJob, submit_crops
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details, outcome
 from orchestrator.pipeline.options import TaskOptions
 from orchestrator.pipeline.plan import leave_unmarked, plan_mattes
@@ -373,7 +377,7 @@ def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
     """Frames -> chunks ready to finish: ([FrameEdit], PendingInpaint | None)."""
     batch = max(1, job.settings.inpaint_batch)
     chunk: list[FrameEdit] = []
-    items: list = []
+    items: list[CropJob] = []
     first_pts: list[int] = []
     t_work = 0.0
     for d in job.frames():
@@ -383,7 +387,7 @@ def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
         edit = _edit(job, first, d, float((d.pts - first_pts[0]) * job.info.time_base), counts)
         if edit.area is not None:
             size = (job.info.width, job.info.height)
-            items.extend((edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
+            items.extend(CropJob(edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
         chunk.append(edit)
         t_work += time.perf_counter() - t0
         if len(items) >= batch or len(chunk) >= batch:
