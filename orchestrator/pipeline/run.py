@@ -37,6 +37,7 @@ from orchestrator.pipeline import matte
 from orchestrator.pipeline.decode import Decoded, VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import ScanResult, detector_for, scan, scan_params, timeline_of
 from orchestrator.pipeline.discover import Discoverer, PictureArea, detector_weights, found_details, fuse
+from orchestrator.pipeline.discover.fuse import TRUSTED_WEIGHTS
 from orchestrator.pipeline.encode import Encoder, os_reason
 from orchestrator.pipeline.inpaint import CropJob, submit_crops
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details, outcome
@@ -254,14 +255,18 @@ def _pass_one(job: _Job) -> PassOne:
     if not (options.detect or (use_matte and options.regions)):
         return PassOne(job.info.frames_estimate, None, regions)
     sampler = matte.CropSampler(per_position=settings.matte_crops) if use_matte else None
-    discoverer = Discoverer(job.info.width, job.info.height, sampler=sampler) if options.detect else None
+    weights = detector_weights(job.client) if options.detect else ""
+    # The matte takes discovery's crops only where discovery leads (the detector's own crops,
+    # centred on its boxes, would mix with them in one position).
+    feed = sampler if weights not in TRUSTED_WEIGHTS else None
+    discoverer = Discoverer(job.info.width, job.info.height, sampler=feed) if options.detect else None
     result = _scan(job, sampler, discoverer)
     if result.n_frames == 0:
         raise InputError("the video stream has no frames")
     job.check()
     timeline, marks, picture, summary = None, [], None, None
     if options.detect:
-        timeline, marks, picture, summary = _find_marks(job, result, discoverer)
+        timeline, marks, picture, summary = _find_marks(job, result, discoverer, weights)
     marks += regions
     t0 = time.perf_counter()
     plans, reports = {}, {}
@@ -273,7 +278,7 @@ def _pass_one(job: _Job) -> PassOne:
                    result.detected_frames if options.detect else None, PASS1_SHARE, picture, summary)
 
 
-def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None):
+def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None, weights: str):
     """Pass 1's answer: the detector's timeline fused with discovery's (``discover.fuse``: the
     detector's provenance decides which leads), one mark per position with where it came from and
     its visits, the picture area (bars), and discovery's summary for the details."""
@@ -282,7 +287,6 @@ def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None):
         return detected, [Mark(MarkKey.position(i), box) for i, box in enumerate(detected.positions)], None, None
     discovery = discoverer.finish(result.n_frames)
     job.timer["discover"] = discovery.seconds
-    weights = detector_weights(job.client)
     fused = fuse(detected, discovery, weights=weights)
     marks = [Mark(MarkKey.position(i), box, found=found)
              for i, (box, found) in enumerate(zip(fused.timeline.positions, found_details(fused)))]
