@@ -112,7 +112,7 @@ def end_to_end(kinds: list[str], seeds, work: Path) -> None:
     try:
         settings = Settings(triton_grpc_url=server.grpc_url)
         print(f"{'kind':18s} {'seed':>5s} {'recall':>7s} {'prec':>6s} {'outcome':>22s} {'tile dB':>8s} "
-              f"{'plain dB':>8s} {'disc ms/f':>9s} {'share':>6s} {'total s':>7s}")
+              f"{'plain dB':>8s} {'disc ms/f':>9s} {'share':>6s} {'cpu ms/f':>8s} {'cpu share':>9s} {'total s':>7s}")
         for kind in kinds:
             for seed in seeds:
                 clip = make(kind, seed, OUT, clean=False)
@@ -133,7 +133,8 @@ def end_to_end(kinds: list[str], seeds, work: Path) -> None:
                 recall = "-" if sc["recall"] is None else f"{sc['recall']:.3f}"
                 print(f"{kind:18s} {seed:5d} {recall:>7s} {sc['precision']:6.3f} {details['outcome']:>22s} "
                       f"{tile:8.2f} {plain:8.2f} {1000 * t.get('discover', 0) / n:9.2f} "
-                      f"{t.get('discover', 0) / t['total']:6.1%} {t['total']:7.1f}", flush=True)
+                      f"{t.get('discover', 0) / t['total']:6.1%} {1000 * t.get('discover_cpu', 0) / n:8.2f} "
+                      f"{t.get('discover_cpu', 0) / t['total']:9.1%} {t['total']:7.1f}", flush=True)
     finally:
         server.stop()
 

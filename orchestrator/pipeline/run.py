@@ -287,6 +287,7 @@ def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None, we
         return detected, [Mark(MarkKey.position(i), box) for i, box in enumerate(detected.positions)], None, None
     discovery = discoverer.finish(result.n_frames)
     job.timer["discover"] = discovery.seconds
+    job.timer["discover_cpu"] = discovery.cpu_seconds
     fused = fuse(detected, discovery, weights=weights)
     marks = [Mark(MarkKey.position(i), box, found=found)
              for i, (box, found) in enumerate(zip(fused.timeline.positions, found_details(fused)))]

@@ -61,7 +61,8 @@ class Discoverer:
         self.stats = ChunkStats.empty(self.size[1], self.size[0])
         self.means: deque = deque(maxlen=2)
         self.tracks: list[Track] = []
-        self.seconds = 0.0
+        self.seconds = 0.0  # wall time in discovery (includes waiting for the CPU)
+        self.cpu_seconds = 0.0  # this thread's CPU time in discovery
         self.frames = 0
         self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
@@ -72,10 +73,11 @@ class Discoverer:
     def tap(self, frames: Iterable) -> Iterator:
         """Pass ``detect.Decoded`` items through, looking at each on the way."""
         for item in frames:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             small = small_rgb(item.frame, self.size)
             self.add(item.index, small, item)
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.thread_time() - c0
             yield item
 
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
@@ -323,7 +325,7 @@ class Discoverer:
 
     # ------------------------------------------------------------------ result
     def finish(self, n_frames: int | None = None) -> Discovery:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
             self._start_from_event(event, fit)
         self._arrivals = []
@@ -353,9 +355,10 @@ class Discoverer:
             positions.append(FoundPosition(tuple(float(v) for v in boxes[k]), tuple(runs(on)), track.alpha(),
                                            sum(s.fits for s in track.steps), mark))
         self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.thread_time() - c0
         timeline = bx.Timeline(boxes, present, [int(p.sum()) for p in present])
         result = Discovery(self.picture.area(self.width, self.height), tuple(positions), timeline,
-                           n, self.seconds, len(self.tracks))
+                           n, self.seconds, len(self.tracks), self.cpu_seconds)
         LOGGER.info("discovery: %d positions of %d marks from %d candidates, picture %s, %.2f ms/frame",
                     len(positions), result.marks, len(self.tracks), result.picture.box,
                     1000 * self.seconds / max(n, 1))

@@ -45,6 +45,7 @@ class Discovery:
     frames: int
     seconds: float
     candidates: int  # places looked at (tracks), confirmed or not
+    cpu_seconds: float = 0.0  # CPU time of the thread that ran discovery
 
     @property
     def marks(self) -> int:
@@ -53,7 +54,8 @@ class Discovery:
     def summary(self) -> dict:
         return {"picture": self.picture.summary(), "marks": self.marks,
                 "positions": [p.summary() for p in self.positions], "candidates": self.candidates,
-                "ms_per_frame": round(1000 * self.seconds / max(self.frames, 1), 2)}
+                "ms_per_frame": round(1000 * self.seconds / max(self.frames, 1), 2),
+                "cpu_ms_per_frame": round(1000 * self.cpu_seconds / max(self.frames, 1), 2)}
 
 
 def merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray]]:
