@@ -23,7 +23,8 @@ from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidat
                                                      small_rgb, work_size)
 from orchestrator.pipeline.discover.events import Event, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
-from orchestrator.pipeline.discover.result import Discovery, FoundPosition, group, merge, paired, steady
+from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, paired,
+                                                   share_extent, steady)
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
 
 LOGGER = logging.getLogger(__name__)
@@ -345,6 +346,7 @@ class Discoverer:
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
         confirmed = [(t, on) for t, on in merge(kept) if t.confirmed]
         kept = paired([(t, on) for t, on in confirmed if steady(on) and self._mark_sized(t)], confirmed)
+        share_extent(kept, self.size)
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)

@@ -129,3 +129,24 @@ def group(items: list[tuple[tuple, float | None]]) -> list[int]:
         else:
             ids.append(max(ids, default=-1) + 1)
     return ids
+
+
+def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) -> None:
+    """Every visit shows the same matte: where two places of one mark (icon boxes of one size, the
+    same α) found different extents (one saw its text step with it, the other did not), the smaller
+    takes the larger's extent around its own icon."""
+    for a, _ in kept:
+        for b, _ in kept:
+            if a is b or a.alpha() is None or b.alpha() is None or abs(a.alpha() - b.alpha()) > 0.1:
+                continue
+            wa, ha = a.box[2] - a.box[0], a.box[3] - a.box[1]
+            wb, hb = b.box[2] - b.box[0], b.box[3] - b.box[1]
+            if abs(wa - wb) > 0.3 * max(wa, wb) or abs(ha - hb) > 0.3 * max(ha, hb):
+                continue
+            ea, eb = a.extent or a.box, b.extent or b.box
+            if (eb[2] - eb[0]) * (eb[3] - eb[1]) <= 1.2 * (ea[2] - ea[0]) * (ea[3] - ea[1]):
+                continue
+            grown = (a.box[0] + eb[0] - b.box[0], a.box[1] + eb[1] - b.box[1],
+                     a.box[2] + eb[2] - b.box[2], a.box[3] + eb[3] - b.box[3])
+            a.extent = (max(0, min(ea[0], grown[0])), max(0, min(ea[1], grown[1])),
+                        min(size[0], max(ea[2], grown[2])), min(size[1], max(ea[3], grown[3])))
