@@ -146,6 +146,8 @@ def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) ->
             ea, eb = a.extent or a.box, b.extent or b.box
             if (eb[2] - eb[0]) * (eb[3] - eb[1]) <= 1.2 * (ea[2] - ea[0]) * (ea[3] - ea[1]):
                 continue
+            if eb[3] - eb[1] > 1.35 * hb:
+                continue  # text beside an icon widens it; a much taller extent took texture along
             grown = (a.box[0] + eb[0] - b.box[0], a.box[1] + eb[1] - b.box[1],
                      a.box[2] + eb[2] - b.box[2], a.box[3] + eb[3] - b.box[3])
             a.extent = (max(0, min(ea[0], grown[0])), max(0, min(ea[1], grown[1])),
