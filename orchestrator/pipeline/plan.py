@@ -112,10 +112,14 @@ def _mark_offset(sampled: PositionMatte, x0: int, y0: int) -> np.ndarray:
 def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
                     timeline: bx.Timeline | None) -> None:
     """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
-    untouched, instead of falling back to inpainting a box of clean picture."""
+    untouched, instead of falling back to inpainting a box of clean picture. A position discovery
+    confirmed (its steps fit a semi-transparent overlay) is evidence of its own: it keeps the
+    inpainting fallback when its matte fails."""
     for mark in marks:
         report = reports.get(mark.key)
         if mark.key.kind != "position" or report is None or not report.matte:
+            continue
+        if mark.found is not None and mark.found.get("source") in ("discovery", "both"):
             continue
         alpha_max = report.matte.get("alpha_max", 1.0)
         if alpha_max >= NO_OVERLAY_ALPHA:

@@ -36,3 +36,11 @@ def test_outcome_words():
         {"method": "inpaint", "mark": 0, "visits": [[67, 134]]}]}}
     assert describe_outcome(task) == "removed (1 mark(s), 2 position(s), 3 visit(s): matte 1, inpaint 1)"
     assert describe_outcome({"details": {"outcome": "no watermark found"}}) == "no watermark found"
+
+
+def test_a_place_discovery_confirmed_keeps_the_inpainting_fallback():
+    timeline = bx.Timeline(np.array([[0.0, 0, 140, 40]]), np.ones((1, 10), bool), [10])
+    marks = [Mark(MarkKey.position(0), timeline.positions[0], found={"source": "discovery", "alpha": 0.75})]
+    reports = {MarkKey.position(0): MarkReport(reason="too few crops", matte={"alpha_max": 0.0})}
+    _leave_unmarked(marks, {}, reports, timeline)
+    assert reports[MarkKey.position(0)].method == "inpaint" and timeline.present[0].all()
