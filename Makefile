@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 5344
 
-.PHONY: run test serve-deps dev-deps system-deps models models-real perf export train-detector lint clean
+.PHONY: run test serve-deps dev-deps system-deps models models-real perf gpu-check export train-detector lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ train-detector: dev-deps
 
 perf: dev-deps system-deps
 	bash perf/run.sh
+
+# On a machine with an NVIDIA GPU and NVIDIA's Triton (see scripts/gpu-check.sh): one table.
+gpu-check:
+	bash scripts/gpu-check.sh
 
 clean:
 	rm -rf $(VENV) data model_repository/*/[0-9]*

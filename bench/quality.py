@@ -241,7 +241,7 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
             t0 = time.perf_counter()
             area = plan_frame(lambda x0, y0, x1, y1, _o=out: _o[y0:y1, x0:x1], w, h, np.array([box]),
                               [key] if key is not None else [], plans, [256, 512], settings.inpaint_context,
-                              tracker)
+                              tracker=tracker)
             if area is None or not area.matte_marks:
                 info["box_frames"] = info.get("box_frames", 0) + 1
                 yield filler(frame, box_mask(box, h, w))
@@ -424,7 +424,7 @@ def _fmt(v: float, nd: int = 2) -> str:
     return f"{v:.{nd}f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--opacities", default="0.3,0.5,0.7,0.9,1.0")
     p.add_argument("--clips", default=None,
@@ -444,20 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None, help="keep clips and outputs here")
     p.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
     p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    return p.parse_args(argv)
 
-    from export.watermark import make_clip
 
-    if shutil.which("ffmpeg") is None:
-        print("ffmpeg is required (scripts/install-system-deps.sh installs it)", file=sys.stderr)
-        return 2
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    opacities = [float(v) for v in args.opacities.split(",")]
-    kinds = [k for k in args.backgrounds.split(",") if k]
-    wanted = [m for m in args.methods.split(",") if m]
-
+def _methods(args: argparse.Namespace, wanted: list[str]) -> tuple[dict[str, Callable], str]:
+    """The methods to run by row name, and what fills the holes of ``auto``."""
     fallback = OnnxInpainter(FALLBACK_ONNX) if FALLBACK_ONNX.exists() else None
     hole_filler = fallback or telea
     hole_name = fallback.name if fallback else "OpenCV Telea (no fallback ONNX found)"
@@ -471,91 +462,126 @@ def main(argv: list[str] | None = None) -> int:
             methods["inpaint (fallback)"] = box_method(fallback)
         else:
             print(f"note: {FALLBACK_ONNX} missing: no box-inpainting row", file=sys.stderr)
-    if args.lama is not None:
-        lama = OnnxInpainter(args.lama)
+    lama = OnnxInpainter(args.lama) if args.lama is not None else None
+    if lama is not None:
         methods["inpaint (LaMa)"] = box_method(lama)
     if "auto" in wanted:
         methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler)
-        if args.lama is not None:
+        if lama is not None:
             methods["auto (matte + LaMa)"] = matte_method(lama)
+    return methods, hole_name
 
-    tmp = tempfile.TemporaryDirectory(prefix="bench-quality-") if args.workdir is None else None
-    workdir = args.workdir or Path(tmp.name)
-    workdir.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class _Clip:
+    """One synthetic clip of the run and what every method is scored against."""
+
+    label: str
+    opacity: float
+    seed: int
+    kind: str | None
+    path: Path
+    truth: object  # export.watermark.ClipTruth
+    frames: np.ndarray
+    clean: list[np.ndarray]
+    boxes: list[Box | None]
+
+
+def _make(args: argparse.Namespace, ci: int, opacity: float, workdir: Path, width: int, height: int) -> _Clip:
+    from export.watermark import make_clip
+
+    kinds = [k for k in args.backgrounds.split(",") if k]
+    seed, kind = args.seed + ci, (kinds[ci % len(kinds)] if kinds else None)
+    path = workdir / f"clip_{ci}_op{opacity:g}.mp4"
+    truth = make_clip(path, width=width, height=height, seconds=args.seconds, opacity=opacity,
+                      seed=seed, background=kind, crf=args.crf, audio=False)
+    frames = decode_frames(path, width, height)
+    n = min(len(frames), truth.n_frames)
+    return _Clip(f"α={opacity:g} ({truth.background})", opacity, seed, kind, path, truth, frames[:n],
+                 [truth.clean_frame(i) for i in range(n)],
+                 [dilate_box(b, args.dilate, width, height) for b in truth.boxes[:n]])
+
+
+def _ceiling(args: argparse.Namespace, c: _Clip, workdir: Path) -> dict:
+    """The clean clip through the same encoder: what a perfect remover could reach given x264's
+    loss, and the clean clip's own flicker as seen through the codec."""
+    from export.watermark import make_clip
+
+    height, width = c.frames.shape[1:3]
+    make_clip(workdir / "clean.mp4", width=width, height=height, seconds=args.seconds,
+              opacity=c.opacity, seed=c.seed, background=c.kind, crf=args.crf, audio=False, marked=False)
+    clean_x264 = decode_frames(workdir / "clean.mp4", width, height)[: len(c.frames)]
+    scores = Scores()
+    for i in range(len(c.frames)):
+        scores.add(clean_x264[i], c.clean[i], clean_x264[i], c.boxes[i])
+    return {"clip": c.label, "opacity": c.opacity, "method": "clean via x264 (ceiling)", **scores.row(),
+            "seconds": 0.0}
+
+
+def _score(c: _Clip, name: str, method: Callable | None) -> tuple[dict, dict]:
+    """One method on one clip: its row and its details (``method`` None: ffmpeg's delogo)."""
+    n, height, width = c.frames.shape[:3]
+    info: dict = {"detections": [None if b is None else tuple(int(v) for v in b)
+                                 for b in c.truth.boxes[:n]]}  # what pass 1's detector sees
+    t0 = time.perf_counter()
+    if method is None:
+        out_frames: Iterator[np.ndarray] = iter(run_delogo(c.path, c.boxes, width, height)[:n])
+    else:
+        out_frames = method(c.frames, c.boxes, info)
+    scores = Scores()
+    for i, out in enumerate(out_frames):
+        scores.add(out, c.clean[i], c.frames[i], c.boxes[i])
+    info.pop("detections", None)
+    row = {"clip": c.label, "opacity": c.opacity, "method": name, **scores.row(),
+           "seconds": time.perf_counter() - t0}
+    LOGGER.info("%s %s: %s", c.label, name, row)
+    return row, info
+
+
+def _score_end_to_end(c: _Clip, ci: int, workdir: Path) -> tuple[dict, dict]:
+    n, height, width = c.frames.shape[:3]
+    out_path = workdir / f"clip_{ci}_e2e.mp4"
+    t0 = time.perf_counter()
+    details, pred = run_end_to_end(c.path, out_path, workdir)
+    out = decode_frames(out_path, width, height)[:n]
+    scores = Scores()
+    for i in range(min(n, len(out))):
+        scores.add(out[i], c.clean[i], c.frames[i], c.boxes[i])
+    row = {"clip": c.label, "opacity": c.opacity, "method": "end-to-end pipeline",
+           **scores.row(), "seconds": time.perf_counter() - t0}
+    if pred is not None:
+        row.update(detection_scores(pred[:n], c.truth.boxes[:n]))
+    info = {"marks": details.get("marks"), "matte_frames": details.get("matte_frames"), "fps": details.get("fps")}
+    return row, info
+
+
+def _run_clips(args: argparse.Namespace, methods: dict, wanted: list[str], workdir: Path) -> tuple[list, list]:
+    width, height = (int(v) for v in args.size.lower().split("x"))
     results: list[dict] = []
     details_all: list[dict] = []
-    try:
-        only = {int(v) for v in args.clips.split(",") if v} if args.clips else None
-        for ci, opacity in enumerate(opacities):
-            if only is not None and ci not in only:
-                continue
-            seed = args.seed + ci
-            kind = kinds[ci % len(kinds)] if kinds else None
-            clip = workdir / f"clip_{ci}_op{opacity:g}.mp4"
-            truth = make_clip(clip, width=width, height=height, seconds=args.seconds, opacity=opacity,
-                              seed=seed, background=kind, crf=args.crf, audio=False)
-            frames = decode_frames(clip, width, height)
-            n = min(len(frames), truth.n_frames)
-            frames = frames[:n]
-            clean = [truth.clean_frame(i) for i in range(n)]
-            boxes = [dilate_box(b, args.dilate, width, height) for b in truth.boxes[:n]]
-            clip_label = f"α={opacity:g} ({truth.background})"
-            infos: dict[str, dict] = {}
-            order = list(methods)
-            if "ceiling" in wanted:
-                # The clean clip through the same encoder: what a perfect remover could reach
-                # given x264's loss, and the clean clip's own flicker as seen through the codec.
-                make_clip(workdir / "clean.mp4", width=width, height=height, seconds=args.seconds,
-                          opacity=opacity, seed=seed, background=kind, crf=args.crf, audio=False, marked=False)
-                clean_x264 = decode_frames(workdir / "clean.mp4", width, height)[:n]
-                scores = Scores()
-                for i in range(n):
-                    scores.add(clean_x264[i], clean[i], clean_x264[i], boxes[i])
-                results.append({"clip": clip_label, "opacity": opacity, "method": "clean via x264 (ceiling)",
-                                **scores.row(), "seconds": 0.0})
-                del clean_x264
-            if "delogo" in wanted:
-                order.insert(1 if "input" in methods else 0, "delogo")
-            for name in order:
-                info: dict = {"detections": [None if b is None else tuple(int(v) for v in b)
-                                             for b in truth.boxes[:n]]}  # what pass 1's detector sees
-                t0 = time.perf_counter()
-                if name == "delogo":
-                    out_frames: Iterator[np.ndarray] = iter(run_delogo(clip, boxes, width, height)[:n])
-                else:
-                    out_frames = methods[name](frames, boxes, info)
-                scores = Scores()
-                for i, out in enumerate(out_frames):
-                    scores.add(out, clean[i], frames[i], boxes[i])
-                info.pop("detections", None)
-                row = {"clip": clip_label, "opacity": opacity, "method": name, **scores.row(),
-                       "seconds": time.perf_counter() - t0}
-                results.append(row)
-                infos[name] = info
-                LOGGER.info("%s %s: %s", clip_label, name, row)
-            if args.end_to_end:
-                out_path = workdir / f"clip_{ci}_e2e.mp4"
-                t0 = time.perf_counter()
-                details, pred = run_end_to_end(clip, out_path, workdir)
-                out = decode_frames(out_path, width, height)[:n]
-                scores = Scores()
-                for i in range(min(n, len(out))):
-                    scores.add(out[i], clean[i], frames[i], boxes[i])
-                row = {"clip": clip_label, "opacity": opacity, "method": "end-to-end pipeline",
-                       **scores.row(), "seconds": time.perf_counter() - t0}
-                if pred is not None:
-                    row.update(detection_scores(pred[:n], truth.boxes[:n]))
-                results.append(row)
-                infos["end-to-end"] = {"marks": details.get("marks"), "matte_frames": details.get("matte_frames"),
-                                       "fps": details.get("fps")}
-            details_all.append({"clip": clip_label, "infos": infos})
-    finally:
-        if "server" in _E2E:
-            _E2E["server"].stop()
-        if tmp is not None:
-            tmp.cleanup()
+    only = {int(v) for v in args.clips.split(",") if v} if args.clips else None
+    for ci, opacity in enumerate(float(v) for v in args.opacities.split(",")):
+        if only is not None and ci not in only:
+            continue
+        c = _make(args, ci, opacity, workdir, width, height)
+        infos: dict[str, dict] = {}
+        if "ceiling" in wanted:
+            results.append(_ceiling(args, c, workdir))
+        order = list(methods)
+        if "delogo" in wanted:
+            order.insert(1 if "input" in methods else 0, "delogo")
+        for name in order:
+            row, infos[name] = _score(c, name, methods.get(name))
+            results.append(row)
+        if args.end_to_end:
+            row, infos["end-to-end"] = _score_end_to_end(c, ci, workdir)
+            results.append(row)
+        details_all.append({"clip": c.label, "infos": infos})
+    return results, details_all
 
-    print(f"\nClips: {width}x{height}, {args.seconds:g} s, x264 CRF {args.crf}, camera motion; boxes = true "
+
+def _print_tables(args: argparse.Namespace, results: list[dict], hole_name: str) -> None:
+    print(f"\nClips: {args.size}, {args.seconds:g} s, x264 CRF {args.crf}, camera motion; boxes = true "
           f"boxes + {args.dilate} px, the same for every method. Holes of `auto` filled by: {hole_name}.\n")
     print("| clip | method | PSNR in (dB) | SSIM in | PSNR out vs input (dB) | flicker in (clean) |")
     print("|---|---|---|---|---|---|")
@@ -585,22 +611,49 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             if "recall" in r:
                 print(f"| {r['clip']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['mean_iou']:.3f} |")
+
+
+def _print_matte_details(details_all: list[dict]) -> None:
     for d in details_all:
         for name, info in d["infos"].items():
             if info:
                 LOGGER.info("%s / %s: %s", d["clip"], name, info)
     timing = [(d["clip"], i) for d in details_all for n, i in d["infos"].items() if "estimate_ms_per_crop" in i]
-    if timing:
-        est = np.mean([i["estimate_ms_per_crop"] for _, i in timing])
-        inv = np.mean([i["inversion_ms_per_crop"] for _, i in timing])
-        print(f"\nMatte cost: estimation {est:.2f} ms per crop, inversion {inv:.2f} ms per crop.")
-        for c, i in timing:
-            segs = "; ".join(f"{s['frames']} crops ({s.get('scope', '')}, {s.get('references', 0)} references): "
-                             f"{'ok' if s['reliable'] else s['reason']}, "
-                             f"~{s['effective_frames']} independent, residual {s['median_residual']}"
-                             for s in i.get("segments", []))
-            print(f"- {c}: matte frames {i.get('matte_frames', 0)}, box-inpainted frames "
-                  f"{i.get('box_frames', 0)}, hole px {i.get('hole_px', 0)}; estimates: {segs}")
+    if not timing:
+        return
+    est = np.mean([i["estimate_ms_per_crop"] for _, i in timing])
+    inv = np.mean([i["inversion_ms_per_crop"] for _, i in timing])
+    print(f"\nMatte cost: estimation {est:.2f} ms per crop, inversion {inv:.2f} ms per crop.")
+    for c, i in timing:
+        segs = "; ".join(f"{s['frames']} crops ({s.get('scope', '')}, {s.get('references', 0)} references): "
+                         f"{'ok' if s['reliable'] else s['reason']}, "
+                         f"~{s['effective_frames']} independent, residual {s['median_residual']}"
+                         for s in i.get("segments", []))
+        print(f"- {c}: matte frames {i.get('matte_frames', 0)}, box-inpainted frames "
+              f"{i.get('box_frames', 0)}, hole px {i.get('hole_px', 0)}; estimates: {segs}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if shutil.which("ffmpeg") is None:
+        print("ffmpeg is required (scripts/install-system-deps.sh installs it)", file=sys.stderr)
+        return 2
+    wanted = [m for m in args.methods.split(",") if m]
+    methods, hole_name = _methods(args, wanted)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-quality-") if args.workdir is None else None
+    workdir = args.workdir or Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results, details_all = _run_clips(args, methods, wanted, workdir)
+    finally:
+        if "server" in _E2E:
+            _E2E["server"].stop()
+        if tmp is not None:
+            tmp.cleanup()
+    _print_tables(args, results, hole_name)
+    _print_matte_details(details_all)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "details": details_all}, indent=1, default=str))
     return 0

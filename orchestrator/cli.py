@@ -89,6 +89,7 @@ class ServiceClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.tokens: dict[str, str] = {}  # task id -> its access token (kept for the tasks we submitted)
         self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
                                   timeout=httpx.Timeout(timeout_s, connect=5.0))
 
@@ -151,10 +152,17 @@ class ServiceClient:
                                      timeout=httpx.Timeout(None, connect=5.0))
         if response.status_code >= 400:
             raise CliError(f"{path.name}: rejected by the service: {error_message(response)}")
-        return response.json()
+        body = response.json()
+        if body.get("token"):
+            self.tokens[body["task_id"]] = body["token"]
+        return body
+
+    def _task_headers(self, task_id: str) -> dict[str, str]:
+        token = self.tokens.get(task_id)
+        return {"X-Task-Token": token} if token else {}
 
     def get(self, task_id: str) -> dict:
-        return self._json("GET", f"/v1/tasks/{task_id}")
+        return self._json("GET", f"/v1/tasks/{task_id}", headers=self._task_headers(task_id))
 
     def list(self, *, limit: int = 50, status: str | None = None) -> list[dict]:
         params: dict[str, Any] = {"limit": limit}
@@ -168,7 +176,8 @@ class ServiceClient:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
         try:
-            with self._http.stream("GET", path, timeout=httpx.Timeout(120.0, connect=5.0)) as response:
+            with self._http.stream("GET", path, headers=self._task_headers(task["task_id"]),
+                                   timeout=httpx.Timeout(120.0, connect=5.0)) as response:
                 if response.status_code in (401, 403):
                     response.read()
                     raise CliError(f"the service refused the API key: {error_message(response)}", EXIT_AUTH)
@@ -470,9 +479,12 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                         progress.update(job.bar, state="[red]download failed")
                         err.print(f"[red]error:[/] {escape(job.source.name)}: {escape(exc.message)}")
                         continue
-                    progress.update(job.bar, state="[green]done")
-                    console.print(f"[green]done[/] {escape(job.source.name)} -> {escape(str(job.dest))} "
-                                  f"({size / 1e6:.2f} MB, {time.monotonic() - job.submitted_at:.1f} s)")
+                    outcome = describe_outcome(task)
+                    colour = "green" if outcome.startswith("removed") else "yellow"
+                    progress.update(job.bar, state=f"[{colour}]{escape(outcome)}")
+                    console.print(f"[{colour}]{escape(outcome)}[/] {escape(job.source.name)} -> "
+                                  f"{escape(str(job.dest))} ({size / 1e6:.2f} MB, "
+                                  f"{time.monotonic() - job.submitted_at:.1f} s)")
                 elif job.status in ("failed", "cancelled"):
                     job.error = task.get("error") or job.status
                     progress.update(job.bar, state=f"[red]{job.status}")
@@ -482,8 +494,32 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                 time.sleep(poll_s)
 
     failed = [j for j in jobs if j.status != "finished"]
-    console.print(f"{len(jobs) - len(failed)} of {len(jobs)} file(s) cleaned into {out_dir}")
+    cleaned = sum(1 for j in jobs if j.status == "finished" and describe_outcome(j.last or {}).startswith("removed"))
+    done = len(jobs) - len(failed)
+    console.print(f"{done} of {len(jobs)} file(s) processed into {out_dir}: {cleaned} cleaned, "
+                  f"{done - cleaned} with no watermark found or removed")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def describe_outcome(task: dict) -> str:
+    """What a finished task found and did, in words: "removed (1 mark, 3 positions, 6 visits:
+    matte 3)", "no watermark found", "nothing removed (...)"."""
+    details = task.get("details") or {}
+    outcome = details.get("outcome")
+    if outcome is None:
+        return "removed"  # a service from before outcomes were reported
+    if outcome != "removed":
+        return outcome if outcome == "no watermark found" else "nothing removed: no overlay where marks were suspected"
+    marks = [m for m in details.get("marks") or [] if m.get("method") != "untouched"]
+    if not marks:
+        return "removed (regions)"
+    visits = sum(len(m.get("visits") or [1]) for m in marks)
+    groups = len({m.get("mark", 0) for m in marks})
+    methods: dict[str, int] = {}
+    for m in marks:
+        methods[m.get("method", "?")] = methods.get(m.get("method", "?"), 0) + 1
+    how = ", ".join(f"{k} {v}" for k, v in methods.items())
+    return f"removed ({groups} mark(s), {len(marks)} position(s), {visits} visit(s): {how})"
 
 
 # ---- status / list ------------------------------------------------------------------------------
@@ -555,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", parents=[common], help="show one task")
     s.add_argument("task_id")
+    s.add_argument("--token", help="the task's token (printed at submission) when you have no API key")
     s.add_argument("--json", action="store_true", help="print the raw JSON")
 
     ls = sub.add_parser("list", parents=[common], help="list tasks")
@@ -621,6 +658,8 @@ def main(argv: list[str] | None = None, *, console: Console | None = None,
                                    console=console, err=err)
         with ServiceClient(args.url, args.api_key) as client:
             if args.command == "status":
+                if args.token:
+                    client.tokens[args.task_id] = args.token
                 return run_status(client, args.task_id, as_json=args.json, console=console)
             return run_list(client, limit=args.limit, status=args.status, as_json=args.json, console=console)
     except CliError as exc:

@@ -25,6 +25,7 @@ class ErrorResponse(BaseModel):
 class TaskCreated(BaseModel):
     task_id: str
     status: TaskStatusName = "queued"
+    token: str  # opens this task alone (X-Task-Token or ?token=); shown once
 
 
 class TaskView(BaseModel):
@@ -74,6 +75,7 @@ class PingHealthy(BaseModel):
     status: Literal["healthy"] = "healthy"
     models_ready: bool = True
     models: dict[str, dict[str, Any]]
+    parts: dict[str, str] = {}  # database, worker, pipeline, models -> "ok"
 
 
 class PingDegraded(BaseModel):
@@ -81,11 +83,13 @@ class PingDegraded(BaseModel):
     models_ready: bool = False
     error: str
     models: dict[str, dict[str, Any]]
+    parts: dict[str, str] = {}  # "ok", "starting", "loading" or why the part is broken
 
 
 class CompatSubmitted(BaseModel):
     task_id: str
     message: str
+    token: str | None = None  # this task's access token (send as ?token= on /get_results, /download)
 
 
 class CompatResults(BaseModel):

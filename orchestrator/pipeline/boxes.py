@@ -318,6 +318,14 @@ def build_timeline(
         counts[remap[seg.pid]] += len(seg.frames)
     for a, b, pids in bridges:
         present[[remap[p] for p in pids], a : b + 1] = True
+    _fill_and_clean(present, known_frames, n_frames, min_run=min_run, max_gap=max_gap)
+    return Timeline(positions, present, counts)
+
+
+def _fill_and_clean(present: np.ndarray, known_frames: np.ndarray, n_frames: int, *, min_run: int,
+                    max_gap: int) -> None:
+    """Complete the presence [k, n_frames] in place: unobserved frames, short runs, short gaps."""
+    k = present.shape[0]
     # 1. Unobserved frames take the union of their two observed neighbours: the same state when
     #    they agree; both positions where the detector was not asked to refine a change.
     for pid in range(k):
@@ -350,7 +358,6 @@ def build_timeline(
             present[present[:, a - 1], a:b] = True
         if b < n_frames:
             present[present[:, b], a:b] = True
-    return Timeline(positions, present, counts)
 
 
 def region_boxes(regions: Sequence, t: float) -> np.ndarray:

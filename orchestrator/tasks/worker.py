@@ -54,11 +54,14 @@ def _import_pipeline():
     return process_video
 
 
-async def _preload_pipeline() -> None:
+async def _preload_pipeline() -> str | None:
+    """None once the pipeline imports; otherwise why not (also reported by each task)."""
     try:
         await asyncio.to_thread(_import_pipeline)
-    except ImportError as exc:  # reported by each task that needs it
+    except ImportError as exc:
         LOGGER.error("the video pipeline cannot be imported: %s", exc)
+        return f"the video pipeline cannot be imported: {exc}"
+    return None
 
 
 class Worker:
@@ -73,6 +76,7 @@ class Worker:
         self._background: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopping = False
+        self._no_triton_since: float | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, settings.max_concurrent_tasks), thread_name_prefix="pipeline"
         )
@@ -111,6 +115,25 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    # -- health (/ping) ------------------------------------------------------------------------------
+    def health_worker(self) -> str:
+        """``ok`` while the claim loop runs, else why not."""
+        loop = next((t for t in self._background if t.get_name() == "worker-loop"), None)
+        if loop is None:
+            return "starting"
+        if loop.done():
+            error = None if loop.cancelled() else loop.exception()
+            return f"the worker loop stopped: {error!r}" if error else "the worker loop stopped"
+        return "ok"
+
+    def health_pipeline(self) -> str:
+        """``ok`` once the pipeline imported, ``starting`` while it imports, else why it cannot."""
+        preload = next((t for t in self._background if t.get_name() == "worker-preload"), None)
+        if preload is None or not preload.done():
+            return "starting"
+        error = None if preload.cancelled() else (preload.exception() or preload.result())
+        return "ok" if error is None else str(error)
 
     @property
     def running_ids(self) -> list[str]:
@@ -164,7 +187,9 @@ class Worker:
             await self._fail_queued(f"cannot process: {snapshot.error}")
             return
         if snapshot.state is not ModelState.ready:
+            await self._fail_if_no_triton_for_too_long(snapshot)
             return
+        self._no_triton_since = None
         while len(self._running) < max(1, self.settings.max_concurrent_tasks) and not self._stopping:
             task = await self.store.claim_next()
             if task is None:
@@ -173,6 +198,20 @@ class Worker:
             self._running[task.id] = running
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - task.created_at).total_seconds()))
             running.handle = asyncio.create_task(self._run(running), name=f"task-{task.id}")
+
+    async def _fail_if_no_triton_for_too_long(self, snapshot) -> None:
+        """Waiting tasks fail once no Triton was reachable for ``triton_wait_s`` in a row. Time
+        while Triton is live and loading models (a first TensorRT build) does not count."""
+        if snapshot.state is ModelState.loading:
+            self._no_triton_since = None
+            return
+        now = time.monotonic()
+        if self._no_triton_since is None:
+            self._no_triton_since = now
+        elif now - self._no_triton_since > self.settings.triton_wait_s:
+            await self._fail_queued(f"no inference server for {now - self._no_triton_since:.0f} s "
+                                    f"(TRITON_WAIT_S={self.settings.triton_wait_s:.0f}): "
+                                    f"{snapshot.error or 'Triton at ' + self.settings.triton_grpc_url + ' unreachable'}")
 
     async def _update_queue_gauge(self) -> None:
         counts = await self.store.count_by_status()

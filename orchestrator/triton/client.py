@@ -22,6 +22,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from orchestrator.errors import TritonUnavailableError
+from orchestrator.triton.deadlines import DeadlinePolicy, shared
 from orchestrator.metrics import TRITON_REQUEST_ERRORS, TRITON_REQUEST_SECONDS
 
 LOGGER = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ class ModelInfo:
 class TritonClient:
     """Inference over gRPC with deadlines, metrics and a pool for concurrent requests."""
 
-    def __init__(self, url: str, *, timeout_s: float = 60.0, max_in_flight: int = 2) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 60.0, max_in_flight: int = 2,
+                 deadlines: DeadlinePolicy | None = None) -> None:
         self.url = url
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # metadata calls; inference deadlines come from self.deadlines
+        self.deadlines = shared(url, deadlines or DeadlinePolicy(floor_s=timeout_s))
         try:
             self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args())
         except Exception as exc:  # noqa: BLE001 - bad URL etc.
@@ -72,6 +75,8 @@ class TritonClient:
             settings.triton_grpc_url,
             timeout_s=settings.grpc_timeout_s,
             max_in_flight=settings.requests_in_flight,
+            deadlines=DeadlinePolicy(floor_s=settings.grpc_timeout_s, first_s=settings.grpc_first_timeout_s,
+                                     factor=settings.grpc_deadline_factor),
         )
 
     # -- inference ------------------------------------------------------------------------------
@@ -84,12 +89,14 @@ class TritonClient:
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        batch = int(tensors[0].shape()[0]) if tensors and tensors[0].shape() else 1
         start = time.perf_counter()
         try:
             result = self._client.infer(
-                model, tensors, outputs=requested, client_timeout=self.timeout_s
+                model, tensors, outputs=requested, client_timeout=self.deadlines.timeout_s(model, batch)
             )
             arrays = {name: result.as_numpy(name) for name in outputs}
+            self.deadlines.observe(model, batch, time.perf_counter() - start)
         except InferenceServerException as exc:
             TRITON_REQUEST_ERRORS.labels(model).inc()
             raise TritonUnavailableError(
@@ -130,6 +137,15 @@ class TritonClient:
         config = config.get("config", config)
         inputs = {i["name"]: [int(d) for d in i.get("dims", [])] for i in config.get("input", [])}
         return ModelInfo(model, inputs, int(config.get("max_batch_size", 0) or 0))
+
+    def model_parameters(self, model: str) -> dict[str, str]:
+        """The string parameters of a model's config (e.g. the detector's ``weights``)."""
+        try:
+            config = self._client.get_model_config(model, client_timeout=self.timeout_s, as_json=True)
+        except InferenceServerException as exc:
+            raise TritonUnavailableError(f"model {model} unavailable", detail=str(exc)) from exc
+        params = config.get("config", config).get("parameters", {}) or {}
+        return {k: str(v.get("string_value", "")) for k, v in params.items() if isinstance(v, dict)}
 
     def inpainter_sizes(self, prefix: str = "inpainter") -> dict[int, str]:
         """Crop size -> model name for every READY inpainter (``inpainter``, ``inpainter_256``...)."""

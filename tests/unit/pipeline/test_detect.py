@@ -60,7 +60,8 @@ def test_scan_bisects_only_where_the_mark_moves():
 def test_scan_refine_span_limits_detector_calls():
     script = lambda i: det(A) if i < 50 else det(B)  # noqa: E731
     exact = scan((Decoded(i, i, None) for i in range(97)), ScriptedDetector(script), ScanParams(stride=16))
-    coarse = scan((Decoded(i, i, None) for i in range(97)), ScriptedDetector(script), ScanParams(stride=16, refine_span=4))
+    coarse = scan((Decoded(i, i, None) for i in range(97)), ScriptedDetector(script),
+                  ScanParams(stride=16, refine_span=4))
     assert 49 in exact.observations and 50 in exact.observations
     assert len(coarse.observations) < len(exact.observations)
     tl = bx.build_timeline(97, coarse.observations)
@@ -90,7 +91,8 @@ def test_weak_but_consistent_mark_is_found_in_every_frame_and_noise_is_rejected(
         return dets[dets[:, 4] >= 0.1]  # the detector's low threshold
 
     n = 134
-    result = scan((Decoded(i, i, None) for i in range(n)), ScriptedDetector(script, batch=8), ScanParams(stride=8, in_flight=2, refine_span=4, change_conf=0.25))
+    result = scan((Decoded(i, i, None) for i in range(n)), ScriptedDetector(script, batch=8),
+                  ScanParams(stride=8, in_flight=2, refine_span=4, change_conf=0.25))
     old = bx.build_timeline(n, {f: d[d[:, 4] >= 0.25] for f, d in result.observations.items()})
     assert sum(len(old.boxes_at(f)) == 0 for f in range(n)) > n // 2  # per-frame threshold: missed
     tl = bx.build_timeline(n, result.observations, conf=0.25)
@@ -115,7 +117,8 @@ def test_jump_frames_get_both_positions_even_beside_a_false_positive(monkeypatch
         return det(B, 0.9)
 
     def run():
-        result = scan((Decoded(i, i, None) for i in range(100)), ScriptedDetector(script, batch=8), ScanParams(stride=12, in_flight=2, refine_span=4, change_conf=0.25, change_top=True))
+        result = scan((Decoded(i, i, None) for i in range(100)), ScriptedDetector(script, batch=8),
+                      ScanParams(stride=12, in_flight=2, refine_span=4, change_conf=0.25, change_top=True))
         return bx.build_timeline(100, result.observations, conf=0.25)
 
     def found(tl, f):
@@ -146,7 +149,8 @@ def test_scan_keeps_clean_references_where_the_mark_arrives_and_leaves():
     clean reference for the matte; frames where the mark is there are not."""
     script = lambda i: det(A) if i < 28 else (none() if i < 32 else det(B))  # noqa: E731
     sampler = CropSampler(per_position=48)
-    scan((Decoded(i, i, _Frame(i)) for i in range(100)), ScriptedDetector(script, batch=4), ScanParams(stride=8, in_flight=1), listener=sampler)
+    scan((Decoded(i, i, _Frame(i)) for i in range(100)), ScriptedDetector(script, batch=4),
+         ScanParams(stride=8, in_flight=1), listener=sampler)
     assert len(sampler.windows) == 2
     (pa, pb) = (0, 1) if bx.iou_matrix(A[None], sampler.windows[0][None].astype(float))[0, 0] > 0 else (1, 0)
     ref_a = [(r.frame, int(r.clean[0, 0, 0]), r.partner, int(r.marked[0, 0, 0])) for r in sampler.references[pa]]
