@@ -18,31 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from export.clips import HELDOUT_SEEDS, KINDS, MARK_FREE_KINDS, TUNING_SEEDS, make
+from export.clips import HELDOUT_SEEDS, KINDS, MARK_FREE_KINDS, TUNING_SEEDS, frame_score, make
 from orchestrator.pipeline.decode import iter_frames
 from orchestrator.pipeline.discover import Discoverer
 
 OUT = Path(__file__).resolve().parent / "out" / "clips"
 
 
-def covers(box, truth) -> bool:
-    x0, y0 = max(box[0], truth[0]), max(box[1], truth[1])
-    x1, y1 = min(box[2], truth[2]), min(box[3], truth[3])
-    return max(0.0, x1 - x0) * max(0.0, y1 - y0) >= 0.5 * (truth[2] - truth[0]) * (truth[3] - truth[1])
-
-
 def score(truth_boxes, timeline) -> dict:
-    marked = found = boxes = right = 0
-    for i, truth in enumerate(truth_boxes):
-        got = timeline.boxes_at(i) if timeline.positions.size else np.zeros((0, 4))
-        hits = [covers(b, truth) for b in got] if truth is not None else [False] * len(got)
-        boxes += len(got)
-        right += sum(hits)
-        if truth is not None:
-            marked += 1
-            found += any(hits)
-    return {"marked": marked, "recall": found / marked if marked else None,
-            "precision": right / boxes if boxes else 1.0, "frames_with_boxes": timeline.frames_with_boxes()}
+    sc = frame_score(truth_boxes, timeline)
+    return {"marked": sc.marked, "recall": sc.found / sc.marked if sc.marked else None,
+            "precision": sc.right / sc.boxes if sc.boxes else 1.0, "frames_with_boxes": timeline.frames_with_boxes()}
 
 
 def run_clip(kind: str, seed: int) -> dict:

@@ -89,9 +89,10 @@ def marks_details(marks: list[Mark], reports: dict[MarkKey, MarkReport], *, dete
 
 def outcome(details: dict) -> str:
     """One plain phrase for the task: ``removed``, ``no watermark found`` or ``found, left
-    untouched`` (positions whose estimate showed no overlay)."""
+    untouched`` (confirmed positions whose estimate showed no overlay; an unconfirmed detector
+    guess the matte refuted is not a watermark found)."""
     if details.get("frames_with_boxes"):
         return "removed"
-    if details.get("marks"):
+    if any(m.get("confirmed", True) for m in details.get("marks") or ()):
         return "found, left untouched"
     return "no watermark found"

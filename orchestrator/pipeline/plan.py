@@ -135,23 +135,41 @@ def _mark_offset(sampled: PositionMatte, x0: int, y0: int) -> np.ndarray:
     return np.median(offs + origins - np.array([y0, x0], np.float32), 0)
 
 
+UNCONFIRMED_MIN_ALPHA = 0.3  # an unconfirmed detector guess needs a clear overlay...
+UNCONFIRMED_MIN_WHITE = 200.0  # ...of the Sora mark's white body (a fit over clean texture took its colours)
+
+
+def _white_overlay(summary: dict | None) -> bool:
+    """The matte shows what the demo detector was trained to find: a clearly opaque white overlay."""
+    if not summary:
+        return False
+    color = summary.get("color")
+    white = color is None or min(color) >= UNCONFIRMED_MIN_WHITE
+    return white and summary.get("alpha_max", 0.0) >= UNCONFIRMED_MIN_ALPHA
+
+
 def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
-                    timeline: bx.Timeline | None) -> None:
+                   timeline: bx.Timeline | None) -> None:
     """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
     untouched, instead of falling back to inpainting a box of clean picture. A position discovery
     confirmed (its steps fit a semi-transparent overlay) is evidence of its own: it keeps the
-    inpainting fallback when its matte fails."""
+    inpainting fallback when its matte fails. A demo-detector position discovery did not confirm
+    has only the matte as evidence: without a usable plan of a white overlay it is left untouched."""
     for mark in marks:
-        report = reports.get(mark.key)
-        if mark.key.kind != "position" or report is None or not report.matte:
+        if mark.key.kind != "position":
             continue
-        if mark.found is not None and mark.found.get("source") in ("discovery", "both"):
+        found = mark.found or {}
+        if found.get("source") in ("discovery", "both"):
             continue
-        alpha_max = report.matte.get("alpha_max", 1.0)
-        if alpha_max >= NO_OVERLAY_ALPHA:
+        report = reports.get(mark.key, MarkReport())
+        alpha_max = (report.matte or {}).get("alpha_max", 1.0)
+        if not found.get("confirmed", True) and not (mark.key in plans and _white_overlay(report.matte)):
+            reason = f"an unconfirmed detection and no white overlay fitted there ({report.reason or 'no matte'})"
+        elif report.matte and alpha_max < NO_OVERLAY_ALPHA:
+            reason = f"no overlay there (matte alpha_max {alpha_max} < {NO_OVERLAY_ALPHA})"
+        else:
             continue
         plans.pop(mark.key, None)
         if timeline is not None:
             timeline.present[mark.key.index] = False
-        reports[mark.key] = MarkReport(method="untouched", matte=report.matte,
-                                       reason=f"no overlay there (matte alpha_max {alpha_max} < {NO_OVERLAY_ALPHA})")
+        reports[mark.key] = MarkReport(method="untouched", matte=report.matte, reason=reason)

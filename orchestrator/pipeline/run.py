@@ -273,7 +273,7 @@ def _pass_one(job: _Job) -> PassOne:
     plans, reports = {}, {}
     if use_matte and marks:
         plans, reports = plan_mattes(marks, sampler, job.info.width, job.info.height)
-        leave_unmarked(marks, plans, reports, timeline)
+    leave_unmarked(marks, plans, reports, timeline)
     job.timer["matte"] = time.perf_counter() - t0
     return PassOne(result.n_frames, timeline, marks, plans, reports,
                    result.detected_frames if options.detect else None, PASS1_SHARE, picture, summary)
@@ -293,7 +293,7 @@ def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None, we
     marks = [Mark(MarkKey.position(i), box, found=found)
              for i, (box, found) in enumerate(zip(fused.timeline.positions, found_details(fused)))]
     summary = {**discovery.summary(), "detector_weights": weights or "unknown", "leader": fused.leader,
-               "rejected_detections": [list(b) for b in fused.rejected]}
+               "unconfirmed_detections": [list(b) for b in fused.unconfirmed]}
     return fused.timeline, marks, discovery.picture, summary
 
 

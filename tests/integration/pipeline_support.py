@@ -14,22 +14,22 @@ from export.repository import write_repository
 ASSETS = Path(__file__).resolve().parents[2] / "export" / "assets"
 
 
-def blind_detector_onnx(path: Path) -> Path:
-    """images uint8 [B,640,640,3] -> output0 float32 [B,5,8400] of zeros (no detections)."""
+def _batch_detector_onnx(path: Path, name: str, fill: onnx.NodeProto, extra: tuple = ()) -> Path:
+    """images uint8 [B,640,640,3] -> output0 float32 [B,5,8400], made by ``fill`` from ``out_shape``."""
     nodes = [
         helper.make_node("Shape", ["images"], ["shape"]),
         helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),
         helper.make_node("Concat", ["batch", "tail"], ["out_shape"], axis=0),
-        helper.make_node("ConstantOfShape", ["out_shape"], ["output0"],
-                         value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+        fill,
     ]
     inits = [
         helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
         helper.make_tensor("one", TensorProto.INT64, [1], [1]),
         helper.make_tensor("tail", TensorProto.INT64, [2], [5, 8400]),
+        *extra,
     ]
     graph = helper.make_graph(
-        nodes, "blind_detector",
+        nodes, name,
         [helper.make_tensor_value_info("images", TensorProto.UINT8, ["B", 640, 640, 3])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["B", 5, 8400])],
         inits,
@@ -38,6 +38,13 @@ def blind_detector_onnx(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, path)
     return path
+
+
+def blind_detector_onnx(path: Path) -> Path:
+    """A detector whose output is all zeros (no detections)."""
+    fill = helper.make_node("ConstantOfShape", ["out_shape"], ["output0"],
+                            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]))
+    return _batch_detector_onnx(path, "blind_detector", fill)
 
 
 def fixed_box_detector_onnx(path: Path, box: tuple[float, float, float, float], score: float = 0.9) -> Path:
@@ -46,28 +53,8 @@ def fixed_box_detector_onnx(path: Path, box: tuple[float, float, float, float], 
     const = np.zeros((1, 5, 8400), np.float32)
     const[0, :4, 0] = box
     const[0, 4, 0] = score
-    nodes = [
-        helper.make_node("Shape", ["images"], ["shape"]),
-        helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),
-        helper.make_node("Concat", ["batch", "tail"], ["out_shape"], axis=0),
-        helper.make_node("Expand", ["det", "out_shape"], ["output0"]),
-    ]
-    inits = [
-        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("tail", TensorProto.INT64, [2], [5, 8400]),
-        numpy_helper.from_array(const, "det"),
-    ]
-    graph = helper.make_graph(
-        nodes, "fixed_box_detector",
-        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["B", 640, 640, 3])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["B", 5, 8400])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    fill = helper.make_node("Expand", ["det", "out_shape"], ["output0"])
+    return _batch_detector_onnx(path, "fixed_box_detector", fill, (numpy_helper.from_array(const, "det"),))
 
 
 def demo_detector() -> Path | None:

@@ -83,8 +83,10 @@ def test_a_false_detection_without_an_overlay_leaves_the_picture_untouched(tmp_p
     src = write_clip(tmp_path / "in.mp4", clip)
     settings = Settings(triton_grpc_url=false_box_triton.grpc_url, grpc_timeout_s=60, preset="ultrafast")
     details = process_video(src, tmp_path / "out.mp4", TaskOptions(), settings=settings)
-    # Demo weights: discovery leads, finds no overlay there, and the detector's position is dropped.
-    assert details["marks"] == [] and details["discovery"]["rejected_detections"] == [list(map(float, FALSE_BOX))]
+    # Demo weights: discovery leads and finds no overlay there; the detector's unconfirmed position
+    # is judged by the matte alone, which fits none, so it is left untouched.
+    assert details["discovery"]["unconfirmed_detections"] == [list(map(float, FALSE_BOX))]
+    assert [(m["confirmed"], m["method"]) for m in details["marks"]] == [(False, "untouched")]
     assert details["outcome"] == "no watermark found" and details["frames_with_boxes"] == 0
     assert details["discovery"]["picture"]["bars"] is True
     original = frames_of(src)

@@ -4,7 +4,10 @@ Which one leads depends on where the detector's weights come from (the model rep
 ``export.repository``'s ``weights`` parameter): real weights find the mark and discovery adds
 what they miss (another generator's mark) and fills frames they missed; the offline demo
 detector (trained here on a drawing of the mark) finds false positions on real footage, so there
-discovery leads and a detector position is kept only where discovery confirms it.
+discovery leads: a detector position discovery does not confirm stays in the timeline as
+*unconfirmed*, and planning alters its pixels only when the matte fits an overlay there
+(``plan.leave_unmarked``); on a clip discovery misses (a mark over a saturated colour) the demo
+detector still finds it, and on a false position the matte's alpha ~ 0 leaves it untouched.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class FusedPosition:
 class Fused:
     timeline: bx.Timeline
     positions: tuple[FusedPosition, ...]
-    rejected: tuple[tuple[float, float, float, float], ...]  # detector positions discovery refuted
+    unconfirmed: tuple[tuple[float, float, float, float], ...]  # demo-detector positions discovery did not confirm
     leader: str  # "detector" | "discovery"
 
 
@@ -69,7 +72,7 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
     boxes: list[np.ndarray] = []
     rows: list[np.ndarray] = []
     info: list[FusedPosition] = []
-    rejected = []
+    unconfirmed = []
     used = set()
     for k, box in enumerate(det_boxes):
         j = _match(np.asarray(box, np.float64), disc.positions)
@@ -85,7 +88,10 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
             rows.append(row)
             info.append(FusedPosition("detector", True, tuple(bx._runs(row))))
         else:
-            rejected.append(tuple(round(float(v), 1) for v in box))
+            unconfirmed.append(tuple(round(float(v), 1) for v in box))
+            boxes.append(np.asarray(box, np.float64))
+            rows.append(row)
+            info.append(FusedPosition("detector", False, tuple(bx._runs(row))))
     for j, pos in enumerate(found):
         if j in used:
             continue
@@ -95,9 +101,10 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
     positions = np.asarray(boxes, np.float64).reshape(-1, 4)
     present = np.asarray(rows, bool).reshape(-1, n)
     timeline = bx.Timeline(positions, present, [int(r.sum()) for r in present])
-    if rejected:
-        LOGGER.info("detector positions not confirmed by discovery (demo weights), dropped: %s", rejected)
-    return Fused(timeline, tuple(info), tuple(rejected), "detector" if lead_detector else "discovery")
+    if unconfirmed:
+        LOGGER.info("detector positions not confirmed by discovery (demo weights), kept for the matte to judge: %s",
+                    unconfirmed)
+    return Fused(timeline, tuple(info), tuple(unconfirmed), "detector" if lead_detector else "discovery")
 
 
 def found_details(fused: Fused) -> list[dict]:
@@ -105,7 +112,7 @@ def found_details(fused: Fused) -> list[dict]:
     out = []
     for row, info in zip(fused.timeline.present, fused.positions):
         out.append({"source": info.source, "visits": [list(v) for v in info.visits], "frames": int(row.sum()),
-                    "mark": info.mark, "alpha": None if info.alpha is None else round(info.alpha, 2)})
+                    "mark": info.mark, "confirmed": info.confirmed, "alpha": None if info.alpha is None else round(info.alpha, 2)})
     return out
 
 

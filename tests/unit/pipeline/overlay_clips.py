@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from export.clips import frame_score
 from export.watermark import Background, Template, composite, sora_schedule, sora_template
 
 
@@ -76,21 +77,5 @@ class OverlayClip:
 def frame_scores(clip: OverlayClip, timeline) -> tuple[float, float]:
     """(recall, precision) of marked frames: a frame's mark is found when a box of the timeline
     covers half of it; a box is right when it covers half of the true mark in that frame."""
-    marked = found = boxes = right = 0
-    for i in range(clip.n_frames):
-        truth = clip.box(i)
-        got = timeline.boxes_at(i) if timeline.positions.size else np.zeros((0, 4))
-        hits = [_covers(b, truth) for b in got] if truth is not None else [False] * len(got)
-        boxes += len(got)
-        right += sum(hits)
-        if truth is not None:
-            marked += 1
-            found += any(hits)
-    return (found / marked if marked else 1.0), (right / boxes if boxes else 1.0)
-
-
-def _covers(box, truth) -> bool:
-    x0, y0 = max(box[0], truth[0]), max(box[1], truth[1])
-    x1, y1 = min(box[2], truth[2]), min(box[3], truth[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter >= 0.5 * (truth[2] - truth[0]) * (truth[3] - truth[1])
+    sc = frame_score([clip.box(i) for i in range(clip.n_frames)], timeline)
+    return (sc.found / sc.marked if sc.marked else 1.0), (sc.right / sc.boxes if sc.boxes else 1.0)

@@ -73,14 +73,16 @@ def test_the_picture_area_of_a_pillarboxed_clip():
     assert abs(found.picture.x0 - px) <= 4 and abs(found.picture.x1 - (px + pw)) <= 4
 
 
-def test_fusion_drops_demo_detections_discovery_does_not_confirm():
+def test_fusion_marks_demo_detections_discovery_does_not_confirm_as_unconfirmed():
     clip = OverlayClip(640, 360, 90, seed=4, shape="none")
     found = discover(clip)
     fake = bx.Timeline(np.array([[300.0, 0, 440, 40]]), np.ones((1, 90), bool), [90])
     demo = fuse(fake, found, weights="demo")
-    assert demo.leader == "discovery" and demo.timeline.frames_with_boxes() == 0 and demo.rejected
+    assert demo.leader == "discovery" and demo.unconfirmed == ((300.0, 0.0, 440.0, 40.0),)
+    assert [(p.source, p.confirmed) for p in demo.positions] == [("detector", False)]
     real = fuse(fake, found, weights="real")
-    assert real.leader == "detector" and real.timeline.frames_with_boxes() == 90
+    assert real.leader == "detector" and real.timeline.frames_with_boxes() == 90 and not real.unconfirmed
+    assert [(p.source, p.confirmed) for p in real.positions] == [("detector", True)]
 
 
 def test_crops_never_take_colour_from_the_bars():

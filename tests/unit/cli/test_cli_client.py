@@ -210,7 +210,7 @@ def test_a_short_outage_while_polling_is_ridden_out(tmp_path):
 
 
 def test_a_long_outage_gives_up_with_exit_3(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "UNREACHABLE_GRACE_S", -1.0)
+    monkeypatch.setattr(cli.process, "UNREACHABLE_GRACE_S", -1.0)
     service = FlakyService()
     service.outage = 10
     code, message = _run_flaky(tmp_path, service)
