@@ -1,8 +1,9 @@
 """Planning: which marks get the matte, from the crops pass 1 sampled (``matte.CropSampler``).
 
-The detected positions are one mark jumping around: their crops are pooled into one estimate
-(``matte.estimate_groups``, which lets a position that disagrees keep its own). A region gets its
-own estimate (it may be another logo) unless it covers a detected position's window.
+The detected positions are one mark jumping around, and so are a user's regions around its
+visits: every sampled window of about one size is pooled into one estimate
+(``matte.estimate_groups``, which lets a window that disagrees - another logo - keep its own).
+One region's visit alone gave a flat sky's matte 2-3 independent frames and left a ghost.
 """
 
 from __future__ import annotations
@@ -32,12 +33,9 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
                 height: int) -> tuple[dict[MarkKey, MarkPlan], dict[MarkKey, MarkReport]]:
     """The matte plan of every mark that can use one, and a report for every mark."""
     positions, reports = _sampled_positions(marks, sampler)
-    pooled = list(dict.fromkeys(p for key, p in positions.items() if key.kind == "position"))
-    alone = list(dict.fromkeys(p for key, p in positions.items() if key.kind != "position" and p not in pooled))
     mattes: dict[int, PositionMatte] = {}
-    for members in [pooled] + [[p] for p in alone]:
-        if members:
-            mattes.update(_estimate(sampler, members))
+    for members in _pools(list(dict.fromkeys(positions.values())), sampler):
+        mattes.update(_estimate(sampler, members))
     plans: dict[MarkKey, MarkPlan] = {}
     for mark in marks:
         if mark.key not in positions:
@@ -46,6 +44,31 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
         if plan is not None:
             plans[mark.key] = plan
     return plans, reports
+
+
+# Windows whose width and height agree within this share hold the same mark (they pool).
+POOL_SIZE_TOLERANCE = 0.15
+# Registration search of a pool, as a share of the window's smaller side.
+POOL_MAX_SHIFT = 0.45
+
+
+def _pools(members: list[int], sampler: matte.CropSampler) -> list[list[int]]:
+    """Sampled positions grouped by window size, largest first (pooling trims to the smallest)."""
+    def size(p: int) -> tuple[int, int]:
+        win = sampler.windows[p]
+        return int(win[2] - win[0]), int(win[3] - win[1])
+
+    pools: list[list[int]] = []
+    for p in sorted(members, key=lambda p: -size(p)[0] * size(p)[1]):
+        w, h = size(p)
+        for pool in pools:
+            w0, h0 = size(pool[0])
+            if abs(w - w0) <= POOL_SIZE_TOLERANCE * w0 and abs(h - h0) <= POOL_SIZE_TOLERANCE * h0:
+                pool.append(p)
+                break
+        else:
+            pools.append([p])
+    return pools
 
 
 def _sampled_positions(marks: list[Mark], sampler: matte.CropSampler) -> tuple[dict[MarkKey, int],
@@ -71,8 +94,11 @@ def _estimate(sampler: matte.CropSampler, members: list[int]) -> dict[int, Posit
     """One pooled estimate for the sampled positions ``members``."""
     inputs = {p: sampler.position_crops(p) for p in members}
     try:
+        # A window clamped at the frame's edge holds its mark off-centre by up to the margin
+        # (13 px in a 50-px-high window at 640x360): more than the default search (a quarter side).
         parts = matte.estimate_groups([inputs[p].crops for p in members],
-                                      references=[inputs[p].references for p in members])
+                                      references=[inputs[p].references for p in members],
+                                      max_shift=POOL_MAX_SHIFT * min(inputs[members[0]].crops.shape[1:3]))
     except ValueError as exc:
         return {p: PositionMatte(None, inputs[p].origins, str(exc)) for p in members}
     return {p: PositionMatte(part, inputs[p].origins) for p, part in zip(members, parts)}

@@ -175,6 +175,7 @@ class _Counts:
     with_boxes: int = 0
     crops: int = 0
     matte_frames: int = 0
+    matte_gate: dict = field(default_factory=dict)  # matte.VisitTracker's counts
 
 
 def process_video(
@@ -237,7 +238,7 @@ def _details(job: _Job, first: PassOne, counts: _Counts) -> dict:
         details["detector_frames"] = first.detector_frames
     details.update(marks_details(first.marks, first.reports, detect=job.options.detect))
     details.update(frames=counts.frames, frames_with_boxes=counts.with_boxes, crops_inpainted=counts.crops,
-                   matte_frames=counts.matte_frames)
+                   matte_frames=counts.matte_frames, matte_gate=counts.matte_gate)
     if first.discovery is not None:
         details["discovery"] = first.discovery
     details["outcome"] = outcome(details)
@@ -385,11 +386,12 @@ def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
     items: list[CropJob] = []
     first_pts: list[int] = []
     t_work = 0.0
+    tracker = matte.VisitTracker()
     for d in job.frames():
         t0 = time.perf_counter()
         if not first_pts:
             first_pts.append(d.pts)
-        edit = _edit(job, first, d, float((d.pts - first_pts[0]) * job.info.time_base), counts)
+        edit = _edit(job, first, d, float((d.pts - first_pts[0]) * job.info.time_base), counts, tracker)
         if edit.area is not None:
             size = (job.info.width, job.info.height)
             items.extend(CropJob(edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
@@ -404,9 +406,11 @@ def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
         yield chunk, (submit_crops(job.client, job.sizes, items, batch) if items else None)
         counts.crops += len(items)
     job.timer["remove"] = t_work
+    counts.matte_gate = dict(tracker.counts)
 
 
-def _edit(job: _Job, first: PassOne, d: Decoded, t: float, counts: _Counts) -> FrameEdit:
+def _edit(job: _Job, first: PassOne, d: Decoded, t: float, counts: _Counts,
+          tracker: matte.VisitTracker | None = None) -> FrameEdit:
     """One frame's boxes (``boxes.frame_boxes``) planned for removal (``remove.plan_frame``)."""
     width, height, settings = job.info.width, job.info.height, job.settings
     timeline = first.timeline if first.timeline is not None and d.index < first.timeline.n_frames else None
@@ -421,7 +425,7 @@ def _edit(job: _Job, first: PassOne, d: Decoded, t: float, counts: _Counts) -> F
     keys = frame_keys(first.timeline, d.index, t, job.options.regions) if first.plans else []
     canvas, read = canvas_of(d.frame)
     area = plan_frame(read, width, height, fboxes, keys, first.plans, sorted(job.sizes), settings.inpaint_context,
-                      picture=bars)
+                      picture=bars, tracker=tracker)
     if area is not None:
         counts.matte_frames += area.matte_marks
     return FrameEdit(d.pts, d.frame, canvas, area)
