@@ -48,6 +48,8 @@ class Settings:
     progress_interval_s: float = 0.5  # progress written to the DB at most this often
     janitor_interval_s: float = 300.0
     shutdown_grace_s: float = 10.0  # running tasks get this long to stop before the process exits
+    node_id: str | None = None  # stable node name for leases (default host:port)
+    lease_s: float = 30.0  # a claimed task whose worker stops renewing for this long is requeued
     # video_url downloads
     url_max_mb: int = 2048
     url_timeout_s: float = 300.0
@@ -98,7 +100,7 @@ class Settings:
             default = f.default
             if f.name == "port_health":
                 values[f.name] = int(raw)
-            elif f.name in {"api_key", "database_url", "triton_http_url"}:
+            elif f.name in {"api_key", "database_url", "triton_http_url", "node_id"}:
                 values[f.name] = raw
             elif isinstance(default, bool):
                 values[f.name] = _bool(raw)

@@ -1,10 +1,12 @@
-"""The worker: claims queued tasks from the database and runs the pipeline in a thread.
+"""The worker: claims queued tasks from the database (on a lease) and runs the pipeline.
 
-Tasks wait while the models are not ready; when a required model failed to load they fail with
-that reason instead of waiting forever. ``TritonUnavailableError`` requeues the task with a
-doubling delay, bounded by ``max_task_attempts``. The pipeline runs in a dedicated thread pool so
-the event loop (and /ping) never waits on video work; its progress reaches the database at most
-every ``progress_interval_s``.
+A node whose models are not ready (loading, or a load failed) claims nothing: queued tasks stay
+for the nodes that can run them. ``TritonUnavailableError`` requeues the task with a doubling
+delay, bounded by ``max_task_attempts``. The pipeline runs in a dedicated thread pool so the event
+loop (and /ping) never waits on video work. Its progress reaches the database at most every
+``progress_interval_s``; that write renews the lease and brings back a cancel requested on any
+node. Each attempt writes its own result file, so an attempt that lost its lease never touches
+the result of the attempt that replaced it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from orchestrator import metrics
 from orchestrator.download import download
 from orchestrator.errors import AppError, InputError, OutputError, TaskCancelledError, TritonUnavailableError
 from orchestrator.settings import Settings
+from orchestrator.tasks import cleanup
+from orchestrator.tasks.cleanup import unlink as _unlink
+from orchestrator.tasks.lease import Lease, LeaseQueue, boot_owner, node_id
 from orchestrator.tasks.store import Task, TaskStatus, TaskStore, utcnow
 from orchestrator.triton.models import ModelManager, ModelState
 
@@ -31,18 +35,13 @@ LOGGER = logging.getLogger(__name__)
 @dataclass
 class _Running:
     task: Task
+    lease: Lease
+    output: Path  # this attempt's own result file
     latest: Any = None  # last Progress from the pipeline thread (a plain attribute write)
     cancel: bool = False
+    lost: bool = False  # the lease was lost: another attempt owns the task now
     started: float = 0.0
     handle: asyncio.Task | None = None  # a reference keeps the asyncio task from being collected
-
-
-def _unlink(path: str | None) -> None:
-    if path:
-        try:
-            Path(path).unlink(missing_ok=True)
-        except OSError as exc:
-            LOGGER.warning("could not remove %s: %s", path, exc)
 
 
 def _import_pipeline():
@@ -62,10 +61,14 @@ async def _preload_pipeline() -> None:
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: TaskStore, models: ModelManager) -> None:
+    def __init__(self, settings: Settings, store: TaskStore, models: ModelManager, *, pipeline=None) -> None:
         self.settings = settings
         self.store = store
         self.models = models
+        self.node = node_id(settings.node_id, settings.port)
+        self.queue = LeaseQueue(store, boot_owner(self.node), settings.lease_s)
+        self._pipeline = pipeline  # process_video's signature; None = the real pipeline
+        self._claiming = True
         self.uploads_dir = settings.data_dir / "uploads"
         self.results_dir = settings.data_dir / "results"
         self._running: dict[str, _Running] = {}
@@ -81,7 +84,8 @@ class Worker:
     async def start(self) -> None:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        await self.store.recover(self.settings.max_task_attempts)
+        await self.queue.recover_own(self.node, self.settings.max_task_attempts)
+        await self.queue.sweep(self.settings.max_task_attempts)
         await self.remove_leftovers()
         for task_id in await self.store.queued_ids(waiting_for_input=True):
             task = await self.store.get(task_id)
@@ -91,7 +95,9 @@ class Worker:
             asyncio.create_task(_preload_pipeline(), name="worker-preload"),
             asyncio.create_task(self._loop(), name="worker-loop"),
             asyncio.create_task(self._janitor(), name="worker-janitor"),
+            asyncio.create_task(self._sweeper(), name="worker-sweeper"),
         ]
+        LOGGER.info("worker %s started (lease %.0f s)", self.queue.owner, self.settings.lease_s)
 
     async def stop(self) -> None:
         """Running pipelines are asked to stop; their tasks go back to the queue (not cancelled)."""
@@ -160,16 +166,20 @@ class Worker:
     async def _tick(self) -> None:
         await self._update_queue_gauge()
         snapshot = self.models.snapshot()
-        if snapshot.state is ModelState.degraded and snapshot.load_failed:
-            await self._fail_queued(f"cannot process: {snapshot.error}")
-            return
-        if snapshot.state is not ModelState.ready:
+        ready = snapshot.state is ModelState.ready
+        if ready != self._claiming and (ready or snapshot.state is ModelState.degraded):
+            LOGGER.warning("worker %s: %s", self.queue.owner, "claiming tasks again" if ready else
+                           f"stops claiming tasks while degraded ({snapshot.error})")
+        self._claiming = ready
+        if not ready:
             return
         while len(self._running) < max(1, self.settings.max_concurrent_tasks) and not self._stopping:
-            task = await self.store.claim_next()
-            if task is None:
+            claimed = await self.queue.claim()
+            if claimed is None:
                 return
-            running = _Running(task=task, started=time.monotonic())
+            task, lease = claimed
+            output = (self.results_dir / f"{task.id}.a{task.attempts}.mp4").resolve()
+            running = _Running(task=task, lease=lease, output=output, started=time.monotonic())
             self._running[task.id] = running
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - task.created_at).total_seconds()))
             running.handle = asyncio.create_task(self._run(running), name=f"task-{task.id}")
@@ -179,21 +189,12 @@ class Worker:
         metrics.QUEUE_DEPTH.set(counts.get(TaskStatus.queued.value, 0))
         metrics.TASKS_IN_PROGRESS.set(len(self._running))
 
-    async def _fail_queued(self, reason: str) -> None:
-        for task_id in await self.store.queued_ids():
-            task = await self.store.get(task_id)
-            if task and await self.store.finish(task_id, TaskStatus.failed, error=reason):
-                LOGGER.warning("task %s failed: %s", task_id, reason)
-                metrics.TASKS_FINISHED.labels(status="failed").inc()
-                _unlink(task.input_path)
-                await self.store.update_fields(task_id, input_path=None)
-
     # -- one task --------------------------------------------------------------------------------
     async def _run(self, running: _Running) -> None:
         task = running.task
         LOGGER.info("task %s: processing (attempt %d)", task.id, task.attempts)
         metrics.TASKS_IN_PROGRESS.set(len(self._running))
-        flusher = asyncio.create_task(self._flush_progress(running))
+        flusher = asyncio.create_task(self._keep_lease(running))
         try:
             try:
                 details = await self._call_pipeline(running)
@@ -202,7 +203,8 @@ class Worker:
             else:
                 await self._end(running, TaskStatus.finished, details=details, progress=100.0)
         except Exception:  # noqa: BLE001 - e.g. the database went away: the task stays processing
-            LOGGER.exception("task %s: could not record its outcome; it is retried after a restart", task.id)
+            LOGGER.exception("task %s: could not record its outcome; it is retried when its lease expires",
+                             task.id)
         finally:
             flusher.cancel()
             self._running.pop(task.id, None)
@@ -213,7 +215,7 @@ class Worker:
         from orchestrator.pipeline.options import TaskOptions
 
         try:
-            process_video = await asyncio.to_thread(_import_pipeline)
+            process_video = self._pipeline or await asyncio.to_thread(_import_pipeline)
         except ImportError as exc:
             raise AppError("the video pipeline is not installed on this server", detail=str(exc)) from exc
         task = running.task
@@ -221,7 +223,7 @@ class Worker:
         if not task.input_path or not Path(task.input_path).exists():
             raise InputError("the uploaded video is no longer on the server")
         try:
-            Path(task.output_path).parent.mkdir(parents=True, exist_ok=True)
+            running.output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # e.g. a file in its place, a read-only or full disk
             raise OutputError(f"the server cannot write results: cannot create the results directory "
                               f"({exc.strerror or type(exc).__name__})", detail=str(exc)) from exc
@@ -235,36 +237,55 @@ class Worker:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
             self._executor,
-            lambda: process_video(Path(task.input_path), Path(task.output_path), options,
+            lambda: process_video(Path(task.input_path), running.output, options,
                                   settings=self.settings, progress=progress, should_cancel=should_cancel),
         )
         return dict(result or {})
 
-    async def _flush_progress(self, running: _Running) -> None:
-        """Write the newest progress at a bounded rate (the pipeline thread only sets an attribute)."""
-        written = None
+    async def _keep_lease(self, running: _Running) -> None:
+        """Renew the lease with the newest progress at a bounded rate (the pipeline thread only
+        sets an attribute), at least every third of the lease; stop the pipeline when a cancel was
+        requested (on any node) or the lease was lost."""
+        written, renewed = None, time.monotonic()
+        renew_every = self.settings.lease_s / 3
         while True:
-            await asyncio.sleep(self.settings.progress_interval_s)
+            await asyncio.sleep(min(self.settings.progress_interval_s, renew_every))
             latest = running.latest
-            if latest is None or latest is written:
+            fresh = latest is not None and latest is not written
+            if not fresh and time.monotonic() - renewed < renew_every:
                 continue
-            written = latest
-            info = {k: getattr(latest, k, None) for k in ("fps", "frames_done", "frames_total")}
+            values: dict[str, Any] = {}
+            if fresh:
+                written = latest
+                info = {k: getattr(latest, k, None) for k in ("fps", "frames_done", "frames_total")}
+                values = {"progress": float(getattr(latest, "percent", 0.0)),
+                          "stage": getattr(latest, "stage", None), "details": {"progress": info}}
             try:
-                await self.store.set_progress(running.task.id, float(getattr(latest, "percent", 0.0)),
-                                              getattr(latest, "stage", None), {"progress": info})
-            except Exception:  # noqa: BLE001 - progress is best effort
-                LOGGER.debug("progress write failed", exc_info=True)
+                answer = await self.queue.heartbeat(running.lease, **values)
+            except Exception:  # noqa: BLE001 - the next renewal may succeed before the lease ends
+                LOGGER.warning("task %s: lease renewal failed", running.task.id, exc_info=True)
+                continue
+            renewed = time.monotonic()
+            if answer is None:
+                LOGGER.warning("task %s: attempt %d lost its lease; stopping it", running.task.id,
+                               running.lease.attempt)
+                running.lost = running.cancel = True
+                return
+            if answer:
+                running.cancel = True
 
     async def _record_failure(self, running: _Running, exc: BaseException) -> None:
         task = running.task
+        if running.lost:
+            _unlink(str(running.output))
+            LOGGER.warning("task %s: attempt %d ended (%s) after losing its lease; nothing recorded",
+                           task.id, running.lease.attempt, type(exc).__name__)
+            return
         if isinstance(exc, TaskCancelledError) or (running.cancel and isinstance(exc, asyncio.CancelledError)):
             if self._stopping and not (await self._cancel_requested(task.id)):
                 # Shutdown, not the user: the interrupted attempt does not count.
-                await self.store.update_fields(task.id, only_status=(TaskStatus.processing.value,),
-                                               status=TaskStatus.queued.value, stage="requeued",
-                                               attempts=max(0, task.attempts - 1), progress=0.0)
-                LOGGER.info("task %s: back to the queue (shutdown)", task.id)
+                if await self.queue.release(running.lease):
+                    LOGGER.info("task %s: back to the queue (shutdown)", task.id)
                 return
             await self._end(running, TaskStatus.cancelled, error="cancelled by the user")
             return
@@ -277,7 +298,7 @@ class Worker:
                 LOGGER.warning("task %s: Triton unavailable (%s); retry in %.1f s", task.id,
                                exc.public_message, delay)
                 metrics.TASK_RETRIES.inc()
-                await self.store.requeue(task.id, delay_s=delay, error=exc.public_message)
+                await self.queue.requeue(running.lease, delay_s=delay, error=exc.public_message)
                 return
             await self._end(running, TaskStatus.failed,
                             error=f"gave up after {task.attempts} attempts: {exc.public_message}")
@@ -297,14 +318,22 @@ class Worker:
 
     async def _end(self, running: _Running, status: TaskStatus, *, error: str | None = None,
                    details: dict | None = None, progress: float | None = None) -> None:
-        task = running.task
-        if status is TaskStatus.finished and not Path(task.output_path).exists():
+        """Record this attempt's outcome, fenced by its lease: an attempt that lost the task to a
+        newer one writes nothing and removes only its own result file."""
+        task, output = running.task, running.output
+        if status is TaskStatus.finished and not output.exists():
             status, error = TaskStatus.failed, "the pipeline reported success but wrote no result"
         if status is not TaskStatus.finished:
-            _unlink(task.output_path)
-        await self.store.finish(task.id, status, error=error, details=details, progress=progress)
+            _unlink(str(output))
+        recorded = await self.queue.finish(
+            running.lease, status, error=error, details=details, progress=progress,
+            output_path=str(output) if status is TaskStatus.finished else None)
+        if not recorded:
+            _unlink(str(output))
+            LOGGER.warning("task %s: attempt %d lost its lease; its outcome (%s) was not recorded",
+                           task.id, running.lease.attempt, status.value)
+            return
         _unlink(task.input_path)
-        await self.store.update_fields(task.id, input_path=None)
         metrics.TASKS_FINISHED.labels(status=status.value).inc()
         metrics.TASK_SECONDS.observe(time.monotonic() - running.started)
         LOGGER.info("task %s: %s%s", task.id, status.value, f" ({error})" if error else "")
@@ -335,6 +364,18 @@ class Worker:
         finally:
             self._downloads.pop(task.id, None)
 
+    async def _sweeper(self) -> None:
+        """Requeue tasks whose worker stopped renewing its lease (on any node)."""
+        while True:
+            await asyncio.sleep(max(0.2, self.settings.lease_s / 2))
+            try:
+                if (await self.queue.sweep(self.settings.max_task_attempts)).requeued:
+                    self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
+                LOGGER.warning("lease sweep failed", exc_info=True)
+
     async def _janitor(self) -> None:
         while True:
             try:
@@ -346,34 +387,9 @@ class Worker:
             await asyncio.sleep(self.settings.janitor_interval_s)
 
     async def remove_leftovers(self) -> int:
-        """Files a killed process left behind, removed at start (before anything runs again): the
-        temp result of an interrupted attempt (``.<task>.mp4.<hex>.tmp``), upload/download
-        ``.part`` files, and uploads whose task was never recorded. Returns how many."""
-        removed: list[Path] = []
-        for path in self.results_dir.glob(".*.tmp"):
-            task = await self.store.get(path.name[1:].split(".", 1)[0])
-            if task is None or task.status != TaskStatus.processing.value:
-                removed.append(path)
-        for path in self.uploads_dir.iterdir():
-            if path.name.endswith(".part") or await self.store.get(path.name.split(".", 1)[0]) is None:
-                removed.append(path)
-        for path in removed:
-            _unlink(str(path))
-        if removed:
-            LOGGER.info("removed %d files left by an interrupted run: %s", len(removed),
-                        [p.name for p in removed])
-        return len(removed)
+        shared = self.store.engine.dialect.name != "sqlite"  # peers may be writing uploads
+        return await cleanup.remove_leftovers(self.store, self.uploads_dir, self.results_dir,
+                                              min_age_s=self.settings.upload_idle_timeout_s if shared else 0.0)
 
     async def remove_expired(self) -> int:
-        """Delete files of tasks that ended more than ``result_ttl_s`` ago; returns how many."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.result_ttl_s)
-        expired = await self.store.expired(cutoff)
-        for task in expired:
-            _unlink(task.output_path)
-            _unlink(task.input_path)
-            details = dict(task.details)
-            details["result_expired"] = True
-            await self.store.update_fields(task.id, output_path=None, input_path=None, details=details)
-        if expired:
-            LOGGER.info("removed files of %d expired tasks", len(expired))
-        return len(expired)
+        return await cleanup.remove_expired(self.store, self.settings.result_ttl_s)
