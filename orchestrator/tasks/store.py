@@ -9,7 +9,9 @@ UPDATE SKIP LOCKED`` on PostgreSQL), so a task is never run by two claimers. A c
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -116,6 +118,21 @@ class Task:
         return self.status in FINAL_STATUSES
 
 
+def _finite(value: Any) -> Any:
+    """JSON without NaN/Infinity (PostgreSQL's json type and strict clients refuse them): null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(_finite(value), allow_nan=False)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -129,7 +146,8 @@ class TaskStore:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.engine: AsyncEngine = create_async_engine(database_url)
+        self.engine: AsyncEngine = create_async_engine(database_url, json_serializer=json_dumps,
+                                                       pool_pre_ping=not database_url.startswith("sqlite"))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)

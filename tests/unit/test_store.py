@@ -86,3 +86,11 @@ async def test_cancel_finish_and_expiry(tmp_path):
     assert total == 1 and tasks[0].details == {"frames": 3}
     assert await store.delete(p.id) and await store.get(p.id) is None
     await store.close()
+
+
+async def test_details_with_non_finite_numbers_are_stored_as_null(tmp_path):
+    store = await _store(tmp_path)
+    task = await store.create(options={}, input_path="/i", output_path="/o")
+    await store.update_fields(task.id, details={"psnr": float("inf"), "gain": [1.5, float("nan")]})
+    assert (await store.get(task.id)).details == {"psnr": None, "gain": [1.5, None]}
+    await store.close()
