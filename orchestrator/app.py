@@ -23,7 +23,7 @@ from orchestrator.api.deps import Services
 from orchestrator.errors import AppError, UnauthorizedError
 from orchestrator.metrics import REGISTRY
 from orchestrator.settings import Settings
-from orchestrator.triton.models import ModelManager
+from orchestrator.triton.replicas import model_manager
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    services = Services(settings=settings, models=ModelManager(settings))
+    services = Services(settings=settings, models=model_manager(settings))
 
     async def boot() -> None:
         """Open the database and start the worker, off the startup path (imports take ~1 s)."""

@@ -32,6 +32,7 @@ class Settings:
     # Triton
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_http_url: str | None = None  # only used for diagnostics
+    triton_min_ready: int = 1  # with several replicas in TRITON_GRPC_URL: /ping 200 while this many are ready
     required_models: tuple[str, ...] = ("detector", "inpainter")
     optional_models: tuple[str, ...] = ("inpainter_256",)
     triton_live_deadline_s: float = 60.0  # Triton gone longer than this -> degraded

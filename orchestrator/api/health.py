@@ -24,11 +24,12 @@ async def ping(request: Request) -> Response:
     services = request.app.state.services
     snapshot = services.models.snapshot()
     if services.boot_error:
-        body = PingDegraded(error=f"task store unavailable: {services.boot_error}", models=snapshot.models)
-        return JSONResponse(body.model_dump(), status_code=503)
+        body = PingDegraded(error=f"task store unavailable: {services.boot_error}", models=snapshot.models,
+                            replicas=snapshot.replicas)
+        return JSONResponse(body.model_dump(exclude={"replicas"} if snapshot.replicas is None else None), status_code=503)
     if snapshot.state is ModelState.ready:
-        return JSONResponse(PingHealthy(models=snapshot.models).model_dump())
+        return JSONResponse(PingHealthy(models=snapshot.models, replicas=snapshot.replicas).model_dump(exclude={"replicas"} if snapshot.replicas is None else None))
     if snapshot.state is ModelState.degraded:
-        body = PingDegraded(error=snapshot.error or "degraded", models=snapshot.models)
-        return JSONResponse(body.model_dump(), status_code=503)
+        body = PingDegraded(error=snapshot.error or "degraded", models=snapshot.models, replicas=snapshot.replicas)
+        return JSONResponse(body.model_dump(exclude={"replicas"} if snapshot.replicas is None else None), status_code=503)
     return Response(status_code=204)

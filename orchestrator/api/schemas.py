@@ -74,6 +74,7 @@ class PingHealthy(BaseModel):
     status: Literal["healthy"] = "healthy"
     models_ready: bool = True
     models: dict[str, dict[str, Any]]
+    replicas: dict[str, Any] | None = Field(None, description="Triton replicas: ready, needed, each one's state")
 
 
 class PingDegraded(BaseModel):
@@ -81,6 +82,7 @@ class PingDegraded(BaseModel):
     models_ready: bool = False
     error: str
     models: dict[str, dict[str, Any]]
+    replicas: dict[str, Any] | None = None
 
 
 class CompatSubmitted(BaseModel):

@@ -234,11 +234,14 @@ class Worker:
         def should_cancel() -> bool:
             return running.cancel
 
+        # Several Triton replicas: this task's requests go round-robin over the ones ready now.
+        ready_url = getattr(self.models, "ready_url", None)
+        settings = self.settings.with_overrides(triton_grpc_url=ready_url()) if ready_url else self.settings
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
             self._executor,
             lambda: process_video(Path(task.input_path), running.output, options,
-                                  settings=self.settings, progress=progress, should_cancel=should_cancel),
+                                  settings=settings, progress=progress, should_cancel=should_cancel),
         )
         return dict(result or {})
 

@@ -61,6 +61,7 @@ class Snapshot:
     error: str | None
     load_failed: bool
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    replicas: dict[str, Any] | None = None  # several Triton replicas: see triton/replicas.py
 
 
 class ModelManager:
