@@ -109,11 +109,12 @@ def create_app(settings: Settings) -> FastAPI:
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     app.include_router(health.router)
     app.include_router(metrics_route.router)
-    app.include_router(tasks.router)
-    app.include_router(compat.router)
-    from orchestrator.web import mount_web  # the browser page (another module's routes)
+    if settings.role != "worker":  # a worker's HTTP port is for probes and metrics only
+        app.include_router(tasks.router)
+        app.include_router(compat.router)
+        from orchestrator.web import mount_web  # the browser page (another module's routes)
 
-    mount_web(app)
+        mount_web(app)
     _instrument(app)
     _document_errors(app)
     return app

@@ -38,4 +38,4 @@ async def get_results(services: ServicesDep, remove_task_id: str = Query(...)) -
 @router.get("/download/{task_id}", response_class=FileResponse, responses=RESULT_ERRORS,
             summary="SoraWatermarkCleaner: download the result")
 async def download(task_id: str, services: ServicesDep) -> FileResponse:
-    return result_response(await load_task(services, task_id))
+    return result_response(await load_task(services, task_id), services.settings)

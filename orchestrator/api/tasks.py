@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -9,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from orchestrator import metrics
 from orchestrator.api.deps import Services, ServicesDep, require_api_key
@@ -17,6 +18,7 @@ from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, Ta
 from orchestrator.api.upload import StorageError, receive_form, video_suffix
 from orchestrator.errors import ConflictError, InputError, NotFoundError
 from orchestrator.pipeline.options import TaskOptions
+from orchestrator.storage import is_remote, storage_for
 
 if TYPE_CHECKING:
     from orchestrator.tasks.store import Task
@@ -82,8 +84,9 @@ async def submit_task(request: Request, services: Services) -> "Task":
         if has_file:
             final = uploads / f"{task_id}{video_suffix(form.filename)}"
             os.replace(part, final)
+            location = await store_upload(final, settings)
             task = await services.store.create(
-                task_id=task_id, options=options.model_dump(mode="json"), input_path=str(final.resolve()),
+                task_id=task_id, options=options.model_dump(mode="json"), input_path=location,
                 output_path=output, source_name=form.filename,
             )
         elif video_url:
@@ -107,6 +110,17 @@ async def submit_task(request: Request, services: Services) -> "Task":
     return task
 
 
+async def store_upload(local: Path, settings) -> str:
+    """The upload's location: the local file, or (object storage) its object, local copy removed."""
+    storage = storage_for(settings)
+    if not storage.remote:
+        return str(local.resolve())
+    try:
+        return await asyncio.to_thread(storage.put, local, f"uploads/{local.name}")
+    finally:
+        local.unlink(missing_ok=True)
+
+
 async def load_task(services: Services, task_id: str) -> "Task":
     task = await services.store.get(task_id)
     if task is None:
@@ -114,13 +128,16 @@ async def load_task(services: Services, task_id: str) -> "Task":
     return task
 
 
-def result_response(task: "Task") -> FileResponse:
-    """The output file of a finished task; only ever by task id, never by a path from the user."""
+def result_response(task: "Task", settings) -> Response:
+    """The output file of a finished task (a presigned redirect when it is in a bucket); only ever
+    by task id, never by a path from the user."""
     if task.status != "finished":
         raise ConflictError(f"task {task.id} is {task.status}; the result exists only once it is finished")
+    stem = PurePosixPath(task.source_name or "video").stem or "video"
+    if is_remote(task.output_path):
+        return RedirectResponse(storage_for(settings).presigned(task.output_path, f"{stem}-unmarked.mp4"), 307)
     if not task.output_path or not Path(task.output_path).is_file():
         raise NotFoundError(f"the result of task {task.id} was removed after its retention time")
-    stem = PurePosixPath(task.source_name or "video").stem or "video"
     return FileResponse(task.output_path, media_type="video/mp4", filename=f"{stem}-unmarked.mp4")
 
 
@@ -151,7 +168,7 @@ async def get_task(task_id: str, services: ServicesDep) -> TaskView:
     200: {"content": {"video/mp4": {}}, "description": "the video without the watermark"}, **RESULT_ERRORS},
     summary="Download the result (409 until finished)")
 async def get_result(task_id: str, services: ServicesDep) -> FileResponse:
-    return result_response(await load_task(services, task_id))
+    return result_response(await load_task(services, task_id), services.settings)
 
 
 @router.delete("/{task_id}", response_model=TaskDeleted, responses=READ_ERRORS,
@@ -164,8 +181,7 @@ async def delete_task(task_id: str, services: ServicesDep) -> TaskDeleted:
             return TaskDeleted(task_id=task.id, status=task.status, deleted=False, message="task cancelled")
         return TaskDeleted(task_id=task.id, status=task.status, deleted=False,
                            message="cancel requested: the task stops at its next batch")
-    for path in (task.output_path, task.input_path):
-        if path:
-            Path(path).unlink(missing_ok=True)
+    for location in (task.output_path, task.input_path):
+        await asyncio.to_thread(storage_for(services.settings).remove, location)
     await services.store.delete(task_id)
     return TaskDeleted(task_id=task.id, status=task.status, deleted=True, message="task and its files deleted")

@@ -3,11 +3,13 @@ and the files of tasks past their retention time (the janitor)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
 from pathlib import Path
 
+from orchestrator.storage import Storage
 from orchestrator.tasks.store import TaskStatus, TaskStore, utcnow
 
 LOGGER = logging.getLogger(__name__)
@@ -50,13 +52,13 @@ async def remove_leftovers(store: TaskStore, uploads_dir: Path, results_dir: Pat
     return len(removed)
 
 
-async def remove_expired(store: TaskStore, result_ttl_s: float) -> int:
-    """Delete files of tasks that ended more than ``result_ttl_s`` ago; returns how many."""
+async def remove_expired(store: TaskStore, result_ttl_s: float, storage: Storage) -> int:
+    """Delete files (or objects) of tasks that ended more than ``result_ttl_s`` ago; returns how many."""
     cutoff = utcnow() - timedelta(seconds=result_ttl_s)
     expired = await store.expired(cutoff)
     for task in expired:
-        unlink(task.output_path)
-        unlink(task.input_path)
+        await asyncio.to_thread(storage.remove, task.output_path)
+        await asyncio.to_thread(storage.remove, task.input_path)
         details = dict(task.details)
         details["result_expired"] = True
         await store.update_fields(task.id, output_path=None, input_path=None, details=details)

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import metrics
-from orchestrator.download import download
 from orchestrator.errors import AppError, InputError, OutputError, TaskCancelledError, TritonUnavailableError
 from orchestrator.settings import Settings
+from orchestrator.storage import ObjectStoreError, storage_for
 from orchestrator.tasks import cleanup
+from orchestrator.tasks.child import ChildDiedError
+from orchestrator.tasks.downloads import Downloads
 from orchestrator.tasks.cleanup import unlink as _unlink
 from orchestrator.tasks.lease import Lease, LeaseQueue, boot_owner, node_id
 from orchestrator.tasks.store import Task, TaskStatus, TaskStore, utcnow
@@ -40,22 +42,33 @@ class _Running:
     latest: Any = None  # last Progress from the pipeline thread (a plain attribute write)
     cancel: bool = False
     lost: bool = False  # the lease was lost: another attempt owns the task now
+    input: Path | None = None  # the local input (a scratch copy when it lives in a bucket)
+    location: str | None = None  # where the result was uploaded (object storage)
     started: float = 0.0
     handle: asyncio.Task | None = None  # a reference keeps the asyncio task from being collected
 
 
-def _import_pipeline():
-    """The pipeline's modules (numpy, PyAV, tritonclient: ~0.6 s), imported in a thread: on the
-    event loop the first task's import stalled /ping for ~300 ms."""
+def _import_pipeline(in_child: bool = False):
+    """The pipeline's entry point: ``process_video`` in this process, or the same signature run
+    in a child process per task. Imported in a thread: on the event loop the first task's import
+    (numpy, PyAV, tritonclient: ~0.6 s) stalled /ping for ~300 ms."""
+    if in_child:
+        from orchestrator.tasks.child import run_in_child
+
+        return run_in_child
     import orchestrator.triton.client  # noqa: F401 - imported by process_video; preloaded here
     from orchestrator.pipeline.run import process_video
 
     return process_video
 
 
-async def _preload_pipeline() -> None:
+async def _preload_pipeline(in_child: bool) -> None:
     try:
-        await asyncio.to_thread(_import_pipeline)
+        await asyncio.to_thread(_import_pipeline, in_child)
+        if in_child:
+            from orchestrator.tasks.child import preload
+
+            await asyncio.to_thread(preload)
     except ImportError as exc:  # reported by each task that needs it
         LOGGER.error("the video pipeline cannot be imported: %s", exc)
 
@@ -72,7 +85,9 @@ class Worker:
         self.uploads_dir = settings.data_dir / "uploads"
         self.results_dir = settings.data_dir / "results"
         self._running: dict[str, _Running] = {}
-        self._downloads: dict[str, asyncio.Task] = {}
+        self.storage = storage_for(settings)
+        self.scratch_dir = settings.data_dir / "scratch"
+        self.downloads = Downloads(settings, store, self.storage, self.wake)
         self._background: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -82,31 +97,37 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Role ``api`` only fetches ``video_url`` downloads; ``worker`` only runs tasks; ``all`` both."""
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        await self.queue.recover_own(self.node, self.settings.max_task_attempts)
-        await self.queue.sweep(self.settings.max_task_attempts)
-        await self.remove_leftovers()
-        for task_id in await self.store.queued_ids(waiting_for_input=True):
-            task = await self.store.get(task_id)
-            if task and task.source_url:
-                self.start_download(task)
-        self._background = [
-            asyncio.create_task(_preload_pipeline(), name="worker-preload"),
-            asyncio.create_task(self._loop(), name="worker-loop"),
-            asyncio.create_task(self._janitor(), name="worker-janitor"),
-            asyncio.create_task(self._sweeper(), name="worker-sweeper"),
-        ]
-        LOGGER.info("worker %s started (lease %.0f s)", self.queue.owner, self.settings.lease_s)
+        role = self.settings.role
+        if role != "api":
+            await self.queue.recover_own(self.node, self.settings.max_task_attempts)
+            await self.queue.sweep(self.settings.max_task_attempts)
+            await self.remove_leftovers()
+            self._background = [
+                asyncio.create_task(_preload_pipeline(self.settings.task_process), name="worker-preload"),
+                asyncio.create_task(self._loop(), name="worker-loop"),
+                asyncio.create_task(self._every(self.settings.janitor_interval_s, self.remove_expired, "janitor",
+                                                first_wait=False), name="worker-janitor"),
+                asyncio.create_task(self._every(max(0.2, self.settings.lease_s / 2), self._sweep, "lease sweep",
+                                                first_wait=True), name="worker-sweeper"),
+            ]
+        if role != "worker":
+            for task_id in await self.store.queued_ids(waiting_for_input=True):
+                task = await self.store.get(task_id)
+                if task and task.source_url:
+                    self.downloads.start(task)
+        LOGGER.info("node %s started as %s (lease %.0f s)", self.queue.owner, role, self.settings.lease_s)
 
     async def stop(self) -> None:
         """Running pipelines are asked to stop; their tasks go back to the queue (not cancelled)."""
         self._stopping = True
         for running in self._running.values():
             running.cancel = True
-        for task in list(self._downloads.values()) + self._background:
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, *self._downloads.values(), return_exceptions=True)
+        await asyncio.gather(*self._background, self.downloads.stop(), return_exceptions=True)
         deadline = time.monotonic() + self.settings.shutdown_grace_s
         while self._running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -125,9 +146,7 @@ class Worker:
     # -- API hooks -------------------------------------------------------------------------------
     def start_download(self, task: Task) -> None:
         """Fetch a task's ``video_url`` in the background; the task is claimable once it has input."""
-        if task.id in self._downloads or not task.source_url:
-            return
-        self._downloads[task.id] = asyncio.create_task(self._download(task), name=f"download-{task.id}")
+        self.downloads.start(task)
 
     async def cancel(self, task_id: str) -> Task | None:
         before = await self.store.get(task_id)
@@ -137,12 +156,10 @@ class Worker:
         running = self._running.get(task_id)
         if running is not None:
             running.cancel = True
-        download_task = self._downloads.get(task_id)
-        if download_task is not None:
-            download_task.cancel()
+        self.downloads.cancel(task_id)
         if task is not None and task.status == TaskStatus.cancelled.value:
             if running is None:
-                _unlink(task.input_path)
+                await asyncio.to_thread(self.storage.remove, task.input_path)
             metrics.TASKS_FINISHED.labels(status="cancelled").inc()
         await self._update_queue_gauge()
         return task
@@ -178,7 +195,8 @@ class Worker:
             if claimed is None:
                 return
             task, lease = claimed
-            output = (self.results_dir / f"{task.id}.a{task.attempts}.mp4").resolve()
+            where = self.scratch_dir if self.storage.remote else self.results_dir
+            output = (where / f"{task.id}.a{task.attempts}.mp4").resolve()
             running = _Running(task=task, lease=lease, output=output, started=time.monotonic())
             self._running[task.id] = running
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - task.created_at).total_seconds()))
@@ -207,6 +225,10 @@ class Worker:
                              task.id)
         finally:
             flusher.cancel()
+            if self.storage.remote:  # scratch copies; the bucket holds the originals
+                _unlink(str(running.output))
+                if running.input is not None:
+                    _unlink(str(running.input))
             self._running.pop(task.id, None)
             metrics.TASKS_IN_PROGRESS.set(len(self._running))
             self.wake()
@@ -215,12 +237,16 @@ class Worker:
         from orchestrator.pipeline.options import TaskOptions
 
         try:
-            process_video = self._pipeline or await asyncio.to_thread(_import_pipeline)
+            process_video = self._pipeline or await asyncio.to_thread(_import_pipeline, self.settings.task_process)
         except ImportError as exc:
             raise AppError("the video pipeline is not installed on this server", detail=str(exc)) from exc
         task = running.task
         options = TaskOptions.model_validate(task.options or {})
-        if not task.input_path or not Path(task.input_path).exists():
+        if not task.input_path:
+            raise InputError("the uploaded video is no longer on the server")
+        running.input = await asyncio.to_thread(self.storage.fetch, task.input_path,
+                                                self.scratch_dir / f"{task.id}.a{task.attempts}.in")
+        if not running.input.exists():
             raise InputError("the uploaded video is no longer on the server")
         try:
             running.output.parent.mkdir(parents=True, exist_ok=True)
@@ -240,9 +266,12 @@ class Worker:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
             self._executor,
-            lambda: process_video(Path(task.input_path), running.output, options,
+            lambda: process_video(running.input, running.output, options,
                                   settings=settings, progress=progress, should_cancel=should_cancel),
         )
+        if self.storage.remote and running.output.exists():  # under this attempt's own key
+            running.location = await asyncio.to_thread(
+                self.storage.put, running.output, f"results/{running.output.name}")
         return dict(result or {})
 
     async def _keep_lease(self, running: _Running) -> None:
@@ -280,7 +309,7 @@ class Worker:
     async def _record_failure(self, running: _Running, exc: BaseException) -> None:
         task = running.task
         if running.lost:
-            _unlink(str(running.output))
+            await self._discard(running)
             LOGGER.warning("task %s: attempt %d ended (%s) after losing its lease; nothing recorded",
                            task.id, running.lease.attempt, type(exc).__name__)
             return
@@ -294,11 +323,12 @@ class Worker:
             return
         if isinstance(exc, asyncio.CancelledError):
             raise exc
-        if isinstance(exc, TritonUnavailableError):
-            self.models.poke()
+        if isinstance(exc, (TritonUnavailableError, ChildDiedError, ObjectStoreError)):
+            if isinstance(exc, TritonUnavailableError):
+                self.models.poke()
             if task.attempts < self.settings.max_task_attempts:
                 delay = self.settings.task_retry_backoff_s * 2 ** (task.attempts - 1)
-                LOGGER.warning("task %s: Triton unavailable (%s); retry in %.1f s", task.id,
+                LOGGER.warning("task %s: %s; retry in %.1f s", task.id,
                                exc.public_message, delay)
                 metrics.TASK_RETRIES.inc()
                 await self.queue.requeue(running.lease, delay_s=delay, error=exc.public_message)
@@ -322,72 +352,50 @@ class Worker:
     async def _end(self, running: _Running, status: TaskStatus, *, error: str | None = None,
                    details: dict | None = None, progress: float | None = None) -> None:
         """Record this attempt's outcome, fenced by its lease: an attempt that lost the task to a
-        newer one writes nothing and removes only its own result file."""
-        task, output = running.task, running.output
-        if status is TaskStatus.finished and not output.exists():
+        newer one writes nothing and removes only its own result (file or object)."""
+        task = running.task
+        result = running.location or str(running.output)
+        if status is TaskStatus.finished and not (running.location or running.output.exists()):
             status, error = TaskStatus.failed, "the pipeline reported success but wrote no result"
         if status is not TaskStatus.finished:
-            _unlink(str(output))
+            await self._discard(running)
         recorded = await self.queue.finish(
             running.lease, status, error=error, details=details, progress=progress,
-            output_path=str(output) if status is TaskStatus.finished else None)
+            output_path=result if status is TaskStatus.finished else None)
         if not recorded:
-            _unlink(str(output))
+            await self._discard(running)
             LOGGER.warning("task %s: attempt %d lost its lease; its outcome (%s) was not recorded",
                            task.id, running.lease.attempt, status.value)
             return
-        _unlink(task.input_path)
+        await asyncio.to_thread(self.storage.remove, task.input_path)
         metrics.TASKS_FINISHED.labels(status=status.value).inc()
         metrics.TASK_SECONDS.observe(time.monotonic() - running.started)
         LOGGER.info("task %s: %s%s", task.id, status.value, f" ({error})" if error else "")
 
-    # -- downloads and cleanup -------------------------------------------------------------------
-    async def _download(self, task: Task) -> None:
-        dest = self.uploads_dir / f"{task.id}.video"
-        try:
-            size = await download(task.source_url, dest, self.settings)
-            if not await self.store.update_fields(task.id, only_status=(TaskStatus.queued.value,),
-                                                  input_path=str(dest), stage=None):
-                _unlink(str(dest))  # cancelled meanwhile
-                return
-            LOGGER.info("task %s: downloaded %d bytes from its video_url", task.id, size)
-            self.wake()
-        except asyncio.CancelledError:
-            dest.unlink(missing_ok=True)
-            raise
-        except AppError as exc:
-            if await self.store.finish(task.id, TaskStatus.failed, error=exc.public_message):
-                metrics.TASKS_FINISHED.labels(status="failed").inc()
-            LOGGER.warning("task %s: download failed: %s", task.id, exc.public_message)
-        except Exception as exc:  # noqa: BLE001
-            LOGGER.exception("task %s: download failed", task.id)
-            if await self.store.finish(task.id, TaskStatus.failed,
-                                       error=f"video_url: download failed ({type(exc).__name__})"):
-                metrics.TASKS_FINISHED.labels(status="failed").inc()
-        finally:
-            self._downloads.pop(task.id, None)
+    async def _discard(self, running: _Running) -> None:
+        """Remove this attempt's own result: the local file and, if uploaded, its object."""
+        _unlink(str(running.output))
+        if running.location:
+            await asyncio.to_thread(self.storage.remove, running.location)
 
-    async def _sweeper(self) -> None:
+    # -- background loops ------------------------------------------------------------------------
+    async def _sweep(self) -> None:
         """Requeue tasks whose worker stopped renewing its lease (on any node)."""
+        if (await self.queue.sweep(self.settings.max_task_attempts)).requeued:
+            self.wake()
+
+    async def _every(self, interval_s: float, step, what: str, *, first_wait: bool) -> None:
         while True:
-            await asyncio.sleep(max(0.2, self.settings.lease_s / 2))
+            if first_wait:
+                await asyncio.sleep(interval_s)
             try:
-                if (await self.queue.sweep(self.settings.max_task_attempts)).requeued:
-                    self.wake()
+                await step()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
-                LOGGER.warning("lease sweep failed", exc_info=True)
-
-    async def _janitor(self) -> None:
-        while True:
-            try:
-                await self.remove_expired()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                LOGGER.exception("janitor failed")
-            await asyncio.sleep(self.settings.janitor_interval_s)
+                LOGGER.warning("%s failed", what, exc_info=True)
+            if not first_wait:
+                await asyncio.sleep(interval_s)
 
     async def remove_leftovers(self) -> int:
         shared = self.store.engine.dialect.name != "sqlite"  # peers may be writing uploads
@@ -395,4 +403,4 @@ class Worker:
                                               min_age_s=self.settings.upload_idle_timeout_s if shared else 0.0)
 
     async def remove_expired(self) -> int:
-        return await cleanup.remove_expired(self.store, self.settings.result_ttl_s)
+        return await cleanup.remove_expired(self.store, self.settings.result_ttl_s, self.storage)

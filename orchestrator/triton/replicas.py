@@ -82,6 +82,33 @@ class ReplicaSet:
             manager.poke()
 
 
-def model_manager(settings: Settings) -> ModelManager | ReplicaSet:
-    """One manager for one address; a ``ReplicaSet`` for several."""
+class NoModels:
+    """An ``api``-role node talks to no Triton: always ready, no models (its /ping says the HTTP
+    side and the store are up)."""
+
+    ready = True
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(ModelState.ready, None, False, {})
+
+    def ready_models(self) -> set[str]:
+        return set()
+
+    async def wait_changed(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+
+    def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def poke(self) -> None:
+        pass
+
+
+def model_manager(settings: Settings) -> ModelManager | ReplicaSet | NoModels:
+    """None for an ``api`` node; one manager for one address; a ``ReplicaSet`` for several."""
+    if settings.role == "api":
+        return NoModels()
     return ReplicaSet(settings) if len(replicas(settings.triton_grpc_url)) > 1 else ModelManager(settings)
