@@ -5,7 +5,7 @@ kill) ends that task's attempt, not the service.
 Children come from a forkserver that imported the pipeline once, so a task starts in
 milliseconds. The child reports progress and its outcome over a pipe; the parent passes a cancel
 through an Event. Linux kills the child if the service dies (parent-death signal), so an
-orphan never finishes an attempt that another node took over.
+orphan never finishes an attempt that another node took over (see ``_die_with``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import ctypes
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -47,16 +48,33 @@ def _context():
         return _CONTEXT
 
 
-def _die_with_parent() -> None:
+def _die_with(service_pid: int) -> None:
+    """End this child at once when the service that asked for it dies (SIGKILL, OOM): its attempt
+    is dead (the lease expires and another node retries it), so it must not finish. The forkserver,
+    not the service, is our parent, so the parent-death signal covers only the forkserver dying;
+    a watchdog thread checks the service itself."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(service_pid, 0)
+            except ProcessLookupError:
+                os._exit(70)
+            except PermissionError:
+                pass
+            time.sleep(0.1)
 
-def _child_main(entry: str, input_path: str, output_path: str, options, settings, conn, cancel) -> None:
+    threading.Thread(target=watch, name="service-watchdog", daemon=True).start()
+
+
+def _child_main(entry: str, service_pid: int, input_path: str, output_path: str, options, settings, conn,
+                cancel) -> None:
     """Run in the child: the pipeline, with progress and the outcome sent to the parent."""
-    _die_with_parent()
+    _die_with(service_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which cancels us
     module, _, name = entry.partition(":")
     process_video = getattr(importlib.import_module(module), name)
@@ -104,7 +122,8 @@ def run_in_child(input_path: Path, output_path: Path, options, *, settings, prog
     receiver, sender = ctx.Pipe(duplex=False)
     cancel = ctx.Event()
     child = ctx.Process(target=_child_main, name="task",
-                        args=(entry, str(input_path), str(output_path), options, settings, sender, cancel))
+                        args=(entry, os.getpid(), str(input_path), str(output_path), options, settings, sender,
+                              cancel))
     child.start()
     sender.close()
     try:

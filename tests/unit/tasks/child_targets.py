@@ -39,3 +39,10 @@ def wait_cancel(input_path, output_path, options, *, settings, progress, should_
             raise TaskCancelledError("cancelled")
         time.sleep(0.02)
     return {}
+
+
+def pid_then_wait(input_path, output_path, options, *, settings, progress, should_cancel):
+    print(os.getpid(), flush=True)
+    time.sleep(30)
+    output_path.write_bytes(b"an orphan finished")
+    return {}

@@ -70,3 +70,39 @@ async def test_a_crashing_task_is_retried_then_failed_and_the_worker_lives_on(ri
     assert task.error == "gave up after 3 attempts: the task's process was killed by SIGSEGV"
     worker._pipeline = ok  # the same worker runs the next task
     assert (await _until(store, await submit(), "finished", limit_s=60)).attempts == 1
+
+
+def test_the_child_dies_with_the_service(tmp_path):
+    """The service SIGKILLed mid-task: its child stops within a fraction of a second instead of
+    finishing an attempt another node will redo."""
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "service.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from pathlib import Path\n"
+        "from orchestrator.settings import Settings\n"
+        "from orchestrator.tasks.child import run_in_child\n"
+        "if __name__ == '__main__':\n"
+        f"    src = Path({str(tmp_path / 'in')!r}); src.write_bytes(b'x')\n"
+        f"    run_in_child(src, Path({str(tmp_path / 'out')!r}), {{}}, settings=Settings(), progress=print,\n"
+        "                 should_cancel=lambda: False, entry='child_targets:pid_then_wait')\n")
+    service = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child_pid = int(service.stdout.readline())
+    service.send_signal(signal.SIGKILL)
+    service.wait(10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(child_pid):
+        time.sleep(0.05)
+    assert not _alive(child_pid), "the task's process outlived the service"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
