@@ -60,6 +60,15 @@ class Storage:
                               read_timeout=60))
         return self._client
 
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (a fresh store from compose or ``make cluster``)."""
+        client = self.client()
+        try:
+            client.head_bucket(Bucket=self.bucket)
+        except Exception:  # noqa: BLE001 - missing (404) or not reachable yet: try to create
+            self._call("create bucket", client.create_bucket, Bucket=self.bucket)
+            LOGGER.info("created bucket %s", self.bucket)
+
     def key(self, name: str) -> str:
         return f"{self.settings.s3_prefix.strip('/')}/{name}".lstrip("/")
 

@@ -101,6 +101,11 @@ class Worker:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
         role = self.settings.role
+        if self.storage.remote:
+            try:
+                await asyncio.to_thread(self.storage.ensure_bucket)
+            except ObjectStoreError as exc:  # each task meeting it retries; say it once here
+                LOGGER.error("object store: %s (%s)", exc.public_message, exc.detail)
         if role != "api":
             await self.queue.recover_own(self.node, self.settings.max_task_attempts)
             await self.queue.sweep(self.settings.max_task_attempts)

@@ -1,0 +1,45 @@
+"""The compose scale-out overlay (docker-compose.scale.yml), checked statically with Debian's
+docker-compose (no engine here): Postgres + an S3 store, the API and scalable workers sharing them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def merged() -> dict:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose missing (apt-get install docker-compose; make test installs it)"
+    result = subprocess.run([tool, "-f", "docker-compose.yml", "-f", "docker-compose.scale.yml", "config"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "POSTGRES_", "S3_"))})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def test_workers_scale_without_port_clashes(merged):
+    worker = merged["worker"]
+    assert "ports" not in worker and "container_name" not in worker  # --scale worker=N works
+    assert worker["command"][-2:] == ["--role", "worker"]
+    assert merged["orchestrator"]["command"][-2:] == ["--role", "api"]
+
+
+def test_api_and_workers_share_the_queue_and_the_bucket(merged):
+    api, worker = merged["orchestrator"]["environment"], merged["worker"]["environment"]
+    for key in ("DATABASE_URL", "S3_ENDPOINT", "S3_BUCKET", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        assert api[key] == worker[key], key
+    pg = merged["postgres"]["environment"]
+    assert api["DATABASE_URL"] == (f"postgresql+asyncpg://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
+                                   f"@postgres:5432/{pg['POSTGRES_DB']}")
+    assert api["S3_ENDPOINT"] == "http://s3:8333" and "-s3.port=8333" in " ".join(merged["s3"]["command"])
+    assert merged["s3"]["environment"]["S3_SECRET_KEY"] == api["S3_SECRET_KEY"]
+    assert merged["worker"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in merged["postgres"]["healthcheck"]["test"]
