@@ -43,3 +43,26 @@ def test_api_and_workers_share_the_queue_and_the_bucket(merged):
     assert merged["s3"]["environment"]["S3_SECRET_KEY"] == api["S3_SECRET_KEY"]
     assert merged["worker"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "pg_isready" in merged["postgres"]["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("extra, node, warns", [
+    ({"DATABASE_URL": "postgresql+asyncpg://u:p@db/sora", "S3_BUCKET": "b", "RUNPOD_POD_ID": "pod-7"}, "pod-7", False),
+    ({"DATABASE_URL": "postgresql+asyncpg://u:p@db/sora", "RUNPOD_POD_ID": "pod-8"}, "pod-8", True),
+    ({}, "", False),
+])
+def test_runpod_workers_share_postgres_and_s3_when_given(tmp_path, extra, node, warns):
+    """start.sh with DATABASE_URL: each worker a node of its own (RUNPOD_POD_ID), scratch DATA_DIR;
+    a queue without a bucket is said to leave results on one worker's disk."""
+    triton = tmp_path / "triton.sh"
+    triton.write_text("#!/usr/bin/env bash\nexec sleep 30\n")
+    orchestrator = tmp_path / "python"
+    orchestrator.write_text('#!/usr/bin/env bash\necho "node=${NODE_ID:-} db=${DATABASE_URL:-} data=$DATA_DIR"\nexit 4\n')
+    for script in (triton, orchestrator):
+        script.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "TRITON_ENTRYPOINT": str(triton), "ORCHESTRATOR_PYTHON": str(orchestrator),
+           "DATA_DIR": str(tmp_path / "data"), **extra}
+    result = subprocess.run(["bash", str(ROOT / "deploy" / "runpod" / "start.sh")], env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 4, result.stderr
+    assert f"node={node} db={extra.get('DATABASE_URL', '')} data={tmp_path / 'data'}" in result.stdout
+    assert ("results stay on this worker's disk" in result.stderr) is warns
