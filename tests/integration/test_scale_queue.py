@@ -188,3 +188,28 @@ async def test_forty_tasks_over_two_workers_each_finish_exactly_once(tmp_path, t
 
 async def _logged(node, text: str) -> bool:
     return text in node.log()
+
+
+async def test_api_and_worker_roles_split_the_work(tmp_path, triton_factory, pipeline_repo, postgres):
+    """``--role api`` serves the API without Triton; ``--role worker`` runs tasks and serves only
+    /ping and /metrics; a task submitted to the API is run by the worker."""
+    from reliability_support import OrchestratorProcess
+    from scale_support import Node, node_env
+
+    triton = triton_factory(pipeline_repo)
+    api = Node("api", OrchestratorProcess(tmp_path / "data", f"127.0.0.1:{free_port()}", tmp_path / "api.log",
+                                          ROLE="api", **node_env(postgres)).start())
+    worker = Node("worker", OrchestratorProcess(tmp_path / "data", triton.grpc_url, tmp_path / "worker.log",
+                                                ROLE="worker", **node_env(postgres)).start())
+    clip = clip_bytes(tmp_path / "short.mp4", width=160, height=96, frames=SHORT)
+    try:
+        await _ready([api, worker])  # the API is ready although its TRITON_GRPC_URL leads nowhere
+        async with worker.client() as client:
+            assert (await client.get("/v1/tasks")).status_code == 404
+            assert (await client.get("/metrics")).status_code == 200
+        task_id = await _submit(api, clip)
+        task = await wait_until(lambda: _final(api, task_id), 120, "the worker to run the API's task")
+        assert task["status"] == "finished", task
+        assert await worker.finished_count() == 1 and await api.finished_count() == 0
+    finally:
+        _stop([api, worker])
