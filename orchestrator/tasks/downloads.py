@@ -12,15 +12,21 @@ from orchestrator.download import download
 from orchestrator.errors import AppError
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
-from orchestrator.tasks.store import Task, TaskStatus, TaskStore
+from orchestrator.tasks.lease import LeaseQueue
+from orchestrator.tasks.store import Task, TaskStatus
 
 LOGGER = logging.getLogger(__name__)
 
 
 class Downloads:
-    def __init__(self, settings: Settings, store: TaskStore, storage: Storage, on_ready: Callable[[], None]) -> None:
+    """Each download is held on a lease (``LeaseQueue.claim_download``), renewed while it runs,
+    so of several API nodes exactly one fetches a URL, and a node that dies mid-download leaves it
+    to another (``adopt``) instead of every node restarting every pending download."""
+
+    def __init__(self, settings: Settings, queue: LeaseQueue, storage: Storage, on_ready: Callable[[], None]) -> None:
         self.settings = settings
-        self.store = store
+        self.queue = queue
+        self.store = queue.store
         self.storage = storage
         self.on_ready = on_ready
         self.uploads_dir = settings.data_dir / "uploads"
@@ -29,7 +35,32 @@ class Downloads:
     def start(self, task: Task) -> None:
         if task.id in self._tasks or not task.source_url:
             return
-        self._tasks[task.id] = asyncio.create_task(self._download(task), name=f"download-{task.id}")
+        self._tasks[task.id] = asyncio.create_task(self._held(task), name=f"download-{task.id}")
+
+    async def adopt(self) -> None:
+        """Start the downloads nobody holds (at start, then periodically)."""
+        for task_id in await self.queue.orphaned_downloads():
+            task = await self.store.get(task_id)
+            if task is not None:
+                self.start(task)
+
+    async def _held(self, task: Task) -> None:
+        if not await self.queue.claim_download(task.id):
+            self._tasks.pop(task.id, None)
+            return  # another node holds it
+        renew = asyncio.create_task(self._renew(task.id))
+        try:
+            await self._download(task)
+        finally:
+            renew.cancel()
+
+    async def _renew(self, task_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.queue.lease_s / 3)
+            try:
+                await self.queue.claim_download(task_id)
+            except Exception:  # noqa: BLE001 - the next renewal may work before the lease ends
+                LOGGER.warning("task %s: download lease renewal failed", task_id, exc_info=True)
 
     def cancel(self, task_id: str) -> None:
         running = self._tasks.get(task_id)
@@ -49,7 +80,7 @@ class Downloads:
             if location != str(dest):
                 dest.unlink(missing_ok=True)
             if not await self.store.update_fields(task.id, only_status=(TaskStatus.queued.value,),
-                                                  input_path=location, stage=None):
+                                                  input_path=location, stage=None, owner=None, lease_until=None):
                 await asyncio.to_thread(self.storage.remove, location)  # cancelled meanwhile
                 return
             LOGGER.info("task %s: downloaded %d bytes from its video_url", task.id, size)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, literal, update
+from sqlalchemy import String, cast, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from orchestrator.tasks.store import Task, TaskRow, TaskStatus, TaskStore, utcnow
@@ -123,6 +123,30 @@ class LeaseQueue:
         return await self._fenced(lease, status=TaskStatus.queued.value, stage="requeued", progress=0.0,
                                   owner=None, lease_until=None, attempts=max(0, lease.attempt - 1))
 
+    # -- video_url downloads: a lease on a queued task that has no input yet ----------------------
+    def _waiting(self) -> ColumnElement[bool]:
+        return ((TaskRow.status == TaskStatus.queued.value) & TaskRow.input_path.is_(None)
+                & TaskRow.source_url.is_not(None))
+
+    async def claim_download(self, task_id: str) -> bool:
+        """Take (or renew) the download of ``task_id``: free, expired, or already ours."""
+        now = utcnow()
+        free = (TaskRow.owner.is_(None) | (TaskRow.owner == self.owner) | TaskRow.lease_until.is_(None)
+                | (TaskRow.lease_until < now))
+        async with self.store._sessions.begin() as session:
+            result = await session.execute(
+                update(TaskRow).where(TaskRow.id == task_id, self._waiting(), free)
+                .values(owner=self.owner, lease_until=now + timedelta(seconds=self.lease_s), updated_at=now))
+            return result.rowcount == 1
+
+    async def orphaned_downloads(self) -> list[str]:
+        """Downloads nobody holds: never claimed, or their node stopped renewing."""
+        now = utcnow()
+        async with self.store._sessions() as session:
+            rows = await session.scalars(select(TaskRow.id).where(
+                self._waiting(), TaskRow.owner.is_(None) | TaskRow.lease_until.is_(None) | (TaskRow.lease_until < now)))
+            return list(rows.all())
+
     async def sweep(self, max_attempts: int) -> Reclaimed:
         """Requeue (or end) the tasks whose lease expired: their worker stopped renewing it."""
         now = utcnow()
@@ -134,6 +158,9 @@ class LeaseQueue:
         more; requeue them now instead of waiting for their lease to expire."""
         earlier = (TaskRow.owner.is_(None)) | (
             TaskRow.owner.startswith(f"{node}#", autoescape=True) & (TaskRow.owner != self.owner))
+        async with self.store._sessions.begin() as session:  # their downloads, too
+            await session.execute(update(TaskRow).where(self._waiting(), TaskRow.owner.is_not(None), earlier)
+                                  .values(owner=None, lease_until=None))
         return await self._reclaim(earlier, max_attempts, "the service stopped while the task was processing")
 
     async def _reclaim(self, which: ColumnElement[bool], max_attempts: int, why: str) -> Reclaimed:

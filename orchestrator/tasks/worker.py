@@ -87,7 +87,7 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self.storage = storage_for(settings)
         self.scratch_dir = settings.data_dir / "scratch"
-        self.downloads = Downloads(settings, store, self.storage, self.wake)
+        self.downloads = Downloads(settings, self.queue, self.storage, self.wake)
         self._background: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -119,10 +119,8 @@ class Worker:
                                                 first_wait=True), name="worker-sweeper"),
             ]
         if role != "worker":
-            for task_id in await self.store.queued_ids(waiting_for_input=True):
-                task = await self.store.get(task_id)
-                if task and task.source_url:
-                    self.downloads.start(task)
+            self._background.append(asyncio.create_task(self._every(
+                self.settings.lease_s / 2, self.downloads.adopt, "adopting downloads", first_wait=False)))
         LOGGER.info("node %s started as %s (lease %.0f s)", self.queue.owner, role, self.settings.lease_s)
 
     async def stop(self) -> None:
