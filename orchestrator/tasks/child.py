@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestrator import errors
+from orchestrator.tasks import child_metrics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -78,15 +79,21 @@ def _child_main(entry: str, service_pid: int, input_path: str, output_path: str,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the parent, which cancels us
     module, _, name = entry.partition(":")
     process_video = getattr(importlib.import_module(module), name)
+    buffer = child_metrics.install()
+    lock = threading.Lock()  # pipeline and gRPC threads report; one message at a time on the pipe
+
+    def send(kind: str, payload) -> None:
+        with lock:
+            conn.send((kind, payload, buffer.drain()))
 
     try:
         result = process_video(Path(input_path), Path(output_path), options, settings=settings,
-                               progress=lambda p: conn.send(("progress", p)), should_cancel=cancel.is_set)
-        conn.send(("done", dict(result or {})))
+                               progress=lambda p: send("progress", p), should_cancel=cancel.is_set)
+        send("done", dict(result or {}))
     except errors.AppError as exc:
-        conn.send(("app_error", (type(exc).__name__, exc.public_message, exc.detail)))
+        send("app_error", (type(exc).__name__, exc.public_message, exc.detail))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which records the task
-        conn.send(("crash", (type(exc).__name__, "".join(traceback.format_exception(exc))[-4000:])))
+        send("crash", (type(exc).__name__, "".join(traceback.format_exception(exc))[-4000:]))
     finally:
         conn.close()
 
@@ -135,9 +142,10 @@ def run_in_child(input_path: Path, output_path: Path, options, *, settings, prog
                     break
                 continue
             try:
-                kind, payload = receiver.recv()
+                kind, payload, events = receiver.recv()
             except EOFError:
                 break
+            child_metrics.replay(events)
             if kind == "progress":
                 progress(payload)
             elif kind == "done":

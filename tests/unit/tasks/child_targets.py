@@ -46,3 +46,14 @@ def pid_then_wait(input_path, output_path, options, *, settings, progress, shoul
     time.sleep(30)
     output_path.write_bytes(b"an orphan finished")
     return {}
+
+
+def counts(input_path, output_path, options, *, settings, progress, should_cancel):
+    from orchestrator.metrics import FRAMES_PROCESSED, STAGE_SECONDS, TRITON_REQUEST_ERRORS
+
+    FRAMES_PROCESSED.inc(7)
+    STAGE_SECONDS.labels(stage="decode").observe(0.3)
+    progress(P(50.0))
+    TRITON_REQUEST_ERRORS.labels("detector").inc()
+    FRAMES_PROCESSED.inc(3)
+    return {}

@@ -106,3 +106,19 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_metrics_recorded_in_the_child_reach_the_services_registry(tmp_path):
+    from orchestrator.metrics import REGISTRY
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (value("unmark_frames_processed_total"), value("unmark_stage_duration_seconds_count", stage="decode"),
+              value("unmark_stage_duration_seconds_sum", stage="decode"),
+              value("unmark_triton_request_errors_total", model="detector"))
+    _run(tmp_path, "counts")
+    after = (value("unmark_frames_processed_total"), value("unmark_stage_duration_seconds_count", stage="decode"),
+             value("unmark_stage_duration_seconds_sum", stage="decode"),
+             value("unmark_triton_request_errors_total", model="detector"))
+    assert [round(a - b, 6) for a, b in zip(after, before)] == [10.0, 1.0, 0.3, 1.0]
