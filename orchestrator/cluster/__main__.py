@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C (and SIGTERM) stop everything, even when started as a background job, which
+    # inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         pg = LocalPostgres(free_port(), root=data / "postgres").start()
         stop.append(pg.stop)

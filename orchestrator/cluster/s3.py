@@ -55,6 +55,7 @@ class LocalS3:
     def __post_init__(self) -> None:
         self._own_root = self.root is None
         self.root = Path(self.root or tempfile.mkdtemp(prefix="sora-s3-"))
+        self.root.mkdir(parents=True, exist_ok=True)
         self.ports = {name: _port() for name in ("master", "volume", "filer", "admin")}
         self._proc: subprocess.Popen | None = None
 
