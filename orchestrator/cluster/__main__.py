@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         pg = LocalPostgres(free_port(), root=data / "postgres").start()
-        stop.append(pg.stop)
+        stop.append(pg.remove)  # stops it; removes its files only when they went to /tmp
         s3 = LocalS3(root=data / "s3").start()
         stop.append(s3.stop)
         tritons = []

@@ -31,6 +31,17 @@ def pg_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
+def _traversable(path: Path) -> bool:
+    """Whether another user can reach ``path`` (every directory on the way is o+x)."""
+    for part in (path, *path.parents):
+        try:
+            if not part.stat().st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
+
+
 @dataclass
 class LocalPostgres:
     """``start()`` → a server on 127.0.0.1:``port`` with database ``app`` and user ``app``."""
@@ -40,12 +51,15 @@ class LocalPostgres:
     user: str = "app"
 
     def __post_init__(self) -> None:
+        self._run_as = "postgres" if os.geteuid() == 0 else None
+        if self.root is not None and self._run_as and not _traversable(Path(self.root).resolve().parent):
+            LOGGER.info("%s is not reachable by the postgres user; PostgreSQL's files go to /tmp", self.root)
+            self.root = None
         self._own_root = self.root is None
         self.root = Path(self.root or tempfile.mkdtemp(prefix="sora-pg-"))
         self.data = self.root / "data"
         self.sockets = self.root / "sock"
         self.log = self.root / "postgres.log"
-        self._run_as = "postgres" if os.geteuid() == 0 else None
 
     @property
     def url(self) -> str:
@@ -53,6 +67,11 @@ class LocalPostgres:
 
     def _cmd(self, *args: str) -> list[str]:
         return ["runuser", "-u", self._run_as, "--", *args] if self._run_as else list(args)
+
+    def _run(self, *args: str, check: bool = True) -> None:
+        result = subprocess.run(self._cmd(*args), capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
 
     def start(self) -> "LocalPostgres":
         bin_dir = pg_bin()
@@ -65,16 +84,14 @@ class LocalPostgres:
             for path in (self.root, self.sockets):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         if not (self.data / "PG_VERSION").exists():
-            subprocess.run(self._cmd(str(bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
-                                     "--auth=trust", "-E", "UTF8", "--no-sync"),
-                           check=True, capture_output=True)
+            self._run(str(bin_dir / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
+                      "--no-sync")
         options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        subprocess.run(self._cmd(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options,
-                                 "-l", str(self.log), "-w", "-t", "60", "start"),
-                       check=True, capture_output=True)
-        subprocess.run(self._cmd(str(bin_dir / "createdb"), "-h", str(self.sockets), "-p", str(self.port),
-                                 "-U", self.user, "app"), check=False, capture_output=True)
+        self._run(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60",
+                  "start")
+        self._run(str(bin_dir / "createdb"), "-h", str(self.sockets), "-p", str(self.port), "-U", self.user, "app",
+                  check=False)  # exists already on a restart
         LOGGER.info("PostgreSQL on 127.0.0.1:%d (data %s)", self.port, self.data)
         return self
 

@@ -59,14 +59,18 @@ async def test_cluster_serves_through_either_node_and_ctrl_c_stops_everything(tm
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(
                                 signal.SIGINT, signal.SIG_IGN))  # as a background job: Ctrl-C must still work
     try:
-        await wait_until(lambda: _up(tmp_path / "cluster.log"), 400, "the cluster table", interval_s=1.0)
+        await wait_until(lambda: _up(tmp_path / "cluster.log", proc), 400, "the cluster table", interval_s=1.0)
         text = (tmp_path / "cluster.log").read_text()
+        assert proc.poll() is None, text[-3000:]
         assert re.search(rf"Orchestrator A\s+http://127.0.0.1:{ports[0]}", text)
         assert re.search(rf"Orchestrator B\s+http://127.0.0.1:{ports[1]}", text)
         assert "PostgreSQL" in text and "S3 store" in text and text.count("Triton replica") == 2
         a, b = (f"http://127.0.0.1:{p}" for p in ports)
-        ping = httpx.get(f"{b}/ping", timeout=10).json()
-        assert ping["replicas"]["ready"] == 2
+        async def both_replicas():
+            async with httpx.AsyncClient(timeout=10) as client:
+                return (await client.get(f"{b}/ping")).json().get("replicas", {}).get("ready") == 2
+
+        await wait_until(both_replicas, 120, "both Triton replicas ready on B")
         clip = clip_bytes(tmp_path / "c.mp4", width=160, height=96, frames=12)
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.post(f"{a}/v1/tasks", files={"video": ("c.mp4", clip)},
@@ -98,5 +102,5 @@ async def test_cluster_serves_through_either_node_and_ctrl_c_stops_everything(tm
     assert proc.returncode == 0 and not left, f"still running after Ctrl-C: {left}"
 
 
-async def _up(path):
-    return "Cluster up" in path.read_text()
+async def _up(path, proc):
+    return "Cluster up" in path.read_text() or proc.poll() is not None

@@ -17,7 +17,7 @@ from orchestrator.tasks.child import ChildDiedError, run_in_child
 
 sys.path.insert(0, str(Path(__file__).parent))  # child_targets, importable in the children too
 
-from test_worker_failures import _until, rig  # noqa: E402,F401 - the worker rig on a real SQLite queue
+from conftest import until  # noqa: E402 - the worker rig (fixture ``rig``) is in conftest.py
 
 
 def _run(tmp_path: Path, target: str, should_cancel=lambda: False):
@@ -65,11 +65,11 @@ async def test_a_crashing_task_is_retried_then_failed_and_the_worker_lives_on(ri
     ok = functools.partial(run_in_child, entry="child_targets:ok")
     worker, _ = await start(lambda n, out, progress, cancel: None)
     worker._pipeline = crash
-    task = await _until(store, await submit(), "failed", limit_s=60)
+    task = await until(store, await submit(), "failed", limit_s=60)
     assert task.attempts == 3
     assert task.error == "gave up after 3 attempts: the task's process was killed by SIGSEGV"
     worker._pipeline = ok  # the same worker runs the next task
-    assert (await _until(store, await submit(), "finished", limit_s=60)).attempts == 1
+    assert (await until(store, await submit(), "finished", limit_s=60)).attempts == 1
 
 
 def test_the_child_dies_with_the_service(tmp_path):

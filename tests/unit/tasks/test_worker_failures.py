@@ -7,109 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InputError, TaskCancelledError, TritonUnavailableError
-from orchestrator.settings import Settings
+from conftest import FakeModels, until, wait_cancel, write_result
+
+from orchestrator.errors import InputError, TritonUnavailableError
 from orchestrator.tasks.lease import LeaseQueue
-from orchestrator.tasks.store import TaskStore
-from orchestrator.tasks.worker import Worker
-from orchestrator.triton.models import ModelState, Snapshot
-
-
-class FakeModels:
-    """What the worker reads of the model manager: a state it can be told."""
-
-    def __init__(self, state: ModelState = ModelState.ready) -> None:
-        self.state = state
-        self.pokes = 0
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.state, None if self.state is ModelState.ready else "detector failed to load",
-                        self.state is ModelState.degraded)
-
-    def poke(self) -> None:
-        self.pokes += 1
-
-
-class FakePipeline:
-    """Stands in for ``process_video``: does what ``behaviour(call number)`` says."""
-
-    def __init__(self, behaviour) -> None:
-        self.behaviour = behaviour
-        self.calls = 0
-        self.started = threading.Event()
-
-    def __call__(self, input_path: Path, output_path: Path, options, *, settings, progress, should_cancel):
-        self.calls += 1
-        self.started.set()
-        return self.behaviour(self.calls, output_path, progress, should_cancel)
-
-
-def _write(output: Path, progress) -> dict:
-    progress(type("P", (), {"percent": 50.0, "stage": "remove", "fps": 1.0, "frames_done": 1, "frames_total": 2})())
-    output.write_bytes(b"video")
-    return {"frames": 2}
-
-
-def _wait_cancel(should_cancel, limit_s: float = 10.0):
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if should_cancel():
-            raise TaskCancelledError("cancelled")
-        time.sleep(0.02)
-    raise AssertionError("never asked to stop")
-
-
-@pytest.fixture
-async def rig(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", port=1, lease_s=1.5, progress_interval_s=0.05,
-                        task_retry_backoff_s=0.05, max_task_attempts=3, janitor_interval_s=3600)
-    store = TaskStore(settings.effective_database_url)
-    await store.init()
-    workers: list[Worker] = []
-
-    async def start(behaviour, models=None, **overrides) -> tuple[Worker, FakePipeline]:
-        pipeline = FakePipeline(behaviour)
-        worker = Worker(settings.with_overrides(**overrides), store, models or FakeModels(), pipeline=pipeline)
-        await worker.start()
-        workers.append(worker)
-        return worker, pipeline
-
-    async def submit() -> str:
-        upload = settings.data_dir / "uploads" / f"in{time.monotonic_ns()}.mp4"
-        upload.parent.mkdir(parents=True, exist_ok=True)
-        upload.write_bytes(b"input")
-        task = await store.create(options={}, input_path=str(upload), output_path="/unused")
-        for worker in workers:
-            worker.wake()
-        return task.id
-
-    yield start, submit, store, settings
-    for worker in workers:
-        await worker.stop()
-    await store.close()
-
-
-async def _until(store: TaskStore, task_id: str, *statuses: str, limit_s: float = 15.0):
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        task = await store.get(task_id)
-        if task.status in statuses:
-            return task
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"task {task_id} still {task.status} (wanted {statuses})")
+from orchestrator.triton.models import ModelState
 
 
 async def test_success_records_this_attempts_own_file_and_removes_the_input(rig):
     start, submit, store, _ = rig
-    await start(lambda n, out, progress, _c: _write(out, progress))
+    await start(lambda n, out, progress, _c: write_result(out, progress))
     task_id = await submit()
     before = await store.get(task_id)
-    task = await _until(store, task_id, "finished")
+    task = await until(store, task_id, "finished")
     assert task.output_path.endswith(f"{task_id}.a1.mp4") and Path(task.output_path).read_bytes() == b"video"
     assert task.details == {"frames": 2} and task.progress == 100 and task.lease_until is None
     assert task.input_path is None and not Path(before.input_path).exists()
@@ -123,7 +37,7 @@ async def test_triton_unavailable_is_retried_then_gives_up_with_the_reason(rig):
 
     worker, pipeline = await start(always_down)
     task_id = await submit()
-    task = await _until(store, task_id, "failed")
+    task = await until(store, task_id, "failed")
     assert pipeline.calls == 3 and task.attempts == 3 and worker.models.pokes == 3
     assert task.error == "gave up after 3 attempts: inference server request failed"
 
@@ -134,11 +48,11 @@ async def test_retry_succeeds_on_the_next_attempt(rig):
     def flaky(n, out, progress, _c):
         if n == 1:
             raise TritonUnavailableError("inference server request failed")
-        return _write(out, progress)
+        return write_result(out, progress)
 
     await start(flaky)
     task_id = await submit()
-    task = await _until(store, task_id, "finished")
+    task = await until(store, task_id, "finished")
     assert task.attempts == 2 and task.output_path.endswith(".a2.mp4")
 
 
@@ -155,7 +69,7 @@ async def test_other_errors_fail_at_once_and_leave_no_result(rig, error, message
 
     _, pipeline = await start(broken)
     task_id = await submit()
-    task = await _until(store, task_id, "failed")
+    task = await until(store, task_id, "failed")
     assert task.error == message and pipeline.calls == 1 and task.attempts == 1
     assert not list((settings.data_dir / "results").glob(f"{task_id}*"))
 
@@ -163,17 +77,17 @@ async def test_other_errors_fail_at_once_and_leave_no_result(rig, error, message
 async def test_success_without_a_file_is_a_failure(rig):
     start, submit, store, _ = rig
     await start(lambda n, out, progress, _c: {})
-    task = await _until(store, await submit(), "failed")
+    task = await until(store, await submit(), "failed")
     assert task.error == "the pipeline reported success but wrote no result"
 
 
 async def test_cancel_written_by_another_node_stops_the_pipeline(rig):
     start, submit, store, _ = rig
-    _, pipeline = await start(lambda n, out, progress, should_cancel: _wait_cancel(should_cancel))
+    _, pipeline = await start(lambda n, out, progress, should_cancel: wait_cancel(should_cancel))
     task_id = await submit()
     await asyncio.to_thread(pipeline.started.wait, 10)
     await store.request_cancel(task_id)  # what DELETE on any node does
-    task = await _until(store, task_id, "cancelled")
+    task = await until(store, task_id, "cancelled")
     assert task.error == "cancelled by the user"
 
 
@@ -221,18 +135,18 @@ async def test_expired_leases_are_requeued_and_live_ones_kept(rig):
 async def test_a_degraded_node_claims_nothing_and_fails_no_one(rig):
     start, submit, store, _ = rig
     models = FakeModels(ModelState.degraded)
-    _, pipeline = await start(lambda n, out, progress, _c: _write(out, progress), models=models)
+    _, pipeline = await start(lambda n, out, progress, _c: write_result(out, progress), models=models)
     task_id = await submit()
     await asyncio.sleep(1.5)
     task = await store.get(task_id)
     assert task.status == "queued" and task.attempts == 0 and pipeline.calls == 0
     models.state = ModelState.ready
-    assert (await _until(store, task_id, "finished")).attempts == 1
+    assert (await until(store, task_id, "finished")).attempts == 1
 
 
 async def test_shutdown_hands_the_task_back_without_using_an_attempt(rig):
     start, submit, store, _ = rig
-    worker, pipeline = await start(lambda n, out, progress, should_cancel: _wait_cancel(should_cancel))
+    worker, pipeline = await start(lambda n, out, progress, should_cancel: wait_cancel(should_cancel))
     task_id = await submit()
     await asyncio.to_thread(pipeline.started.wait, 10)
     await worker.stop()
