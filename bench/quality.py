@@ -160,115 +160,110 @@ def box_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     return run
 
 
-def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray], margin: int = 6,
-                 pool: bool = True, references: int = 6):
-    """``auto``: estimate the matte from the crops, invert, fill only the holes with ``filler``.
+class _RgbFrame:
+    """A decoded frame for ``detect.scan`` when the frames are already RGB arrays."""
 
-    ``pool``: one estimate per clip from the crops of every position (the same mark jumps between
-    positions, so its crops see unrelated backgrounds — far more information than one position's
-    slowly panning background); else one estimate per run of frames with one box. Windows have one
-    size (the largest box + ``margin``), centred on each box and kept inside the frame;
-    ``register`` absorbs the mark's shift where a window had to move. Frames the matte does not fit
-    (and clips whose estimate is unreliable) get their box filled by ``filler``, as in the pipeline.
-    ``references``: the first and last this-many crops of each visit get the window of the frame
-    just before / after the visit as a clean reference (0: none), as the pipeline's pass 1 does.
-    """
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb, self.height, self.width = rgb, rgb.shape[0], rgb.shape[1]
+
+    def to_ndarray(self, format: str) -> np.ndarray:  # noqa: A002 - av.VideoFrame's signature
+        return self.rgb
+
+
+class _TruthDetector:
+    """Stands in for the Triton detector in pass 1: answers each frame's given box."""
+
+    def __init__(self, boxes: list[Box | None], batch: int) -> None:
+        self.boxes, self.batch = boxes, batch
+
+    def resize(self, decoded) -> int:
+        return decoded.index
+
+    def submit(self, images: list[int]) -> list[list[int]]:
+        return [list(images)]
+
+    def collect(self, futures: list[list[int]]) -> list[np.ndarray]:
+        return [np.array([[*self.boxes[i], 0.9]], np.float64) if self.boxes[i] is not None
+                else np.zeros((0, 5)) for f in futures for i in f]
+
+    def detect(self, images: list[int]) -> list[np.ndarray]:
+        return self.collect(self.submit(images)) if images else []
+
+
+def _pipeline_plans(frames: np.ndarray, boxes: list[Box | None], settings) -> tuple:
+    """The pipeline's pass 1 and planning on the given boxes: ``detect.scan`` (with a detector
+    that answers them) reporting to ``matte.CropSampler``, the timeline, ``plan.plan_mattes``.
+    Returns (timeline, plans, reports, seconds spent planning)."""
+    from orchestrator.pipeline.decode import Decoded
+    from orchestrator.pipeline.detect import scan, scan_params, timeline_of
+    from orchestrator.pipeline.marks import Mark, MarkKey
+    from orchestrator.pipeline.plan import plan_mattes
+
+    t, h, w = frames.shape[:3]
+    sampler = matte.CropSampler(per_position=settings.matte_crops)
+    decoded = (Decoded(i, i, _RgbFrame(frames[i])) for i in range(t))
+    result = scan(decoded, _TruthDetector(boxes, settings.detect_batch), scan_params(settings), listener=sampler)
+    timeline = timeline_of(result, settings)
+    marks = [Mark(MarkKey.position(i), box) for i, box in enumerate(timeline.positions)]
+    t0 = time.perf_counter()
+    plans, reports = plan_mattes(marks, sampler, w, h)
+    return timeline, plans, reports, time.perf_counter() - t0
+
+
+def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+    """``auto`` with the pipeline's own code: pass 1 and planning (``_pipeline_plans``) on the true
+    boxes (``info["detections"]``: what a detector finds), then per frame ``remove.plan_frame`` on
+    the given boxes (matte inversion where the plan fits the frame) and ``filler`` on the crops it
+    leaves for the inpainter (whole boxes, matte holes)."""
+    from orchestrator.pipeline.marks import MarkKey
+    from orchestrator.pipeline.remove import plan_frame
+    from orchestrator.settings import Settings
+
+    settings = Settings.from_env({})
 
     def run(frames: np.ndarray, boxes: list[Box | None], info: dict) -> Iterator[np.ndarray]:
-        t, h, w = frames.shape[:3]
-        segs = list(_segments(boxes))
-        info.setdefault("segments", [])
-        plans: dict[int, tuple] = {}
-        t_est = 0.0
-        if segs:
-            cw = min(w, max(b[2] - b[0] for _, b in segs) + 2 * margin)
-            ch = min(h, max(b[3] - b[1] for _, b in segs) + 2 * margin)
-            # Crops per unit: a position (its box; pooled mode) or a run of frames (segment mode).
-            units: dict[tuple, tuple[list, list, list]] = {}
-            for (a, b), box in segs:
-                cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
-                wx1 = int(np.clip(cx - cw // 2, 0, w - cw))
-                wy1 = int(np.clip(cy - ch // 2, 0, h - ch))
-                index, windows, crops = units.setdefault(box if pool else (a, b), ([], [], []))
-                for i in range(a, b):
-                    index.append(i)
-                    windows.append((wx1, wy1, wx1 + cw, wy1 + ch))
-                    crops.append(frames[i, wy1 : wy1 + ch, wx1 : wx1 + cw])
-
-            keys = list(units)
-            # Clean references: the same window in the frame just before the mark arrived and just
-            # after it left (the boxes say it is absent there), for the first / last few crops.
-            refs: dict[tuple, dict[int, np.ndarray]] = {k: {} for k in keys}
-            if references:
-                for (a, b), box in segs:
-                    key = box if pool else (a, b)
-                    index, windows = units[key][0], units[key][1]
-                    for ref_i, span in ((a - 1, range(a, min(b, a + references))),
-                                        (b, range(max(a, b - references), b))):
-                        if not 0 <= ref_i < t or boxes[ref_i] == box:
-                            continue
-                        for i in span:
-                            k = index.index(i)
-                            wx1, wy1, wx2, wy2 = windows[k]
-                            other = boxes[ref_i]
-                            if other is not None and not (other[2] <= wx1 or other[0] >= wx2
-                                                          or other[3] <= wy1 or other[1] >= wy2):
-                                continue  # the mark is in this window there too
-                            refs[key][k] = frames[ref_i, wy1:wy2, wx1:wx2]
-            t0 = time.perf_counter()
-            groups = [np.stack(units[k][2]) for k in keys]
-            if pool:  # the pipeline's estimate: one pool, positions that disagree keep their own
-                parts = matte.estimate_groups(groups, references=[refs[k] for k in keys])
-            else:
-                parts = [matte.GroupMatte(matte.estimate_matte(g, references=refs[k] or None), 0, (0, 0),
-                                          "segment") for k, g in zip(keys, groups)]
-            t_est = time.perf_counter() - t0
-            seen: set[int] = set()
-            for key, part in zip(keys, parts):
-                if part is None:  # fewer than 2 crops: box inpainting
-                    continue
-                est = part.estimate
-                if id(est) not in seen:
-                    seen.add(id(est))
-                    n_est = sum(len(units[k][0]) for k, p in zip(keys, parts) if p is not None and p.estimate is est)
-                    info["segments"].append({"frames": n_est, "scope": part.scope, **est.summary()})
-                top, left = part.trim
-                mh, mw = est.alpha.shape
-                for k, (i, win) in enumerate(zip(units[key][0], units[key][1])):
-                    plans[i] = (est, part.start + k, (win[0] + left, win[1] + top, win[0] + left + mw,
-                                                      win[1] + top + mh))
-            info["estimate_ms_per_crop"] = 1000 * t_est / max(1, len(plans))
-        t_inv = 0.0
-        n_inv = 0
-        for i, (frame, box) in enumerate(zip(frames, boxes)):
+        h, w = frames.shape[1:3]
+        timeline, plans, reports, t_plan = _pipeline_plans(frames, info.pop("detections", boxes), settings)
+        estimates = {id(p.estimate): r.matte for p, r in ((plans.get(k), r) for k, r in reports.items())
+                     if p is not None} or {k: r.matte for k, r in reports.items() if r.matte}
+        info["segments"] = list(estimates.values())  # one entry per estimate (positions may share one)
+        info["estimate_ms_per_crop"] = 1000 * t_plan / max(1, sum(m["frames"] for m in info["segments"]))
+        positions = np.asarray(timeline.positions, np.float64).reshape(-1, 4)
+        t_inv, n_inv = 0.0, 0
+        for frame, box in zip(frames, boxes):
             if box is None:
                 yield frame
                 continue
-            bm = box_mask(box, h, w)
-            if i not in plans or not plans[i][0].reliable or not plans[i][0].frame_ok[plans[i][1]]:
-                info["box_frames"] = info.get("box_frames", 0) + 1
-                yield filler(frame, bm)
-                continue
-            est, k, (wx1, wy1, wx2, wy2) = plans[i]
+            # the mark this box shows: the position it overlaps most
+            key = MarkKey.position(int(np.argmax(_iou(positions, box)))) if len(positions) else None
+            out = frame.copy()
             t0 = time.perf_counter()
-            restored, hole = matte.remove_with_matte(frame[wy1:wy2, wx1:wx2], est, est.frame_opacity[k],
-                                                     offset=est.offsets[k])
+            area = plan_frame(lambda x0, y0, x1, y1, _o=out: _o[y0:y1, x0:x1], w, h, np.array([box]),
+                              [key] if key is not None else [], plans, [256, 512], settings.inpaint_context)
+            if area is None or not area.matte_marks:
+                info["box_frames"] = info.get("box_frames", 0) + 1
+                yield filler(frame, box_mask(box, h, w))
+                continue
             t_inv += time.perf_counter() - t0
             n_inv += 1
-            out = frame.copy()
-            window = out[wy1:wy2, wx1:wx2]
-            inside = bm[wy1:wy2, wx1:wx2]
-            window[inside] = restored[inside]
-            full_hole = np.zeros((h, w), bool)
-            full_hole[wy1:wy2, wx1:wx2] = hole & inside
-            if full_hole.any():
-                info["hole_px"] = info.get("hole_px", 0) + int(full_hole.sum())
-                out = filler(out, full_hole)
             info["matte_frames"] = info.get("matte_frames", 0) + 1
+            hole = np.zeros((h, w), bool)
+            for crop in area.crops:
+                rx0, ry0, rx1, ry1 = crop.region(w, h)
+                hole[ry0:ry1, rx0:rx1] |= crop.hole_mask(w, h)
+            if hole.any():
+                info["hole_px"] = info.get("hole_px", 0) + int(hole.sum())
+                out = filler(out, hole)
             yield out
         info["inversion_ms_per_crop"] = 1000 * t_inv / max(1, n_inv)
 
     return run
+
+
+def _iou(boxes: np.ndarray, box: Box) -> np.ndarray:
+    from orchestrator.pipeline.boxes import iou_matrix
+
+    return iou_matrix(boxes, np.asarray(box, np.float64)[None])[:, 0]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -367,7 +362,6 @@ def run_end_to_end(clip: Path, out_path: Path, workdir: Path) -> tuple[dict, lis
     """The real pipeline through a local Triton; returns (details, per-frame boxes or None)."""
     from orchestrator.pipeline.options import TaskOptions
     from orchestrator.pipeline.run import process_video
-    from orchestrator.settings import Settings
 
     triton, settings = _e2e_server(workdir)
     details = process_video(clip, out_path, TaskOptions(), settings=settings)
@@ -399,28 +393,21 @@ def _e2e_server(workdir: Path):
 
 
 def _e2e_boxes(clip: Path, settings) -> list[np.ndarray] | None:
-    """Per-frame boxes after temporal filling, from the pipeline's own pass 1 (same modules)."""
-    try:
-        from orchestrator.pipeline import boxes as bx
-        from orchestrator.pipeline.decode import iter_frames, probe
-        from orchestrator.pipeline.detect import Detector, scan
-        from orchestrator.triton.client import TritonClient
+    """Per-frame boxes after temporal filling, from the pipeline's own pass 1 (same functions)."""
+    from orchestrator.pipeline.decode import iter_frames, probe
+    from orchestrator.pipeline.detect import detector_for, scan, scan_params, timeline_of
+    from orchestrator.triton.client import TritonClient
 
-        info = probe(clip, max_width=settings.max_width, max_height=settings.max_height,
-                     max_duration_s=settings.max_duration_s)
-        client = TritonClient.from_settings(settings)
-        try:
-            det = Detector(client, width=info.width, height=info.height, conf=settings.detect_conf,
-                           iou=settings.detect_iou, batch=settings.detect_batch)
-            result = scan(iter_frames(clip), det, stride=settings.detect_stride,
-                          in_flight=settings.requests_in_flight)
-            timeline = bx.build_timeline(result.n_frames, result.observations, max_gap=settings.max_gap_frames)
-            return [timeline.boxes_at(i) for i in range(result.n_frames)]
-        finally:
-            client.close()
-    except Exception as exc:  # the pipeline's internals changed: report without detection scores
-        LOGGER.warning("could not re-run the detection pass for scoring: %s", exc)
-        return None
+    info = probe(clip, max_width=settings.max_width, max_height=settings.max_height,
+                 max_duration_s=settings.max_duration_s)
+    client = TritonClient.from_settings(settings)
+    try:
+        result = scan(iter_frames(clip), detector_for(client, info.width, info.height, settings),
+                      scan_params(settings))
+        timeline = timeline_of(result, settings)
+        return [timeline.boxes_at(i) for i in range(result.n_frames)]
+    finally:
+        client.close()
 
 
 # --------------------------------------------------------------------------- main
@@ -434,7 +421,7 @@ def _fmt(v: float, nd: int = 2) -> str:
     return f"{v:.{nd}f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--opacities", default="0.3,0.5,0.7,0.9,1.0")
     p.add_argument("--clips", default=None,
@@ -449,29 +436,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crf", type=int, default=18, help="x264 CRF of the synthetic input clips")
     p.add_argument("--methods", default="ceiling,input,delogo,telea,inpaint,auto",
                    help="comma list of: ceiling (clean clip through x264), input, delogo, telea, inpaint, auto")
-    p.add_argument("--matte-scope", choices=("clip", "segment"), default="clip",
-                   help="auto: one matte per clip from all positions, or one per run of frames")
-    p.add_argument("--references", type=int, default=6,
-                   help="auto: crops per visit end that get a clean reference frame (0: none)")
     p.add_argument("--lama", type=Path, default=None, help="a LaMa ONNX with the inpainter tensors")
     p.add_argument("--end-to-end", action="store_true", help="also run the real pipeline via local Triton")
     p.add_argument("--workdir", type=Path, default=None, help="keep clips and outputs here")
     p.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
     p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    return p.parse_args(argv)
 
-    from export.watermark import make_clip
 
-    if shutil.which("ffmpeg") is None:
-        print("ffmpeg is required (scripts/install-system-deps.sh installs it)", file=sys.stderr)
-        return 2
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    opacities = [float(v) for v in args.opacities.split(",")]
-    kinds = [k for k in args.backgrounds.split(",") if k]
-    wanted = [m for m in args.methods.split(",") if m]
-
+def _methods(args: argparse.Namespace, wanted: list[str]) -> tuple[dict[str, Callable], str]:
+    """The methods to run by row name, and what fills the holes of ``auto``."""
     fallback = OnnxInpainter(FALLBACK_ONNX) if FALLBACK_ONNX.exists() else None
     hole_filler = fallback or telea
     hole_name = fallback.name if fallback else "OpenCV Telea (no fallback ONNX found)"
@@ -485,90 +459,126 @@ def main(argv: list[str] | None = None) -> int:
             methods["inpaint (fallback)"] = box_method(fallback)
         else:
             print(f"note: {FALLBACK_ONNX} missing: no box-inpainting row", file=sys.stderr)
-    if args.lama is not None:
-        lama = OnnxInpainter(args.lama)
+    lama = OnnxInpainter(args.lama) if args.lama is not None else None
+    if lama is not None:
         methods["inpaint (LaMa)"] = box_method(lama)
     if "auto" in wanted:
-        methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler, pool=args.matte_scope == "clip", references=args.references)
-        if args.lama is not None:
-            methods["auto (matte + LaMa)"] = matte_method(lama, pool=args.matte_scope == "clip",
-                                                          references=args.references)
+        methods["auto (matte + fallback)" if fallback else "auto (matte + Telea)"] = matte_method(hole_filler)
+        if lama is not None:
+            methods["auto (matte + LaMa)"] = matte_method(lama)
+    return methods, hole_name
 
-    tmp = tempfile.TemporaryDirectory(prefix="bench-quality-") if args.workdir is None else None
-    workdir = args.workdir or Path(tmp.name)
-    workdir.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class _Clip:
+    """One synthetic clip of the run and what every method is scored against."""
+
+    label: str
+    opacity: float
+    seed: int
+    kind: str | None
+    path: Path
+    truth: object  # export.watermark.ClipTruth
+    frames: np.ndarray
+    clean: list[np.ndarray]
+    boxes: list[Box | None]
+
+
+def _make(args: argparse.Namespace, ci: int, opacity: float, workdir: Path, width: int, height: int) -> _Clip:
+    from export.watermark import make_clip
+
+    kinds = [k for k in args.backgrounds.split(",") if k]
+    seed, kind = args.seed + ci, (kinds[ci % len(kinds)] if kinds else None)
+    path = workdir / f"clip_{ci}_op{opacity:g}.mp4"
+    truth = make_clip(path, width=width, height=height, seconds=args.seconds, opacity=opacity,
+                      seed=seed, background=kind, crf=args.crf, audio=False)
+    frames = decode_frames(path, width, height)
+    n = min(len(frames), truth.n_frames)
+    return _Clip(f"α={opacity:g} ({truth.background})", opacity, seed, kind, path, truth, frames[:n],
+                 [truth.clean_frame(i) for i in range(n)],
+                 [dilate_box(b, args.dilate, width, height) for b in truth.boxes[:n]])
+
+
+def _ceiling(args: argparse.Namespace, c: _Clip, workdir: Path) -> dict:
+    """The clean clip through the same encoder: what a perfect remover could reach given x264's
+    loss, and the clean clip's own flicker as seen through the codec."""
+    from export.watermark import make_clip
+
+    height, width = c.frames.shape[1:3]
+    make_clip(workdir / "clean.mp4", width=width, height=height, seconds=args.seconds,
+              opacity=c.opacity, seed=c.seed, background=c.kind, crf=args.crf, audio=False, marked=False)
+    clean_x264 = decode_frames(workdir / "clean.mp4", width, height)[: len(c.frames)]
+    scores = Scores()
+    for i in range(len(c.frames)):
+        scores.add(clean_x264[i], c.clean[i], clean_x264[i], c.boxes[i])
+    return {"clip": c.label, "opacity": c.opacity, "method": "clean via x264 (ceiling)", **scores.row(),
+            "seconds": 0.0}
+
+
+def _score(c: _Clip, name: str, method: Callable | None) -> tuple[dict, dict]:
+    """One method on one clip: its row and its details (``method`` None: ffmpeg's delogo)."""
+    n, height, width = c.frames.shape[:3]
+    info: dict = {"detections": [None if b is None else tuple(int(v) for v in b)
+                                 for b in c.truth.boxes[:n]]}  # what pass 1's detector sees
+    t0 = time.perf_counter()
+    if method is None:
+        out_frames: Iterator[np.ndarray] = iter(run_delogo(c.path, c.boxes, width, height)[:n])
+    else:
+        out_frames = method(c.frames, c.boxes, info)
+    scores = Scores()
+    for i, out in enumerate(out_frames):
+        scores.add(out, c.clean[i], c.frames[i], c.boxes[i])
+    info.pop("detections", None)
+    row = {"clip": c.label, "opacity": c.opacity, "method": name, **scores.row(),
+           "seconds": time.perf_counter() - t0}
+    LOGGER.info("%s %s: %s", c.label, name, row)
+    return row, info
+
+
+def _score_end_to_end(c: _Clip, ci: int, workdir: Path) -> tuple[dict, dict]:
+    n, height, width = c.frames.shape[:3]
+    out_path = workdir / f"clip_{ci}_e2e.mp4"
+    t0 = time.perf_counter()
+    details, pred = run_end_to_end(c.path, out_path, workdir)
+    out = decode_frames(out_path, width, height)[:n]
+    scores = Scores()
+    for i in range(min(n, len(out))):
+        scores.add(out[i], c.clean[i], c.frames[i], c.boxes[i])
+    row = {"clip": c.label, "opacity": c.opacity, "method": "end-to-end pipeline",
+           **scores.row(), "seconds": time.perf_counter() - t0}
+    if pred is not None:
+        row.update(detection_scores(pred[:n], c.truth.boxes[:n]))
+    info = {"marks": details.get("marks"), "matte_frames": details.get("matte_frames"), "fps": details.get("fps")}
+    return row, info
+
+
+def _run_clips(args: argparse.Namespace, methods: dict, wanted: list[str], workdir: Path) -> tuple[list, list]:
+    width, height = (int(v) for v in args.size.lower().split("x"))
     results: list[dict] = []
     details_all: list[dict] = []
-    try:
-        only = {int(v) for v in args.clips.split(",") if v} if args.clips else None
-        for ci, opacity in enumerate(opacities):
-            if only is not None and ci not in only:
-                continue
-            seed = args.seed + ci
-            kind = kinds[ci % len(kinds)] if kinds else None
-            clip = workdir / f"clip_{ci}_op{opacity:g}.mp4"
-            truth = make_clip(clip, width=width, height=height, seconds=args.seconds, opacity=opacity,
-                              seed=seed, background=kind, crf=args.crf, audio=False)
-            frames = decode_frames(clip, width, height)
-            n = min(len(frames), truth.n_frames)
-            frames = frames[:n]
-            clean = [truth.clean_frame(i) for i in range(n)]
-            boxes = [dilate_box(b, args.dilate, width, height) for b in truth.boxes[:n]]
-            clip_label = f"α={opacity:g} ({truth.background})"
-            infos: dict[str, dict] = {}
-            order = list(methods)
-            if "ceiling" in wanted:
-                # The clean clip through the same encoder: what a perfect remover could reach
-                # given x264's loss, and the clean clip's own flicker as seen through the codec.
-                make_clip(workdir / "clean.mp4", width=width, height=height, seconds=args.seconds,
-                          opacity=opacity, seed=seed, background=kind, crf=args.crf, audio=False, marked=False)
-                clean_x264 = decode_frames(workdir / "clean.mp4", width, height)[:n]
-                scores = Scores()
-                for i in range(n):
-                    scores.add(clean_x264[i], clean[i], clean_x264[i], boxes[i])
-                results.append({"clip": clip_label, "opacity": opacity, "method": "clean via x264 (ceiling)",
-                                **scores.row(), "seconds": 0.0})
-                del clean_x264
-            if "delogo" in wanted:
-                order.insert(1 if "input" in methods else 0, "delogo")
-            for name in order:
-                info: dict = {}
-                t0 = time.perf_counter()
-                if name == "delogo":
-                    out_frames: Iterator[np.ndarray] = iter(run_delogo(clip, boxes, width, height)[:n])
-                else:
-                    out_frames = methods[name](frames, boxes, info)
-                scores = Scores()
-                for i, out in enumerate(out_frames):
-                    scores.add(out, clean[i], frames[i], boxes[i])
-                row = {"clip": clip_label, "opacity": opacity, "method": name, **scores.row(),
-                       "seconds": time.perf_counter() - t0}
-                results.append(row)
-                infos[name] = info
-                LOGGER.info("%s %s: %s", clip_label, name, row)
-            if args.end_to_end:
-                out_path = workdir / f"clip_{ci}_e2e.mp4"
-                t0 = time.perf_counter()
-                details, pred = run_end_to_end(clip, out_path, workdir)
-                out = decode_frames(out_path, width, height)[:n]
-                scores = Scores()
-                for i in range(min(n, len(out))):
-                    scores.add(out[i], clean[i], frames[i], boxes[i])
-                row = {"clip": clip_label, "opacity": opacity, "method": "end-to-end pipeline",
-                       **scores.row(), "seconds": time.perf_counter() - t0}
-                if pred is not None:
-                    row.update(detection_scores(pred[:n], truth.boxes[:n]))
-                results.append(row)
-                infos["end-to-end"] = {"marks": details.get("marks"), "matte_frames": details.get("matte_frames"),
-                                       "fps": details.get("fps")}
-            details_all.append({"clip": clip_label, "infos": infos})
-    finally:
-        if "server" in _E2E:
-            _E2E["server"].stop()
-        if tmp is not None:
-            tmp.cleanup()
+    only = {int(v) for v in args.clips.split(",") if v} if args.clips else None
+    for ci, opacity in enumerate(float(v) for v in args.opacities.split(",")):
+        if only is not None and ci not in only:
+            continue
+        c = _make(args, ci, opacity, workdir, width, height)
+        infos: dict[str, dict] = {}
+        if "ceiling" in wanted:
+            results.append(_ceiling(args, c, workdir))
+        order = list(methods)
+        if "delogo" in wanted:
+            order.insert(1 if "input" in methods else 0, "delogo")
+        for name in order:
+            row, infos[name] = _score(c, name, methods.get(name))
+            results.append(row)
+        if args.end_to_end:
+            row, infos["end-to-end"] = _score_end_to_end(c, ci, workdir)
+            results.append(row)
+        details_all.append({"clip": c.label, "infos": infos})
+    return results, details_all
 
-    print(f"\nClips: {width}x{height}, {args.seconds:g} s, x264 CRF {args.crf}, camera motion; boxes = true "
+
+def _print_tables(args: argparse.Namespace, results: list[dict], hole_name: str) -> None:
+    print(f"\nClips: {args.size}, {args.seconds:g} s, x264 CRF {args.crf}, camera motion; boxes = true "
           f"boxes + {args.dilate} px, the same for every method. Holes of `auto` filled by: {hole_name}.\n")
     print("| clip | method | PSNR in (dB) | SSIM in | PSNR out vs input (dB) | flicker in (clean) |")
     print("|---|---|---|---|---|---|")
@@ -598,22 +608,49 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             if "recall" in r:
                 print(f"| {r['clip']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['mean_iou']:.3f} |")
+
+
+def _print_matte_details(details_all: list[dict]) -> None:
     for d in details_all:
         for name, info in d["infos"].items():
             if info:
                 LOGGER.info("%s / %s: %s", d["clip"], name, info)
     timing = [(d["clip"], i) for d in details_all for n, i in d["infos"].items() if "estimate_ms_per_crop" in i]
-    if timing:
-        est = np.mean([i["estimate_ms_per_crop"] for _, i in timing])
-        inv = np.mean([i["inversion_ms_per_crop"] for _, i in timing])
-        print(f"\nMatte cost: estimation {est:.2f} ms per crop, inversion {inv:.2f} ms per crop.")
-        for c, i in timing:
-            segs = "; ".join(f"{s['frames']} crops ({s.get('scope', '')}, {s.get('references', 0)} references): "
-                             f"{'ok' if s['reliable'] else s['reason']}, "
-                             f"~{s['effective_frames']} independent, residual {s['median_residual']}"
-                             for s in i.get("segments", []))
-            print(f"- {c}: matte frames {i.get('matte_frames', 0)}, box-inpainted frames "
-                  f"{i.get('box_frames', 0)}, hole px {i.get('hole_px', 0)}; estimates: {segs}")
+    if not timing:
+        return
+    est = np.mean([i["estimate_ms_per_crop"] for _, i in timing])
+    inv = np.mean([i["inversion_ms_per_crop"] for _, i in timing])
+    print(f"\nMatte cost: estimation {est:.2f} ms per crop, inversion {inv:.2f} ms per crop.")
+    for c, i in timing:
+        segs = "; ".join(f"{s['frames']} crops ({s.get('scope', '')}, {s.get('references', 0)} references): "
+                         f"{'ok' if s['reliable'] else s['reason']}, "
+                         f"~{s['effective_frames']} independent, residual {s['median_residual']}"
+                         for s in i.get("segments", []))
+        print(f"- {c}: matte frames {i.get('matte_frames', 0)}, box-inpainted frames "
+              f"{i.get('box_frames', 0)}, hole px {i.get('hole_px', 0)}; estimates: {segs}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if shutil.which("ffmpeg") is None:
+        print("ffmpeg is required (scripts/install-system-deps.sh installs it)", file=sys.stderr)
+        return 2
+    wanted = [m for m in args.methods.split(",") if m]
+    methods, hole_name = _methods(args, wanted)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-quality-") if args.workdir is None else None
+    workdir = args.workdir or Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        results, details_all = _run_clips(args, methods, wanted, workdir)
+    finally:
+        if "server" in _E2E:
+            _E2E["server"].stop()
+        if tmp is not None:
+            tmp.cleanup()
+    _print_tables(args, results, hole_name)
+    _print_matte_details(details_all)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "details": details_all}, indent=1, default=str))
     return 0

@@ -76,7 +76,8 @@ def _wrapper(model, imgsz: int):
             self.inner = inner
 
         def forward(self, images):
-            x = images.permute(0, 3, 1, 2).float() / 255.0
+            # Cast first: TensorRT takes a UINT8 input only into a Cast (export.graphs).
+            x = images.float().permute(0, 3, 1, 2) / 255.0
             y = self.inner(x)
             return y[0] if isinstance(y, (list, tuple)) else y
 
@@ -155,6 +156,11 @@ def export_detector(out_path: str | Path, *, weights: Path | None = None, random
     for dim, value in zip(list(out_dims)[1:], (4 + nc, sum((imgsz // s) ** 2 for s in (8, 16, 32)))):
         dim.Clear()
         dim.dim_value = value
+    from export.graphs import uint8_violations
+
+    problems = uint8_violations(proto)
+    if problems:
+        raise DetectorExportError("TensorRT could not build this graph: " + "; ".join(problems))
     onnx.save(proto, str(tmp))
     check_onnx(tmp, imgsz=imgsz, nc=nc)
     if verify:

@@ -15,10 +15,12 @@ import logging
 import time
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
 from export.files import atomic_output
+from export.graphs import uint8_violations
 from export.lama import LamaConfig, build_generator
 
 LOGGER = logging.getLogger(__name__)
@@ -36,11 +38,13 @@ class UInt8Inpainter(nn.Module):
         self.core = core
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hole = mask > 127
-        image01 = image.to(torch.float32) / 255.0
-        pred = self.core(image01, hole.to(torch.float32))
-        pred = torch.round(torch.clamp(pred * 255.0, 0.0, 255.0)).to(torch.uint8)
-        return torch.where(hole, pred, image)
+        # UINT8 only at the edges (export.graphs): TensorRT takes a UINT8 input only into a Cast and
+        # a UINT8 output only from one, so cast first, composite in float, cast last.
+        image255 = image.to(torch.float32)
+        hole = mask.to(torch.float32) > 127.0
+        pred = self.core(image255 / 255.0, hole.to(torch.float32))
+        pred = torch.round(torch.clamp(pred * 255.0, 0.0, 255.0))
+        return torch.where(hole, pred, image255).to(torch.uint8)
 
 
 class LamaCore(nn.Module):
@@ -84,6 +88,9 @@ def export_onnx(module: nn.Module, out_path: Path | str, *, crop: int) -> Path:
             do_constant_folding=True,
             dynamo=False,
         )
+        problems = uint8_violations(onnx.load(str(tmp)))
+        if problems:
+            raise ValueError("TensorRT could not build this graph: " + "; ".join(problems))
     return out_path
 
 

@@ -42,6 +42,15 @@ _ORT_TO_NUMPY = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(f
                  "tensor(int64)": "int64"}
 
 
+TRT_CACHE_DEFAULT = "/tmp/trt_cache"
+TRT_PROFILE = (1, 8, 16)  # min, opt, max batch: detect_batch/inpaint_batch 8, max_batch_size 16
+
+
+def profile_shapes(spec: "ModelSpec", batch: int) -> str:
+    """TensorRT's shape string for every input at ``batch``: ``image:8x3x512x512,mask:8x1x512x512``."""
+    return ",".join(f"{t.name}:{'x'.join(str(d) for d in (batch, *t.dims))}" for t in spec.inputs)
+
+
 class RepositoryError(ValueError):
     """A model file does not match the tensors its config promises, or bad writer arguments."""
 
@@ -120,7 +129,12 @@ def model_config(spec: ModelSpec, target: str = "cpu", *, cpu_threads: int = 0,
         trt.parameters["precision_mode"] = "FP16"
         trt.parameters["max_workspace_size_bytes"] = str(4 << 30)
         trt.parameters["trt_engine_cache_enable"] = "1"
-        trt.parameters["trt_engine_cache_path"] = f"/tmp/trt_cache/{spec.name}"
+        # deploy/triton/entrypoint.sh rewrites this prefix to $TRT_CACHE_DIR (a volume on RunPod).
+        trt.parameters["trt_engine_cache_path"] = f"{TRT_CACHE_DEFAULT}/{spec.name}"
+        # One profile over the batches the pipeline sends (1..8) and Triton's batcher makes (16):
+        # without it the engine is rebuilt whenever a batch exceeds the shapes seen so far.
+        for key, batch in zip(("min", "opt", "max"), TRT_PROFILE):
+            trt.parameters[f"trt_profile_{key}_shapes"] = profile_shapes(spec, batch)
         cfg.optimization.input_pinned_memory.enable = True
         cfg.optimization.output_pinned_memory.enable = True
     else:

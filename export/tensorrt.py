@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.repository import ModelSpec, detector_spec, inpainter_spec, write_model
+from export.repository import TRT_PROFILE, ModelSpec, detector_spec, inpainter_spec, profile_shapes, write_model
 
 LOGGER = logging.getLogger(__name__)
 
-PROFILE = (1, 8, 16)  # min, opt, max batch
+PROFILE = TRT_PROFILE  # min, opt, max batch (the onnxruntime configs use the same)
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")
 
 
@@ -68,7 +68,7 @@ def find_trtexec() -> str | None:
 
 
 def _shape(spec: ModelSpec, batch: int) -> str:
-    return ",".join(f"{t.name}:{'x'.join(str(d) for d in (batch, *t.dims))}" for t in spec.inputs)
+    return profile_shapes(spec, batch)
 
 
 def trtexec_build_command(trtexec: str, onnx_file: Path, plan: Path, spec: ModelSpec, *,

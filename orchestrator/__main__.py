@@ -26,7 +26,7 @@ LOGGER = logging.getLogger("orchestrator")
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m orchestrator", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", help="bind address (default HOST or 0.0.0.0)")
+    parser.add_argument("--host", help="bind address (default HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="HTTP port (default PORT or 5344)")
     parser.add_argument("--local-triton", action="store_true", help="start the embedded Triton first")
     parser.add_argument("--role", choices=("api", "worker", "all"),
@@ -58,7 +58,7 @@ class _TritonThread(threading.Thread):
             return
         print(f"Triton running: gRPC {self.triton.grpc_url}, HTTP {self.triton.http_url}, "
               f"log {self.triton.log_path}", flush=True)
-        self.stop_event.wait()
+        self.triton.supervise(self.stop_event)  # restarted if it dies, until Ctrl-C
         self.triton.stop()
 
 
@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         # Triton starts beside the service (not before it): /ping answers 204 while it comes up.
         triton_thread = _TritonThread(triton)
     settings = settings.with_overrides(**overrides)
+    refusal = settings.exposure_refusal()
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     try:
         sockets = [_listen(settings.host, settings.port)]
         if settings.port_health:

@@ -39,7 +39,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
         if exc.detail:
             LOGGER.info("%s: %s (%s)", exc.code, exc.public_message, exc.detail)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else None
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else exc.headers
         return _error(exc.status_code, exc.code, exc.public_message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "X-Task-Token"])
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     if settings.role != "worker":  # a worker's HTTP port is for probes and metrics only

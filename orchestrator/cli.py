@@ -89,6 +89,7 @@ class ServiceClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.tokens: dict[str, str] = {}  # task id -> its access token (kept for the tasks we submitted)
         self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport,
                                   timeout=httpx.Timeout(timeout_s, connect=5.0))
 
@@ -151,10 +152,17 @@ class ServiceClient:
                                      timeout=httpx.Timeout(None, connect=5.0))
         if response.status_code >= 400:
             raise CliError(f"{path.name}: rejected by the service: {error_message(response)}")
-        return response.json()
+        body = response.json()
+        if body.get("token"):
+            self.tokens[body["task_id"]] = body["token"]
+        return body
+
+    def _task_headers(self, task_id: str) -> dict[str, str]:
+        token = self.tokens.get(task_id)
+        return {"X-Task-Token": token} if token else {}
 
     def get(self, task_id: str) -> dict:
-        return self._json("GET", f"/v1/tasks/{task_id}")
+        return self._json("GET", f"/v1/tasks/{task_id}", headers=self._task_headers(task_id))
 
     def list(self, *, limit: int = 50, status: str | None = None) -> list[dict]:
         params: dict[str, Any] = {"limit": limit}
@@ -168,7 +176,8 @@ class ServiceClient:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
         try:
-            with self._http.stream("GET", path, timeout=httpx.Timeout(120.0, connect=5.0)) as response:
+            with self._http.stream("GET", path, headers=self._task_headers(task["task_id"]),
+                                   timeout=httpx.Timeout(120.0, connect=5.0)) as response:
                 if response.status_code in (401, 403):
                     response.read()
                     raise CliError(f"the service refused the API key: {error_message(response)}", EXIT_AUTH)
@@ -266,8 +275,10 @@ class LocalStack:
         self._tmp = tempfile.TemporaryDirectory(prefix="sora-unmark-local-")
         self.data_dir = Path(self._tmp.name)
         self.log_path = self.data_dir / "orchestrator.log"
-        self.port = _free_port()
-        self.triton_ports = {name: _free_port() for name in ("http", "grpc", "metrics")}
+        from orchestrator.triton.local import free_port
+
+        self.port = free_port()
+        self.triton_ports = {name: free_port() for name in ("http", "grpc", "metrics")}
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
         self._log = None
@@ -353,14 +364,6 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- process ------------------------------------------------------------------------------------
@@ -561,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", parents=[common], help="show one task")
     s.add_argument("task_id")
+    s.add_argument("--token", help="the task's token (printed at submission) when you have no API key")
     s.add_argument("--json", action="store_true", help="print the raw JSON")
 
     ls = sub.add_parser("list", parents=[common], help="list tasks")
@@ -627,6 +631,8 @@ def main(argv: list[str] | None = None, *, console: Console | None = None,
                                    console=console, err=err)
         with ServiceClient(args.url, args.api_key) as client:
             if args.command == "status":
+                if args.token:
+                    client.tokens[args.task_id] = args.token
                 return run_status(client, args.task_id, as_json=args.json, console=console)
             return run_list(client, limit=args.limit, status=args.status, as_json=args.json, console=console)
     except CliError as exc:

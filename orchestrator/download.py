@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -28,6 +29,8 @@ LOGGER = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
+WRITE_BATCH = 1024 * 1024  # bytes written per worker-thread call
+DISK_CHECK_BYTES = 64 * 1024 * 1024  # free space re-checked after every this many bytes
 
 
 def check_url_syntax(url: str) -> str:
@@ -45,10 +48,32 @@ def check_url_syntax(url: str) -> str:
     return url
 
 
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries to the network: IPv4-mapped ``::ffff:a.b.c.d``,
+    IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96`` (and the local-use /48), 6to4
+    ``2002::/16`` and Teredo. Python calls several of these forms global whatever they wrap."""
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return [low32]
+    return []
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner:  # judged by what it reaches, not by its IPv6 wrapping
+            return all(v4.is_global and not v4.is_multicast for v4 in inner)
     return ip.is_global and not ip.is_multicast
 
 
@@ -107,6 +132,31 @@ async def download(url: str, dest: Path, settings: Settings) -> int:
     return size
 
 
+async def _save(response: httpx.Response, part: Path, limit: int, settings: Settings) -> int:
+    """Write the body to ``part`` in a worker thread (~1 MB at a time, never on the event loop),
+    within ``limit`` bytes and above the ``MIN_FREE_DISK_MB`` floor; returns the size."""
+    size, batch, next_check = 0, bytearray(), DISK_CHECK_BYTES
+    with open(part, "wb") as out:
+        async for chunk in response.aiter_bytes(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"video_url: the file is over the {settings.url_max_mb} MB limit")
+            batch += chunk
+            metrics.UPLOAD_BYTES.inc(len(chunk))
+            if len(batch) >= WRITE_BATCH:
+                data, batch = bytes(batch), bytearray()
+                await asyncio.to_thread(out.write, data)
+            if settings.min_free_disk_mb and size >= next_check:
+                next_check += DISK_CHECK_BYTES
+                free_mb = (await asyncio.to_thread(shutil.disk_usage, part.parent)).free / 2**20
+                if free_mb < settings.min_free_disk_mb:
+                    raise InputError(f"video_url: the server ran short of disk space ({free_mb:.0f} MB free, "
+                                     f"{settings.min_free_disk_mb} MB must stay free: MIN_FREE_DISK_MB)")
+        if batch:
+            await asyncio.to_thread(out.write, bytes(batch))
+    return size
+
+
 async def _fetch(url: str, part: Path, limit: int, settings: Settings) -> int:
     timeout = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
     # trust_env=False: no proxy from the environment, so the checked host is the one connected to.
@@ -131,16 +181,7 @@ async def _fetch(url: str, part: Path, limit: int, settings: Settings) -> int:
                             f"video_url: the file is {int(declared) / 2**20:.0f} MB, over the "
                             f"{settings.url_max_mb} MB limit"
                         )
-                    size = 0
-                    with open(part, "wb") as out:
-                        async for chunk in response.aiter_bytes(CHUNK):
-                            size += len(chunk)
-                            if size > limit:
-                                raise PayloadTooLargeError(
-                                    f"video_url: the file is over the {settings.url_max_mb} MB limit"
-                                )
-                            out.write(chunk)
-                            metrics.UPLOAD_BYTES.inc(len(chunk))
+                    size = await _save(response, part, limit, settings)
                     if size == 0:
                         raise InputError("video_url: the server sent an empty file")
                     return size

@@ -10,6 +10,7 @@ from __future__ import annotations
 class AppError(Exception):
     status_code = 500
     code = "internal_error"
+    headers: dict[str, str] | None = None  # extra response headers (Retry-After...)
 
     def __init__(self, public_message: str, *, detail: str | None = None) -> None:
         super().__init__(public_message)
@@ -68,3 +69,14 @@ class OutputError(AppError):
 
     status_code = 500
     code = "output_error"
+
+
+class TooManyTasksError(AppError):
+    """The queue is full (``MAX_QUEUED_TASKS``): try again later."""
+
+    status_code = 429
+    code = "too_many_tasks"
+
+    def __init__(self, public_message: str, *, retry_after_s: int) -> None:
+        super().__init__(public_message)
+        self.headers = {"Retry-After": str(retry_after_s)}

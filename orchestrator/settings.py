@@ -6,8 +6,9 @@ with the values they need instead of patching the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -19,12 +20,15 @@ def _bool(value: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     # HTTP
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # this machine only; see exposure_refusal() for opening it
     port: int = 5344
     port_health: int | None = None
     api_key: str | None = None
+    allow_anonymous: bool = False  # serve a non-loopback bind without API_KEY (tasks need their token)
     cors_origins: tuple[str, ...] = ()
     max_upload_mb: int = 2048
+    max_queued_tasks: int = 100  # submissions beyond this many waiting tasks get 429 (0 = no limit)
+    min_free_disk_mb: int = 1024  # below this much free space under data_dir: 507 (0 = no floor)
     # Storage
     data_dir: Path = Path("./data")
     database_url: str | None = None  # default: sqlite file under data_dir
@@ -45,7 +49,9 @@ class Settings:
     optional_models: tuple[str, ...] = ("inpainter_256",)
     triton_live_deadline_s: float = 60.0  # Triton gone longer than this -> degraded
     model_load_retries: int = 3
-    grpc_timeout_s: float = 60.0
+    grpc_timeout_s: float = 60.0  # metadata calls, and the floor of inference deadlines
+    grpc_first_timeout_s: float = 900.0  # inference deadline until a model's cost is measured
+    grpc_deadline_factor: float = 4.0  # inference deadline = factor x measured cost per item x batch
     triton_ping_timeout_s: float = 2.0  # deadline of liveness/readiness calls
     model_load_timeout_s: float = 600.0  # deadline of one load_model call
     model_poll_interval_s: float = 1.0  # readiness poll while ready
@@ -55,6 +61,7 @@ class Settings:
     task_process: bool = True  # each task's pipeline in a child process (False: a thread, as before)
     max_task_attempts: int = 3
     task_retry_backoff_s: float = 5.0  # first retry delay after Triton was unavailable (doubles)
+    triton_wait_s: float = 600.0  # waiting tasks fail after this long with no Triton (not while loading)
     progress_interval_s: float = 0.5  # progress written to the DB at most this often
     janitor_interval_s: float = 300.0
     shutdown_grace_s: float = 10.0  # running tasks get this long to stop before the process exits
@@ -99,6 +106,25 @@ class Settings:
     @property
     def effective_database_url(self) -> str:
         return self.database_url or self.sqlite_default_url
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the bind address is reachable from this machine only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False  # a host name: may resolve anywhere
+
+    def exposure_refusal(self) -> str | None:
+        """Why the service must not start as configured (anonymous on a public address), or None."""
+        if self.loopback_only or self.api_key or self.allow_anonymous:
+            return None
+        return (f"refusing to listen on {self.host} without API_KEY: anyone who can reach this port could "
+                "submit videos and read or delete tasks. Set API_KEY=<secret> (clients send 'Authorization: "
+                "Bearer <secret>'), or ALLOW_ANONYMOUS=1 if something in front authenticates callers "
+                "(RunPod's proxy does) or the network is private; or bind HOST=127.0.0.1.")
 
     def with_overrides(self, **kwargs) -> "Settings":
         return replace(self, **kwargs)

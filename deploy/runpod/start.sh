@@ -25,6 +25,9 @@ if [[ -z ${DATABASE_URL:-} && $DATA_DIR == /runpod-volume/* ]]; then
 fi
 export DATA_DIR
 mkdir -p "$DATA_DIR"
+# TensorRT engines/plans beside the data (on the network volume when there is one): a cold start
+# then loads them instead of rebuilding for minutes.
+export TRT_CACHE_DIR=${TRT_CACHE_DIR:-$DATA_DIR/trt_cache}
 
 "${TRITON_ENTRYPOINT:-/opt/sora-unmark/entrypoint.sh}" &
 triton=$!

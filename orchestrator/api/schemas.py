@@ -25,6 +25,7 @@ class ErrorResponse(BaseModel):
 class TaskCreated(BaseModel):
     task_id: str
     status: TaskStatusName = "queued"
+    token: str  # opens this task alone (X-Task-Token or ?token=); shown once
 
 
 class TaskView(BaseModel):
@@ -74,6 +75,7 @@ class PingHealthy(BaseModel):
     status: Literal["healthy"] = "healthy"
     models_ready: bool = True
     models: dict[str, dict[str, Any]]
+    parts: dict[str, str] = {}  # database, worker, pipeline, models -> "ok"
     replicas: dict[str, Any] | None = Field(None, description="Triton replicas: ready, needed, each one's state")
 
 
@@ -82,12 +84,14 @@ class PingDegraded(BaseModel):
     models_ready: bool = False
     error: str
     models: dict[str, dict[str, Any]]
+    parts: dict[str, str] = {}  # "ok", "starting", "loading" or why the part is broken
     replicas: dict[str, Any] | None = None
 
 
 class CompatSubmitted(BaseModel):
     task_id: str
     message: str
+    token: str | None = None  # this task's access token (send as ?token= on /get_results, /download)
 
 
 class CompatResults(BaseModel):

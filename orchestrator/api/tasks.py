@@ -13,7 +13,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from orchestrator import metrics
-from orchestrator.api.deps import Services, ServicesDep, require_api_key
+from orchestrator.api.access import authorized_task, new_token, require_list, require_submit
+from orchestrator.api.deps import Services, ServicesDep
+from orchestrator.api.limits import check_capacity
 from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, TaskList, TaskStatusName, TaskView
 from orchestrator.api.upload import StorageError, receive_form, video_suffix
 from orchestrator.errors import ConflictError, InputError, NotFoundError
@@ -30,7 +32,7 @@ def errors(*statuses: int) -> dict:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
-SUBMIT_ERRORS = errors(400, 401, 408, 413, 503, 507)
+SUBMIT_ERRORS = errors(400, 401, 408, 413, 429, 503, 507)
 READ_ERRORS = errors(400, 401, 404, 503)
 RESULT_ERRORS = errors(401, 404, 409, 503)
 
@@ -55,13 +57,16 @@ SUBMIT_BODY = {
     }
 }
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 
-async def submit_task(request: Request, services: Services) -> "Task":
-    """Shared by ``POST /v1/tasks`` and the compatibility route: receive, validate, enqueue."""
+async def submit_task(request: Request, services: Services) -> tuple["Task", str]:
+    """Shared by ``POST /v1/tasks`` and the compatibility route: receive, validate, enqueue.
+    Returns the task and its access token (only its hash is stored)."""
     settings = services.settings
+    await check_capacity(request, services)
     task_id = uuid.uuid4().hex
+    token, token_hash = new_token()
     uploads = settings.data_dir / "uploads"
     try:
         uploads.mkdir(parents=True, exist_ok=True)
@@ -70,7 +75,7 @@ async def submit_task(request: Request, services: Services) -> "Task":
     part = uploads / f"{task_id}.part"
     form = await receive_form(request, part, max_mb=settings.max_upload_mb,
                               idle_timeout_s=settings.upload_idle_timeout_s,
-                              total_timeout_s=settings.upload_timeout_s)
+                              total_timeout_s=settings.upload_timeout_s, min_free_mb=settings.min_free_disk_mb)
     try:
         options = TaskOptions.from_form(form.fields.get("regions"), form.fields.get("detect"),
                                         form.fields.get("method"))
@@ -87,7 +92,7 @@ async def submit_task(request: Request, services: Services) -> "Task":
             location = await store_upload(final, settings)
             task = await services.store.create(
                 task_id=task_id, options=options.model_dump(mode="json"), input_path=location,
-                output_path=output, source_name=form.filename,
+                output_path=output, source_name=form.filename, token=token_hash,
             )
         elif video_url:
             from orchestrator.download import check_host, check_url_syntax
@@ -97,7 +102,7 @@ async def submit_task(request: Request, services: Services) -> "Task":
             name = PurePosixPath(url.split("?", 1)[0]).name or None
             task = await services.store.create(
                 task_id=task_id, options=options.model_dump(mode="json"), input_path=None,
-                output_path=output, source_url=url, source_name=name, stage="downloading",
+                output_path=output, source_url=url, source_name=name, stage="downloading", token=token_hash,
             )
             services.worker.start_download(task)
         else:
@@ -107,7 +112,7 @@ async def submit_task(request: Request, services: Services) -> "Task":
     metrics.TASKS_SUBMITTED.inc()
     services.worker.wake()
     LOGGER.info("task %s queued (%s)", task.id, "url" if task.source_url else f"{form.file_bytes} bytes")
-    return task
+    return task, token
 
 
 async def store_upload(local: Path, settings) -> str:
@@ -119,13 +124,6 @@ async def store_upload(local: Path, settings) -> str:
         return await asyncio.to_thread(storage.put, local, f"uploads/{local.name}")
     finally:
         local.unlink(missing_ok=True)
-
-
-async def load_task(services: Services, task_id: str) -> "Task":
-    task = await services.store.get(task_id)
-    if task is None:
-        raise NotFoundError(f"no task with id {task_id!r}")
-    return task
 
 
 def result_response(task: "Task", settings) -> Response:
@@ -142,13 +140,14 @@ def result_response(task: "Task", settings) -> Response:
 
 
 @router.post("", status_code=202, response_model=TaskCreated, responses=SUBMIT_ERRORS, openapi_extra=SUBMIT_BODY,
-             summary="Submit a video (upload or video_url)")
+             summary="Submit a video (upload or video_url)", dependencies=[Depends(require_submit)])
 async def create_task(request: Request, services: ServicesDep) -> JSONResponse:
-    task = await submit_task(request, services)
-    return JSONResponse(TaskCreated(task_id=task.id).model_dump(), status_code=202)
+    task, token = await submit_task(request, services)
+    return JSONResponse(TaskCreated(task_id=task.id, token=token).model_dump(), status_code=202)
 
 
-@router.get("", response_model=TaskList, responses=READ_ERRORS, summary="List tasks, newest first")
+@router.get("", response_model=TaskList, responses=READ_ERRORS, summary="List tasks, newest first (API key)",
+            dependencies=[Depends(require_list)])
 async def list_tasks(
     services: ServicesDep,
     status: TaskStatusName | None = None,
@@ -160,21 +159,21 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=READ_ERRORS, summary="Status of one task")
-async def get_task(task_id: str, services: ServicesDep) -> TaskView:
-    return TaskView.from_task(await load_task(services, task_id))
+async def get_task(task_id: str, request: Request, services: ServicesDep) -> TaskView:
+    return TaskView.from_task(await authorized_task(request, services, task_id))
 
 
 @router.get("/{task_id}/result", response_class=FileResponse, responses={
     200: {"content": {"video/mp4": {}}, "description": "the video without the watermark"}, **RESULT_ERRORS},
     summary="Download the result (409 until finished)")
-async def get_result(task_id: str, services: ServicesDep) -> FileResponse:
-    return result_response(await load_task(services, task_id), services.settings)
+async def get_result(task_id: str, request: Request, services: ServicesDep) -> FileResponse:
+    return result_response(await authorized_task(request, services, task_id), services.settings)
 
 
 @router.delete("/{task_id}", response_model=TaskDeleted, responses=READ_ERRORS,
                summary="Cancel a queued/processing task, or delete a finished one with its files")
-async def delete_task(task_id: str, services: ServicesDep) -> TaskDeleted:
-    task = await load_task(services, task_id)
+async def delete_task(task_id: str, request: Request, services: ServicesDep) -> TaskDeleted:
+    task = await authorized_task(request, services, task_id)
     if not task.is_final:
         task = await services.worker.cancel(task_id)
         if task.status == "cancelled":

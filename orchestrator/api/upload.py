@@ -2,7 +2,8 @@
 
 Starlette's ``request.form()`` would spool the whole upload before the route runs, so the size
 limit could only be checked afterwards; here the 413 comes as soon as the limit is passed, and
-an upload that stalls longer than ``upload_idle_timeout_s`` is dropped.
+an upload that stalls longer than ``upload_idle_timeout_s`` is dropped. Parsing and writing run in
+a thread, about a megabyte at a time, so a slow disk never stalls the event loop (and /ping).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FILE_FIELD = "video"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 16
 FORM_OVERHEAD = 1024 * 1024  # multipart headers and small fields beside the file
+WRITE_BATCH = 1024 * 1024  # bytes handed to the parser thread at once
+DISK_CHECK_BYTES = 64 * 1024 * 1024  # free space re-checked after every this many bytes written
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"}
 
 
@@ -65,10 +68,12 @@ def video_suffix(filename: str | None) -> str:
 class _Collector:
     """Callbacks for python-multipart's streaming parser."""
 
-    def __init__(self, dest: Path, max_bytes: int, max_mb: int) -> None:
+    def __init__(self, dest: Path, max_bytes: int, max_mb: int, min_free_mb: int = 0) -> None:
         self.dest = dest
         self.max_bytes = max_bytes
         self.max_mb = max_mb
+        self.min_free_mb = min_free_mb
+        self._next_disk_check = DISK_CHECK_BYTES
         self.form = ReceivedForm()
         self._header_name = b""
         self._header_value = b""
@@ -121,6 +126,9 @@ class _Collector:
             if self.form.file_bytes > self.max_bytes:
                 raise PayloadTooLargeError(f"the upload is larger than the limit of {self.max_mb} MB (MAX_UPLOAD_MB)")
             self._file.write(data[start:end])
+            if self.min_free_mb and self.form.file_bytes >= self._next_disk_check:
+                self._next_disk_check += DISK_CHECK_BYTES
+                self._check_disk()
         elif self._buffer is not None:
             self._buffer += data[start:end]
             if len(self._buffer) > MAX_FIELD_BYTES:
@@ -136,6 +144,14 @@ class _Collector:
             except UnicodeDecodeError as exc:
                 raise InputError(f"form field {self._name!r} is not UTF-8 text") from exc
         self._buffer = None
+
+    def _check_disk(self) -> None:
+        import shutil
+
+        free_mb = shutil.disk_usage(self.dest.parent).free / (1024 * 1024)
+        if free_mb < self.min_free_mb:
+            raise StorageError(f"the server ran short of disk space during the upload ({free_mb:.0f} MB free, "
+                               f"{self.min_free_mb} MB must stay free: MIN_FREE_DISK_MB)")
 
     def close(self) -> None:
         if self._file is not None:
@@ -163,8 +179,25 @@ async def _chunks(request: Request, idle_timeout_s: float, total_timeout_s: floa
             yield chunk
 
 
+async def _feed(parser: MultipartParser, request: Request, idle_timeout_s: float,
+                total_timeout_s: float | None) -> None:
+    """Hand the body to the parser (which writes the file) in a worker thread, in ~1 MB batches,
+    or whatever arrived within 0.1 s for a slow sender (its bytes reach the disk as they come)."""
+    loop = asyncio.get_running_loop()
+    batch, handed = bytearray(), loop.time()
+    async for chunk in _chunks(request, idle_timeout_s, total_timeout_s):
+        batch += chunk
+        if len(batch) >= WRITE_BATCH or loop.time() - handed > 0.1:
+            data, batch = bytes(batch), bytearray()
+            await asyncio.to_thread(parser.write, data)
+            handed = loop.time()
+    if batch:
+        await asyncio.to_thread(parser.write, bytes(batch))
+    await asyncio.to_thread(parser.finalize)
+
+
 async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeout_s: float,
-                       total_timeout_s: float | None = None) -> ReceivedForm:
+                       total_timeout_s: float | None = None, min_free_mb: int = 0) -> ReceivedForm:
     """Parse a multipart (or url-encoded) form; the ``video`` file part is written to ``dest``.
 
     On any error ``dest`` is removed and an ``InputError`` (400/408/413) is raised.
@@ -183,16 +216,14 @@ async def receive_form(request: Request, dest: Path, *, max_mb: int, idle_timeou
         return ReceivedForm(fields=dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise InputError("send the task as multipart/form-data (field 'video') or a form with 'video_url'")
-    collector = _Collector(dest, max_bytes, max_mb)
+    collector = _Collector(dest, max_bytes, max_mb, min_free_mb)
     try:
         parser = MultipartParser(params[b"boundary"], collector.callbacks())
-        async for chunk in _chunks(request, idle_timeout_s, total_timeout_s):
-            parser.write(chunk)
-        parser.finalize()
+        await _feed(parser, request, idle_timeout_s, total_timeout_s)
         if collector.form.file_bytes is not None:
             metrics.UPLOAD_BYTES.inc(collector.form.file_bytes)
         return collector.form
-    except InputError:
+    except (InputError, StorageError):
         collector.close()
         dest.unlink(missing_ok=True)
         raise

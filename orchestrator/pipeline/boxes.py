@@ -20,7 +20,7 @@ Only boxes are stored per frame (a few bytes), never frames.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -89,6 +89,16 @@ def same_boxes(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> bool:
         return True
     m = iou_matrix(np.asarray(a)[:, :4], np.asarray(b)[:, :4])
     return bool((m.max(1) >= iou).all() and (m.max(0) >= iou).all())
+
+
+def centre_window(box, width: int, height: int, frame_width: int, frame_height: int) -> tuple[int, int] | None:
+    """(x0, y0) of a ``width`` x ``height`` window centred on ``box`` (x1, y1, x2, y2) and shifted
+    inside the frame, or None when it is larger than the frame (the matte's crops and plans)."""
+    if width > frame_width or height > frame_height:
+        return None
+    x0 = min(max(int(round((box[0] + box[2]) / 2 - width / 2)), 0), frame_width - width)
+    y0 = min(max(int(round((box[1] + box[3]) / 2 - height / 2)), 0), frame_height - height)
+    return x0, y0
 
 
 def dilate(boxes: np.ndarray, width: int, height: int, *, frac: float = 0.1, px: float = 4.0) -> np.ndarray:
@@ -265,7 +275,7 @@ def jump_bridges(spans: list[tuple[int, int, int]], bridge: int) -> list[tuple[i
     later (a jump, often with a fade the detector misses), the frames in between get both
     positions: (first, last, [pids])."""
     out = []
-    for pid, a, b in spans:
+    for pid, _start, b in spans:
         later = [(a2, pid2) for pid2, a2, _ in spans if pid2 != pid and b < a2 <= b + bridge]
         if not later:
             continue
@@ -308,6 +318,14 @@ def build_timeline(
         counts[remap[seg.pid]] += len(seg.frames)
     for a, b, pids in bridges:
         present[[remap[p] for p in pids], a : b + 1] = True
+    _fill_and_clean(present, known_frames, n_frames, min_run=min_run, max_gap=max_gap)
+    return Timeline(positions, present, counts)
+
+
+def _fill_and_clean(present: np.ndarray, known_frames: np.ndarray, n_frames: int, *, min_run: int,
+                    max_gap: int) -> None:
+    """Complete the presence [k, n_frames] in place: unobserved frames, short runs, short gaps."""
+    k = present.shape[0]
     # 1. Unobserved frames take the union of their two observed neighbours: the same state when
     #    they agree; both positions where the detector was not asked to refine a change.
     for pid in range(k):
@@ -340,7 +358,6 @@ def build_timeline(
             present[present[:, a - 1], a:b] = True
         if b < n_frames:
             present[present[:, b], a:b] = True
-    return Timeline(positions, present, counts)
 
 
 def region_boxes(regions: Sequence, t: float) -> np.ndarray:
@@ -370,13 +387,3 @@ def frame_boxes(
         return np.zeros((0, 4), np.int32)
     out = np.concatenate(parts)
     return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
-
-
-def iter_intervals_to_refine(samples: Iterable[tuple[int, np.ndarray]], iou: float = 0.5):
-    """Yield (a, b) for consecutive sampled frames whose boxes differ: frames a+1..b-1 need the
-    detector (the mark may have jumped, faded or been missed in between)."""
-    prev: tuple[int, np.ndarray] | None = None
-    for frame, dets in samples:
-        if prev is not None and frame - prev[0] > 1 and not same_boxes(prev[1], dets, iou):
-            yield prev[0], frame
-        prev = (frame, dets)

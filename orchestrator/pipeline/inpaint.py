@@ -170,33 +170,42 @@ def plan_crops(
     return crops
 
 
+@dataclass(frozen=True, eq=False)
+class CropJob:
+    """One crop to inpaint: ``pixels`` (part of a frame, top-left at ``origin`` in frame
+    coordinates; the result is pasted back into it) and the whole frame's ``size`` (width, height)."""
+
+    pixels: np.ndarray
+    crop: Crop
+    origin: tuple[int, int]
+    size: tuple[int, int]
+
+
 @dataclass
 class PendingInpaint:
     """Crops of some frames sent to Triton; ``finish()`` waits and pastes them back."""
 
-    items: list[tuple[np.ndarray, Crop, tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    jobs: list[CropJob] = field(default_factory=list)
     futures: list[tuple[Future, list[int]]] = field(default_factory=list)
 
     def finish(self) -> None:
         for future, indices in self.futures:
             outputs = future.result()["output"]
             for out, i in zip(outputs, indices):
-                frame, crop, origin, size = self.items[i]
-                crop.paste(frame, out, origin, size)
+                job = self.jobs[i]
+                job.crop.paste(job.pixels, out, job.origin, job.size)
 
 
-def submit_crops(client, models: dict[int, str], items: list, batch: int) -> PendingInpaint:
-    """Extract every crop, group them by crop size, send batches of at most ``batch``.
-
-    ``items`` are (pixels, crop, origin, frame size) as in ``Crop.extract``."""
-    pending = PendingInpaint(items=items)
+def submit_crops(client, models: dict[int, str], jobs: list[CropJob], batch: int) -> PendingInpaint:
+    """Extract every crop, group them by crop size, send batches of at most ``batch``."""
+    pending = PendingInpaint(jobs=jobs)
     by_size: dict[int, list[int]] = {}
-    for i, (_, crop, _, _) in enumerate(items):
-        by_size.setdefault(crop.size, []).append(i)
+    for i, job in enumerate(jobs):
+        by_size.setdefault(job.crop.size, []).append(i)
     for size, indices in by_size.items():
         for start in range(0, len(indices), batch):
             chunk = indices[start : start + batch]
-            pairs = [items[i][1].extract(items[i][0], items[i][2], items[i][3]) for i in chunk]
+            pairs = [jobs[i].crop.extract(jobs[i].pixels, jobs[i].origin, jobs[i].size) for i in chunk]
             images = np.stack([p[0] for p in pairs])
             masks = np.stack([p[1] for p in pairs])
             future = client.submit(models[size], {"image": images, "mask": masks}, ["output"])

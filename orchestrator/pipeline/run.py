@@ -2,10 +2,14 @@
 
 Two passes, because boxes over time need the future and the matte needs crops from many frames:
 
-1. decode → detector on a stride + bisection where the boxes change (``detect.scan``), sampling
-   crops of each mark position for the matte; then ``boxes.build_timeline`` (snap, fill, drop).
-2. decode → per frame: matte inversion (``method=auto`` when the estimate is reliable and fits the
-   frame) and/or crop inpainting of what is left → encode, audio packets copied.
+1. decode → detector on a stride + bisection where the boxes change (``detect.scan``, which
+   reports marked and clean frames to the matte's ``CropSampler``) → ``detect.timeline_of`` (snap,
+   fill, drop) → ``plan.plan_mattes`` (which marks get a matte): ``PassOne``.
+2. decode → per frame ``remove.plan_frame`` (matte inversion where a plan fits the frame, crops
+   for the inpainter for the rest) → Triton → encode, audio packets copied.
+
+This module only orchestrates: threads, queues, timings, progress, the atomic rename; the task
+details' per-mark entries come from ``marks.marks_details``.
 
 Stages run in threads with bounded queues (decode → work → encode), so decoding, Triton and x264
 overlap; memory holds a bounded number of frames whatever the video's length. The output is
@@ -20,27 +24,28 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from orchestrator.errors import InputError, OutputError, TaskCancelledError, TritonUnavailableError
+from orchestrator.errors import InputError, OutputError, TritonUnavailableError
 from orchestrator.metrics import FRAMES_PROCESSED, STAGE_SECONDS
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.decode import VideoInfo, iter_frames, probe
-from orchestrator.pipeline.detect import CropSampler, Detector, scan
+from orchestrator.pipeline import matte
+from orchestrator.pipeline.decode import Decoded, VideoInfo, iter_frames, probe
+from orchestrator.pipeline.detect import ScanResult, detector_for, scan, scan_params, timeline_of
 from orchestrator.pipeline.encode import Encoder, os_reason
-from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops, submit_crops
+from orchestrator.pipeline.inpaint import CropJob, submit_crops
+from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details
 from orchestrator.pipeline.options import TaskOptions
+from orchestrator.pipeline.plan import plan_mattes
+from orchestrator.pipeline.progress import Progress, Reporter, checker
+from orchestrator.pipeline.remove import FrameEdit, canvas_of, frame_keys, plan_frame
+from orchestrator.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
-
-try:  # written in parallel (issue 5); the pipeline works without it
-    from orchestrator.pipeline import matte as matte_mod
-except ImportError:  # pragma: no cover
-    matte_mod = None
 
 PASS1_SHARE = 35.0  # percent of the progress bar for pass 1 when it runs
 
@@ -49,13 +54,10 @@ _ALLOCATOR_TUNED = False
 
 
 def _tune_allocator() -> None:
-    """Keep glibc from hoarding freed frame buffers (once per process).
-
-    Frames are multi-MB arrays freed from several threads. glibc raises its mmap threshold after
-    such frees and then serves them from per-thread arenas that fragment: peak RSS grew with the
-    video's length (640x360: 398 MB for 10 s, 522 MB for 60 s). A fixed 128 KiB threshold (big
-    buffers are mmapped and returned on free) and two arenas keep it flat (360 / 365 MB).
-    Same effect as MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 in the environment.
+    """Keep glibc from hoarding freed frame buffers (once per process): peak RSS stays flat in the
+    video's length (bench/README.md). Frames are multi-MB arrays freed from several threads; glibc
+    would raise its mmap threshold and serve them from per-thread arenas that fragment. Same effect
+    as MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 in the environment.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
@@ -70,43 +72,6 @@ def _tune_allocator() -> None:
         libc.mallopt(M_ARENA_MAX, 2)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         LOGGER.debug("mallopt unavailable; allocator left as is")
-
-
-@dataclass
-class Progress:
-    percent: float
-    stage: str
-    fps: float | None
-    frames_done: int
-    frames_total: int | None
-
-
-class _Reporter:
-    """Calls ``progress`` at most every ``interval`` seconds (and always on stage changes)."""
-
-    def __init__(self, callback: Callable[[Progress], None] | None, interval: float = 0.5) -> None:
-        self.callback = callback
-        self.interval = interval
-        self._last = 0.0
-        self._stage = ""
-        self._stage_start = time.monotonic()
-
-    def __call__(self, stage: str, done: int, total: int | None, lo: float, hi: float, force: bool = False) -> None:
-        if self.callback is None:
-            return
-        now = time.monotonic()
-        if stage != self._stage:
-            self._stage, self._stage_start, force = stage, now, True
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        frac = min(done / total, 1.0) if total else 0.0
-        elapsed = now - self._stage_start
-        fps = done / elapsed if elapsed > 0 and done else None
-        try:
-            self.callback(Progress(round(lo + (hi - lo) * frac, 1), stage, fps, done, total))
-        except Exception:  # noqa: BLE001 - a broken progress sink must not fail the task
-            LOGGER.warning("progress callback failed", exc_info=True)
 
 
 def _threaded(items: Iterable, maxsize: int, name: str, timer: dict) -> Iterator:
@@ -166,118 +131,50 @@ def _threaded(items: Iterable, maxsize: int, name: str, timer: dict) -> Iterator
                 thread.join(0.05)
 
 
-def _checker(should_cancel: Callable[[], bool] | None) -> Callable[[], None]:
-    def check() -> None:
-        if should_cancel is not None and should_cancel():
-            raise TaskCancelledError("the task was cancelled")
-    return check
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """One call of ``process_video``: what every stage reads."""
+
+    input_path: Path
+    output_path: Path
+    options: TaskOptions
+    settings: Settings
+    info: VideoInfo
+    client: object  # TritonClient
+    sizes: dict[int, str]  # inpainter crop size -> model name
+    check: Callable[[], None]
+    report: Reporter
+    timer: dict[str, float]
+
+    def frames(self) -> Iterator[Decoded]:
+        """A decode of the input in its own thread (bounded queue)."""
+        return _threaded(iter_frames(self.input_path, max_duration_s=self.settings.max_duration_s),
+                         8, "decode", self.timer)
+
+
+@dataclass(frozen=True, eq=False)
+class PassOne:
+    """What pass 1 (detect + plan) hands to pass 2."""
+
+    n_frames: int | None  # exact after pass 1; the container's estimate when pass 1 did not run
+    timeline: bx.Timeline | None
+    marks: list[Mark]
+    plans: dict[MarkKey, MarkPlan] = field(default_factory=dict)
+    reports: dict[MarkKey, MarkReport] = field(default_factory=dict)
+    detector_frames: int | None = None
+    progress_start: float = 0.0  # percent of the progress bar where pass 2 starts
 
 
 @dataclass
-class _MarkPlan:
-    """Matte removal for one timeline position (only when the estimate is usable)."""
-
-    estimate: object
-    window: tuple[int, int, int, int]  # x0, y0, w, h of the crop the matte lives in
-    offset: np.ndarray
-
-
-# A clean reference (the window without the mark, just before it arrived or after it left) serves
-# the crops this close in time: the background has hardly moved (the matte registers the rest).
-REFERENCE_SPAN = 12
-
-
-def _matte_crops(sampler: CropSampler, sid: int) -> tuple[np.ndarray, list, dict[int, np.ndarray]]:
-    """Position ``sid``'s crops for the matte: the sampled ones plus the marked halves of its clean
-    references; their origins (y0, x0); and crop index -> clean reference (each marked half gets
-    its own, a sampled crop the nearest within ``REFERENCE_SPAN`` frames)."""
-    refs = sampler.references[sid] if sid < len(sampler.references) else []
-    crops = list(sampler.crops[sid]) + [r.marked for r in refs]
-    origins = list(sampler.origins[sid]) + [r.origin for r in refs]
-    out: dict[int, np.ndarray] = {}
-    for k, frame in enumerate(sampler.frames[sid]):
-        near = [(abs(frame - r.frame), r.clean) for r in refs if abs(frame - r.frame) <= REFERENCE_SPAN]
-        if near:
-            out[k] = min(near, key=lambda item: item[0])[1]
-    first = len(sampler.crops[sid])
-    out.update({first + j: r.clean for j, r in enumerate(refs)})
-    return np.stack(crops), origins, out
-
-
-def _plan_mattes(marks: list[tuple[tuple, np.ndarray, dict]], sampler: CropSampler, width: int,
-                 height: int) -> dict[tuple, _MarkPlan]:
-    """Estimate the mattes of the marks (detected positions and regions) from the crops of pass 1.
-
-    The detected positions are one mark jumping around: their crops are pooled into one estimate
-    (``matte.estimate_groups``, which lets a position that disagrees keep its own). A region gets
-    its own estimate (it may be another logo) unless it covers a detected position's window.
-    ``marks`` are (key, box, report entry); the entry says which method the mark gets and why.
-    """
-    plans: dict[tuple, _MarkPlan] = {}
-    sids: dict[tuple, int] = {}
-    for key, box, entry in marks:
-        if matte_mod is None or not sampler.windows:
-            entry["reason"] = "matte module unavailable" if matte_mod is None else "no crops"
-            continue
-        ious = bx.iou_matrix(np.asarray(box, np.float64)[None], np.stack(sampler.windows).astype(np.float64))[0]
-        sid = int(np.argmax(ious))
-        if ious[sid] <= 0.2 or len(sampler.crops[sid]) < 2:
-            entry["reason"] = "too few crops"
-            continue
-        sids[key] = sid
-    pooled = list(dict.fromkeys(sid for key, sid in sids.items() if key[0] == "p"))
-    alone = list(dict.fromkeys(sid for key, sid in sids.items() if key[0] != "p" and sid not in pooled))
-    by_sid: dict[int, object] = {}
-    origins_of: dict[int, list] = {}
-    for members in [pooled] + [[sid] for sid in alone]:
-        if not members:
-            continue
-        inputs = {sid: _matte_crops(sampler, sid) for sid in members}
-        origins_of.update({sid: inputs[sid][1] for sid in members})
-        try:
-            parts = matte_mod.estimate_groups([inputs[sid][0] for sid in members],
-                                              references=[inputs[sid][2] for sid in members])
-        except ValueError as exc:
-            for sid in members:
-                by_sid[sid] = str(exc)
-            continue
-        by_sid.update(zip(members, parts))
-    for key, box, entry in marks:
-        if key not in sids:
-            continue
-        sid = sids[key]
-        part = by_sid.get(sid)
-        if not isinstance(part, matte_mod.GroupMatte):
-            entry["reason"] = part if isinstance(part, str) else "too few crops"
-            continue
-        estimate = part.estimate
-        entry["matte"] = {**estimate.summary(), "scope": part.scope}
-        if not estimate.reliable:
-            entry["reason"] = estimate.reason
-            continue
-        ch, cw = estimate.alpha.shape
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        x0, y0 = int(round(cx - cw / 2)), int(round(cy - ch / 2))
-        if cw > width or ch > height:
-            entry["reason"] = "mark window larger than the frame"
-            continue
-        x0, y0 = min(max(x0, 0), width - cw), min(max(y0, 0), height - ch)
-        # Pooled crop k of this position is crops[k][top:, left:] (origin o_k + trim), and the mark
-        # sits at p + offsets[start + k] in it; in a window at (x0, y0) it sits at
-        # p + offsets[start + k] + o_k + trim - (y0, x0): the same for every k when the mark holds still.
-        origins = np.asarray(origins_of[sid], np.float32) + np.asarray(part.trim, np.float32)  # (y, x)
-        offs = np.asarray(estimate.offsets, np.float32)[part.start : part.start + len(origins)]
-        if len(offs) == len(origins):
-            offset = np.median(offs + origins - np.array([y0, x0], np.float32), 0)
-        else:
-            offset = np.zeros(2, np.float32)
-        plans[key] = _MarkPlan(estimate, (x0, y0, cw, ch), offset)
-        entry["method"] = "matte"
-    return plans
+class _Counts:
+    frames: int = 0
+    with_boxes: int = 0
+    crops: int = 0
+    matte_frames: int = 0
 
 
 def process_video(
-    input_path: Path | str, output_path: Path | str, options: TaskOptions, *, settings,
+    input_path: Path | str, output_path: Path | str, options: TaskOptions, *, settings: Settings,
     progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     client=None,
@@ -291,8 +188,7 @@ def process_video(
     _tune_allocator()
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    check = _checker(should_cancel)
-    report = _Reporter(progress, min(0.5, getattr(settings, "progress_interval_s", 0.5)))
+    report = Reporter(progress, min(0.5, settings.progress_interval_s))
     info = probe(input_path, max_width=settings.max_width, max_height=settings.max_height,
                  max_duration_s=settings.max_duration_s)
     LOGGER.info("input %s: %dx%d, ~%s frames, %s fps, audio=%s", input_path.name, info.width,
@@ -307,7 +203,10 @@ def process_video(
             raise TritonUnavailableError("no inpainter model is ready", detail="no READY inpainter*")
         if options.detect and "detector" not in client.ready_models():
             raise TritonUnavailableError("the detector model is not ready")
-        details = _run(input_path, output_path, options, settings, info, client, sizes, check, report, timer)
+        job = _Job(input_path, output_path, options, settings, info, client, sizes, checker(should_cancel),
+                   report, timer)
+        first = _pass_one(job)
+        counts = _pass_two(job, first)
     finally:
         if own_client:
             client.close()
@@ -318,6 +217,7 @@ def process_video(
                        ("inpaint", "inpaint_wait"), ("encode", "encode"), ("total", "total")):
         if key in timer:
             STAGE_SECONDS.labels(stage).observe(timer[key])
+    details = _details(job, first, counts)
     details["timings_s"] = {k: round(v, 3) for k, v in timer.items()}
     details["fps"] = round(details["frames"] / total, 2) if total > 0 else None
     report("done", details["frames"], details["frames"], 100.0, 100.0, force=True)
@@ -326,161 +226,89 @@ def process_video(
     return details
 
 
-def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInfo, client, sizes,
-         check, report, timer) -> dict:
-    width, height = info.width, info.height
-    tb = info.time_base
-    use_matte = options.method == "auto" and matte_mod is not None
-    timeline: bx.Timeline | None = None
-    n_frames = info.frames_estimate
-    details: dict = {"width": width, "height": height, "inpainter_sizes": sorted(sizes)}
-    pass2_lo = 0.0
-    plans: dict[tuple, _MarkPlan] = {}
-    marks: list[tuple[tuple, np.ndarray, dict]] = []
-    region_entries = [{"box": list(r.box), "start": r.start, "end": r.end, "method": "inpaint"}
-                      for r in options.regions]
-    if options.detect or (use_matte and options.regions):
-        # ---------------- pass 1 ----------------
-        detector = None
-        if options.detect:
-            detector = Detector(client, width=width, height=height,
-                                conf=min(settings.detect_conf, settings.detect_conf_low),
-                                iou=settings.detect_iou, batch=settings.detect_batch)
-        sampler = CropSampler(per_position=settings.matte_crops) if use_matte else None
-        first_pts: list[int] = []
+def _details(job: _Job, first: PassOne, counts: _Counts) -> dict:
+    """The task's details (docs/CONTRACTS.md), less the timings."""
+    details: dict = {"width": job.info.width, "height": job.info.height, "inpainter_sizes": sorted(job.sizes)}
+    if first.detector_frames is not None:
+        details["detector_frames"] = first.detector_frames
+    details.update(marks_details(first.marks, first.reports, detect=job.options.detect))
+    details.update(frames=counts.frames, frames_with_boxes=counts.with_boxes, crops_inpainted=counts.crops,
+                   matte_frames=counts.matte_frames)
+    return details
 
-        def regions_at(pts: int) -> np.ndarray:
-            if not first_pts:
-                first_pts.append(pts)
-            return bx.region_boxes(options.regions, float((pts - first_pts[0]) * tb))
 
-        frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
-                           8, "decode", timer)
-        t0 = time.perf_counter()
-        try:
-            result = scan(
-                frames, detector, stride=settings.detect_stride, in_flight=settings.requests_in_flight,
-                refine_span=settings.detect_refine_span, sampler=sampler,
-                regions_at=regions_at if options.regions else None, should_cancel=check,
-                on_frame=lambda i: report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE),
-                change_conf=settings.detect_conf, change_top=True,
-            )
-        finally:
-            frames.close()  # stops the decode thread now, also on errors
-        timer["detect"] = result.seconds_detect
-        timer["pass1"] = time.perf_counter() - t0
-        n_frames = result.n_frames
-        if n_frames == 0:
-            raise InputError("the video stream has no frames")
-        check()
-        if options.detect:
-            timeline = bx.build_timeline(n_frames, result.observations, max_gap=settings.max_gap_frames,
-                                         conf=settings.detect_conf)
-            details["detector_frames"] = result.detected_frames
-            for pid, box in enumerate(timeline.positions):
-                entry = {"box": [round(float(v), 1) for v in box], "method": "inpaint"}
-                marks.append((("p", pid), box, entry))
-        marks += [(("r", k), np.asarray(r.box, np.float64), region_entries[k])
-                  for k, r in enumerate(options.regions)]
-        t0 = time.perf_counter()
-        if use_matte and marks:
-            plans = _plan_mattes(marks, sampler, width, height)
-        timer["matte"] = time.perf_counter() - t0
-        pass2_lo = PASS1_SHARE
+# ---------------------------------------------------------------------------------------- pass 1
+
+
+def _pass_one(job: _Job) -> PassOne:
+    """Detect the mark's boxes over time and plan each mark's removal (matte or inpaint)."""
+    options, settings = job.options, job.settings
+    regions = [Mark(MarkKey.region(k), np.asarray(r.box, np.float64), r) for k, r in enumerate(options.regions)]
+    use_matte = options.method == "auto"
+    if not (options.detect or (use_matte and options.regions)):
+        return PassOne(job.info.frames_estimate, None, regions)
+    sampler = matte.CropSampler(per_position=settings.matte_crops) if use_matte else None
+    result = _scan(job, sampler)
+    if result.n_frames == 0:
+        raise InputError("the video stream has no frames")
+    job.check()
+    timeline, marks = None, []
     if options.detect:
-        details["marks"] = [entry for key, _, entry in marks if key[0] == "p"]
-    details["regions"] = region_entries
+        timeline = timeline_of(result, settings)
+        marks = [Mark(MarkKey.position(i), box) for i, box in enumerate(timeline.positions)]
+    marks += regions
+    t0 = time.perf_counter()
+    plans, reports = {}, {}
+    if use_matte and marks:
+        plans, reports = plan_mattes(marks, sampler, job.info.width, job.info.height)
+    job.timer["matte"] = time.perf_counter() - t0
+    return PassOne(result.n_frames, timeline, marks, plans, reports,
+                   result.detected_frames if options.detect else None, PASS1_SHARE)
 
-    # ---------------- pass 2 ----------------
+
+def _scan(job: _Job, sampler: matte.CropSampler | None) -> ScanResult:
+    options, settings, info = job.options, job.settings, job.info
+    detector = detector_for(job.client, info.width, info.height, settings) if options.detect else None
     first_pts: list[int] = []
-    counters = {"frames": 0, "with_boxes": 0, "crops": 0, "matte_frames": 0}
+
+    def regions_at(pts: int) -> np.ndarray:
+        if not first_pts:
+            first_pts.append(pts)
+        return bx.region_boxes(options.regions, float((pts - first_pts[0]) * info.time_base))
+
+    frames = job.frames()
+    t0 = time.perf_counter()
+    try:
+        result = scan(frames, detector, scan_params(settings), listener=sampler,
+                      regions_at=regions_at if options.regions else None, should_cancel=job.check,
+                      on_frame=lambda i: job.report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE))
+    finally:
+        frames.close()  # stops the decode thread now, also on errors
+    job.timer["detect"] = result.seconds_detect
+    job.timer["pass1"] = time.perf_counter() - t0
+    return result
+
+
+# ---------------------------------------------------------------------------------------- pass 2
+
+
+def _pass_two(job: _Job, first: PassOne) -> _Counts:
+    """Decode -> remove -> encode into a temp file beside the output, renamed into place when done."""
+    output_path = job.output_path
     tmp = output_path.with_name(f".{output_path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         output_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output directory: {os_reason(exc)}", detail=str(exc)) from exc
-    encoder = Encoder(tmp, info, input_path=input_path, crf=settings.crf, preset=settings.preset)
-    sizes_list = sorted(sizes)
-    batch = max(1, settings.inpaint_batch)
-
-    def work() -> Iterator:
-        """Frames → chunks ready to finish: [(pts, frame or VideoFrame)], PendingInpaint|None."""
-        chunk: list = []
-        items: list = []
-        frames = _threaded(iter_frames(input_path, max_duration_s=settings.max_duration_s),
-                           8, "decode", timer)
-        t_work = 0.0
-        for d in frames:
-            t0 = time.perf_counter()
-            if not first_pts:
-                first_pts.append(d.pts)
-            t = float((d.pts - first_pts[0]) * tb)
-            fboxes = bx.frame_boxes(
-                timeline if timeline is not None and d.index < timeline.n_frames else None,
-                d.index, t, options.regions, width, height,
-                frac=settings.box_margin_frac, px=settings.box_margin_px)
-            if len(fboxes) == 0:
-                chunk.append((d.pts, d.frame))
-            else:
-                counters["with_boxes"] += 1
-                keys = _box_keys(timeline, d.index, t, options.regions) if plans else []
-                if YuvCanvas.supports(d.frame):
-                    canvas = YuvCanvas(d.frame)
-                    read = canvas.read
-                else:  # other pixel formats: edit a full RGB copy
-                    canvas = d.frame.to_ndarray(format="rgb24")
-                    read = lambda x0, y0, x1, y1, _rgb=canvas: _rgb[y0:y1, x0:x1]  # noqa: E731
-                roi, roi_rgb, crops = _remove(read, width, height, fboxes, keys, plans, sizes_list,
-                                              settings, counters)
-                if roi is not None:
-                    items.extend((roi_rgb, c, (roi[0], roi[1]), (width, height)) for c in crops)
-                chunk.append((d.pts, (canvas, roi, roi_rgb)))
-            t_work += time.perf_counter() - t0
-            if len(items) >= batch or len(chunk) >= batch:
-                check()
-                yield chunk, (submit_crops(client, sizes, items, batch) if items else None)
-                counters["crops"] += len(items)
-                chunk, items = [], []
-        if chunk:
-            yield chunk, (submit_crops(client, sizes, items, batch) if items else None)
-            counters["crops"] += len(items)
-        timer["remove"] = t_work
-
-    t_inpaint_wait = 0.0
-    t_encode = 0.0
-    stages = _threaded(work(), max(1, settings.requests_in_flight), "work", timer)
+    encoder = Encoder(tmp, job.info, input_path=job.input_path, crf=job.settings.crf, preset=job.settings.preset)
+    counts = _Counts()
     try:
-        for chunk, pending in stages:
-            if pending is not None:
-                t0 = time.perf_counter()
-                pending.finish()
-                t_inpaint_wait += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for pts, frame in chunk:
-                if isinstance(frame, tuple):  # edited: write the area back into the frame
-                    canvas, roi, roi_rgb = frame
-                    if isinstance(canvas, YuvCanvas):
-                        if roi is not None:
-                            canvas.write(roi[0], roi[1], roi_rgb)
-                        frame = canvas.to_frame()
-                    else:
-                        frame = canvas  # the RGB copy, edited in place through views
-                encoder.write(frame, pts)
-                counters["frames"] += 1
-            t_encode += time.perf_counter() - t0
-            FRAMES_PROCESSED.inc(len(chunk))
-            report("remove", counters["frames"], n_frames, pass2_lo, 99.0)
-        t0 = time.perf_counter()
-        encoder.close()
-        t_encode += time.perf_counter() - t0
+        _encode_all(job, first, encoder, counts)
     except BaseException:
-        stages.close()
         encoder.abort()
         _unlink(tmp)
         raise
-    timer["inpaint_wait"] = t_inpaint_wait
-    timer["encode"] = t_encode
-    if counters["frames"] == 0:
+    if counts.frames == 0:
         _unlink(tmp)
         raise InputError("the video stream has no frames")
     try:
@@ -488,81 +316,80 @@ def _run(input_path, output_path, options: TaskOptions, settings, info: VideoInf
     except OSError as exc:
         _unlink(tmp)
         raise OutputError(f"cannot move the result into place: {os_reason(exc)}", detail=str(exc)) from exc
-    details.update(
-        frames=counters["frames"], frames_with_boxes=counters["with_boxes"],
-        crops_inpainted=counters["crops"], matte_frames=counters["matte_frames"],
-    )
-    return details
+    return counts
 
 
-def _box_keys(timeline, index: int, t: float, regions) -> list[tuple]:
-    """The mark key of each box ``frame_boxes`` returns (detected positions first, then regions)."""
-    keys: list[tuple] = []
-    if timeline is not None and index < timeline.n_frames:
-        keys += [("p", int(pid)) for pid in timeline.ids_at(index)]
-    keys += [("r", k) for k, r in enumerate(regions) if r.active_at(t)]
-    return keys
+def _encode_all(job: _Job, first: PassOne, encoder: Encoder, counts: _Counts) -> None:
+    """Finish each chunk's inpainting (in flight while the next chunks are edited) and encode it."""
+    t_inpaint_wait = 0.0
+    t_encode = 0.0
+    stages = _threaded(_edits(job, first, counts), max(1, job.settings.requests_in_flight), "work", job.timer)
+    try:
+        for chunk, pending in stages:
+            if pending is not None:
+                t0 = time.perf_counter()
+                pending.finish()
+                t_inpaint_wait += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for edit in chunk:
+                encoder.write(edit.result(), edit.pts)
+                counts.frames += 1
+            t_encode += time.perf_counter() - t0
+            FRAMES_PROCESSED.inc(len(chunk))
+            job.report("remove", counts.frames, first.n_frames, first.progress_start, 99.0)
+        t0 = time.perf_counter()
+        encoder.close()
+        t_encode += time.perf_counter() - t0
+    except BaseException:
+        stages.close()
+        raise
+    job.timer["inpaint_wait"] = t_inpaint_wait
+    job.timer["encode"] = t_encode
 
 
-def _remove(read, width: int, height: int, fboxes: np.ndarray, keys: list[tuple], plans, sizes,
-            settings, counters):
-    """Plan the removal of one frame's boxes.
+def _edits(job: _Job, first: PassOne, counts: _Counts) -> Iterator:
+    """Frames -> chunks ready to finish: ([FrameEdit], PendingInpaint | None)."""
+    batch = max(1, job.settings.inpaint_batch)
+    chunk: list[FrameEdit] = []
+    items: list[CropJob] = []
+    first_pts: list[int] = []
+    t_work = 0.0
+    for d in job.frames():
+        t0 = time.perf_counter()
+        if not first_pts:
+            first_pts.append(d.pts)
+        edit = _edit(job, first, d, float((d.pts - first_pts[0]) * job.info.time_base), counts)
+        if edit.area is not None:
+            size = (job.info.width, job.info.height)
+            items.extend(CropJob(edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
+        chunk.append(edit)
+        t_work += time.perf_counter() - t0
+        if len(items) >= batch or len(chunk) >= batch:
+            job.check()
+            yield chunk, (submit_crops(job.client, job.sizes, items, batch) if items else None)
+            counts.crops += len(items)
+            chunk, items = [], []
+    if chunk:
+        yield chunk, (submit_crops(job.client, job.sizes, items, batch) if items else None)
+        counts.crops += len(items)
+    job.timer["remove"] = t_work
 
-    ``read(x0, y0, x1, y1)`` returns the RGB pixels of an even-aligned area of the frame. Matte
-    inversion is applied where it fits; the rest becomes inpainter crops. Returns the area that
-    changes (``roi``, even-aligned, or None), its RGB pixels (with the matte already applied) and
-    the crops, whose pixels are ``roi_rgb`` at origin ``roi[:2]``.
-    """
-    restored_parts: list[tuple[int, int, np.ndarray]] = []
-    holes: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # (x0,y0,w,h), bool mask
-    handled = np.zeros(len(fboxes), bool)
-    if plans and len(keys) == len(fboxes):  # (else a box was clipped away: no matte this frame)
-        for j, key in enumerate(keys):
-            plan = plans.get(key)
-            if plan is None:
-                continue
-            x0, y0, cw, ch = plan.window
-            ex0, ey0, ex1, ey1 = even_box(x0, y0, x0 + cw, y0 + ch, width, height)
-            crop = read(ex0, ey0, ex1, ey1)[y0 - ey0 : y0 - ey0 + ch, x0 - ex0 : x0 - ex0 + cw]
-            try:
-                opacity, residual = matte_mod.fit_opacity(crop, plan.estimate, offset=plan.offset)
-            except ValueError:
-                continue
-            if residual > plan.estimate.max_residual:
-                continue  # this frame does not fit the matte (animation, fade): inpaint the box
-            restored, hole = matte_mod.remove_with_matte(crop, plan.estimate, opacity, offset=plan.offset)
-            restored_parts.append((x0, y0, restored))
-            handled[j] = True
-            counters["matte_frames"] += 1
-            if hole.any():
-                holes.append(((x0, y0, cw, ch), hole))
-    crops: list[Crop] = []
-    box_list = [box for j, box in enumerate(fboxes) if not handled[j]]
-    if box_list:
-        crops.extend(plan_crops(np.asarray(box_list), width, height, sizes,
-                                context=settings.inpaint_context))
-    for (x0, y0, cw, ch), hole in holes:
-        ys, xs = np.nonzero(hole)
-        hb = np.array([[x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]])
-        for crop in plan_crops(hb, width, height, sizes, context=settings.inpaint_context):
-            rx0, ry0, rx1, ry1 = crop.region(width, height)
-            full = np.zeros((ry1 - ry0, rx1 - rx0), bool)  # the hole in the crop's coordinates
-            ya, xa = max(y0, ry0), max(x0, rx0)
-            yb, xb = min(y0 + ch, ry1), min(x0 + cw, rx1)
-            full[ya - ry0 : yb - ry0, xa - rx0 : xb - rx0] = hole[ya - y0 : yb - y0, xa - x0 : xb - x0]
-            crop.hole = full
-            crops.append(crop)
-    areas = [c.region(width, height) for c in crops]
-    areas += [(x0, y0, x0 + r.shape[1], y0 + r.shape[0]) for x0, y0, r in restored_parts]
-    if not areas:
-        return None, None, []
-    a = np.asarray(areas)
-    roi = even_box(int(a[:, 0].min()), int(a[:, 1].min()), int(a[:, 2].max()), int(a[:, 3].max()),
-                   width, height)
-    roi_rgb = read(*roi)
-    for x0, y0, r in restored_parts:
-        roi_rgb[y0 - roi[1] : y0 - roi[1] + r.shape[0], x0 - roi[0] : x0 - roi[0] + r.shape[1]] = r
-    return roi, roi_rgb, crops
+
+def _edit(job: _Job, first: PassOne, d: Decoded, t: float, counts: _Counts) -> FrameEdit:
+    """One frame's boxes (``boxes.frame_boxes``) planned for removal (``remove.plan_frame``)."""
+    width, height, settings = job.info.width, job.info.height, job.settings
+    timeline = first.timeline if first.timeline is not None and d.index < first.timeline.n_frames else None
+    fboxes = bx.frame_boxes(timeline, d.index, t, job.options.regions, width, height,
+                            frac=settings.box_margin_frac, px=settings.box_margin_px)
+    if len(fboxes) == 0:
+        return FrameEdit(d.pts, d.frame)
+    counts.with_boxes += 1
+    keys = frame_keys(first.timeline, d.index, t, job.options.regions) if first.plans else []
+    canvas, read = canvas_of(d.frame)
+    area = plan_frame(read, width, height, fboxes, keys, first.plans, sorted(job.sizes), settings.inpaint_context)
+    if area is not None:
+        counts.matte_frames += area.matte_marks
+    return FrameEdit(d.pts, d.frame, canvas, area)
 
 
 def _unlink(path: Path) -> None:

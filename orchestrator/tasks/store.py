@@ -74,6 +74,8 @@ class TaskRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # SHA-256 (hex) of the task's access token (orchestrator/api/access.py); NULL = key only.
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Task:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    token: str | None = None  # hash of the task's access token
 
     @classmethod
     def from_row(cls, row: TaskRow) -> "Task":
@@ -110,7 +113,7 @@ class Task:
             output_path=row.output_path, options=dict(row.options or {}),
             details=dict(row.details or {}), created_at=_aware(row.created_at),
             not_before=_aware(row.not_before), started_at=_aware(row.started_at),
-            finished_at=_aware(row.finished_at), updated_at=_aware(row.updated_at),
+            finished_at=_aware(row.finished_at), updated_at=_aware(row.updated_at), token=row.token,
         )
 
     @property
@@ -176,12 +179,13 @@ class TaskStore:
         source_url: str | None = None,
         task_id: str | None = None,
         stage: str | None = None,
+        token: str | None = None,
     ) -> Task:
         row = TaskRow(
             id=task_id or uuid.uuid4().hex, status=TaskStatus.queued.value, progress=0.0,
             stage=stage, attempts=0, cancel_requested=False, source_name=source_name,
             source_url=source_url, input_path=input_path, output_path=output_path,
-            options=options, details={}, created_at=utcnow(), updated_at=utcnow(),
+            options=options, details={}, created_at=utcnow(), updated_at=utcnow(), token=token,
         )
         async with self._sessions.begin() as session:
             session.add(row)

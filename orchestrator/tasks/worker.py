@@ -27,6 +27,7 @@ from orchestrator.tasks import cleanup
 from orchestrator.tasks.child import ChildDiedError
 from orchestrator.tasks.downloads import Downloads
 from orchestrator.tasks.cleanup import unlink as _unlink
+from orchestrator.tasks.sole import SoleWorker
 from orchestrator.tasks.lease import Lease, LeaseQueue, boot_owner, node_id
 from orchestrator.tasks.store import Task, TaskStatus, TaskStore, utcnow
 from orchestrator.triton.models import ModelManager, ModelState
@@ -48,29 +49,36 @@ class _Running:
     handle: asyncio.Task | None = None  # a reference keeps the asyncio task from being collected
 
 
-def _import_pipeline(in_child: bool = False):
-    """The pipeline's entry point: ``process_video`` in this process, or the same signature run
-    in a child process per task. Imported in a thread: on the event loop the first task's import
-    (numpy, PyAV, tritonclient: ~0.6 s) stalled /ping for ~300 ms."""
-    if in_child:
-        from orchestrator.tasks.child import run_in_child
-
-        return run_in_child
+def _import_pipeline():
+    """The pipeline's entry point (numpy, PyAV, tritonclient: ~0.6 s), imported in a thread: on
+    the event loop the first task's import stalled /ping for ~300 ms. Imported here even when tasks
+    run in child processes: an import that fails is then reported by /ping."""
     import orchestrator.triton.client  # noqa: F401 - imported by process_video; preloaded here
     from orchestrator.pipeline.run import process_video
 
     return process_video
 
 
-async def _preload_pipeline(in_child: bool) -> None:
+def _task_runner(in_child: bool):
+    if in_child:
+        from orchestrator.tasks.child import run_in_child
+
+        return run_in_child
+    return _import_pipeline()
+
+
+async def _preload_pipeline(in_child: bool) -> str | None:
+    """None once the pipeline imports; otherwise why not (also reported by each task)."""
     try:
-        await asyncio.to_thread(_import_pipeline, in_child)
+        await asyncio.to_thread(_import_pipeline)
         if in_child:
             from orchestrator.tasks.child import preload
 
             await asyncio.to_thread(preload)
-    except ImportError as exc:  # reported by each task that needs it
+    except ImportError as exc:
         LOGGER.error("the video pipeline cannot be imported: %s", exc)
+        return f"the video pipeline cannot be imported: {exc}"
+    return None
 
 
 class Worker:
@@ -82,6 +90,9 @@ class Worker:
         self.queue = LeaseQueue(store, boot_owner(self.node), settings.lease_s)
         self._pipeline = pipeline  # process_video's signature; None = the real pipeline
         self._claiming = True
+        # A PostgreSQL queue is shared: a node that cannot run tasks leaves them to the others.
+        self.shared_queue = store.engine.dialect.name != "sqlite"
+        self.sole = SoleWorker(settings, store)
         self.uploads_dir = settings.data_dir / "uploads"
         self.results_dir = settings.data_dir / "results"
         self._running: dict[str, _Running] = {}
@@ -142,6 +153,29 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    # -- health (/ping) ------------------------------------------------------------------------------
+    def health_worker(self) -> str:
+        """``ok`` while the claim loop runs (an ``api`` node has none), else why not."""
+        if self.settings.role == "api":
+            return "ok"
+        loop = next((t for t in self._background if t.get_name() == "worker-loop"), None)
+        if loop is None:
+            return "starting"
+        if loop.done():
+            error = None if loop.cancelled() else loop.exception()
+            return f"the worker loop stopped: {error!r}" if error else "the worker loop stopped"
+        return "ok"
+
+    def health_pipeline(self) -> str:
+        """``ok`` once the pipeline imported, ``starting`` while it imports, else why it cannot."""
+        if self.settings.role == "api":
+            return "ok"
+        preload = next((t for t in self._background if t.get_name() == "worker-preload"), None)
+        if preload is None or not preload.done():
+            return "starting"
+        error = None if preload.cancelled() else (preload.exception() or preload.result())
+        return "ok" if error is None else str(error)
+
     @property
     def running_ids(self) -> list[str]:
         return list(self._running)
@@ -192,7 +226,10 @@ class Worker:
                            f"stops claiming tasks while degraded ({snapshot.error})")
         self._claiming = ready
         if not ready:
+            if not self.shared_queue:  # the only worker of its queue: waiting tasks would wait forever
+                await self.sole.fail_waiting(snapshot)
             return
+        self.sole.reset()
         while len(self._running) < max(1, self.settings.max_concurrent_tasks) and not self._stopping:
             claimed = await self.queue.claim()
             if claimed is None:
@@ -240,7 +277,7 @@ class Worker:
         from orchestrator.pipeline.options import TaskOptions
 
         try:
-            process_video = self._pipeline or await asyncio.to_thread(_import_pipeline, self.settings.task_process)
+            process_video = self._pipeline or await asyncio.to_thread(_task_runner, self.settings.task_process)
         except ImportError as exc:
             raise AppError("the video pipeline is not installed on this server", detail=str(exc)) from exc
         task = running.task

@@ -22,6 +22,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from orchestrator.errors import TritonUnavailableError
+from orchestrator.triton.deadlines import DeadlinePolicy, shared
 from orchestrator.metrics import TRITON_REQUEST_ERRORS, TRITON_REQUEST_SECONDS
 from orchestrator.triton.channel import channel_args, grpc_target
 
@@ -39,9 +40,11 @@ class ModelInfo:
 class TritonClient:
     """Inference over gRPC with deadlines, metrics and a pool for concurrent requests."""
 
-    def __init__(self, url: str, *, timeout_s: float = 60.0, max_in_flight: int = 2) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 60.0, max_in_flight: int = 2,
+                 deadlines: DeadlinePolicy | None = None) -> None:
         self.url = url
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # metadata calls; inference deadlines come from self.deadlines
+        self.deadlines = shared(url, deadlines or DeadlinePolicy(floor_s=timeout_s))
         try:
             self._client = grpcclient.InferenceServerClient(grpc_target(url), channel_args=channel_args())
         except Exception as exc:  # noqa: BLE001 - bad URL etc.
@@ -56,6 +59,8 @@ class TritonClient:
             settings.triton_grpc_url,
             timeout_s=settings.grpc_timeout_s,
             max_in_flight=settings.requests_in_flight,
+            deadlines=DeadlinePolicy(floor_s=settings.grpc_timeout_s, first_s=settings.grpc_first_timeout_s,
+                                     factor=settings.grpc_deadline_factor),
         )
 
     # -- inference ------------------------------------------------------------------------------
@@ -68,12 +73,14 @@ class TritonClient:
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        batch = int(tensors[0].shape()[0]) if tensors and tensors[0].shape() else 1
         start = time.perf_counter()
         try:
             result = self._client.infer(
-                model, tensors, outputs=requested, client_timeout=self.timeout_s
+                model, tensors, outputs=requested, client_timeout=self.deadlines.timeout_s(model, batch)
             )
             arrays = {name: result.as_numpy(name) for name in outputs}
+            self.deadlines.observe(model, batch, time.perf_counter() - start)
         except InferenceServerException as exc:
             TRITON_REQUEST_ERRORS.labels(model).inc()
             raise TritonUnavailableError(

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
+
+
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
 class TritonNotFoundError(RuntimeError):
@@ -261,6 +265,36 @@ class LocalTriton:
             self._log_file.close()
             self._log_file = None
         return proc.returncode
+
+    def supervise(self, stop: threading.Event, *, backoff_s: tuple[float, ...] = RESTART_BACKOFF_S,
+                  healthy_after_s: float = 60.0) -> int:
+        """Keep Triton running until ``stop`` is set: a server that died (an OOM kill, a crash) is
+        started again on the same ports after a pause that grows with each failure in a row (reset
+        once it has run ``healthy_after_s``). The orchestrator's model manager sees it come back and
+        loads the models again. Call from the thread that started it (the parent-death signal is
+        tied to that thread). Returns how many restarts it made."""
+        failures, restarts, since = 0, 0, time.monotonic()
+        while not stop.wait(0.5):
+            if self.is_running():
+                if failures and time.monotonic() - since > healthy_after_s:
+                    failures = 0
+                continue
+            delay = backoff_s[min(failures, len(backoff_s) - 1)]
+            code = self._process.returncode if self._process is not None else None
+            LOGGER.error("tritonserver exited (%s); starting it again in %.0f s",
+                         f"signal {-code}" if code is not None and code < 0 else f"code {code}", delay)
+            failures += 1
+            if stop.wait(delay):
+                break
+            try:
+                self.start()
+            except TritonStartError as exc:
+                LOGGER.error("restarting Triton failed: %s", exc)
+                continue
+            restarts += 1
+            since = time.monotonic()
+            LOGGER.warning("Triton restarted (restart %d); the models are loaded again", restarts)
+        return restarts
 
     def kill(self) -> None:
         """Hard kill, for fault-injection tests."""

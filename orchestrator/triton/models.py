@@ -258,10 +258,40 @@ class ModelManager:
                 if not await self._live():
                     model.state, model.error = "unavailable", error
                     return None  # Triton went away: not a load failure; the next poll sees it
+                if await self._wait_while_loading(name):
+                    model.ready, model.state, model.error = True, "ready", None
+                    LOGGER.info("model %s is ready (its load outlasted the call's deadline)", name)
+                    return None
             LOGGER.warning("loading model %s failed (attempt %d): %s", name, attempt, error)
             await asyncio.sleep(min(5.0, 0.5 * 2 ** (attempt - 1)))
         model.ready, model.state, model.error = False, "failed", error
         return error
+
+    async def repository_state(self, name: str) -> str:
+        """Triton's state for ``name`` in its repository index (``READY``, ``LOADING``, ``UNAVAILABLE``
+        ...; ``""`` when not listed or unknown)."""
+        try:
+            client = await self._get_client()
+            index = await client.get_model_repository_index(
+                as_json=True, client_timeout=self.settings.triton_ping_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - unknown is not LOADING
+            LOGGER.debug("repository index unavailable: %s", exc)
+            return ""
+        models = index.get("models", []) if isinstance(index, dict) else []
+        return next((str(m.get("state", "")) for m in models if m.get("name") == name), "")
+
+    async def _wait_while_loading(self, name: str) -> bool:
+        """A load call that hit its deadline while Triton still builds the model (a first TensorRT
+        build can take longer than any fixed deadline) is not a failure: wait as long as Triton
+        says LOADING. Returns whether the model ended READY."""
+        waited = 0.0
+        while (state := await self.repository_state(name)) == "LOADING" and not self._stopping:
+            if waited == 0.0:
+                LOGGER.info("model %s is still loading in Triton; waiting for it", name)
+            self.models[name].state = "loading"
+            await asyncio.sleep(self.settings.model_poll_interval_s)
+            waited += self.settings.model_poll_interval_s
+        return state == "READY" and await self._model_ready(name)
 
     async def _load_optional(self) -> None:
         """Optional models (e.g. a smaller inpainter) are tried once per Triton lifetime."""

@@ -252,6 +252,24 @@ def test_entrypoint_plan_format_builds_once_per_gpu_triton_and_onnx(fake_tritons
     assert len(builds.read_text().splitlines()) == 2
 
 
+def test_entrypoint_points_the_engine_cache_at_trt_cache_dir(fake_tritonserver, tmp_path):
+    models = tmp_path / "models"
+    (models / "detector" / "1").mkdir(parents=True)
+    (models / "detector" / "1" / "model.onnx").write_bytes(b"onnx")
+    (models / "detector" / "config.pbtxt").write_text(
+        'name: "detector"\nparameters { key: "trt_engine_cache_path" value: "/tmp/trt_cache/detector" }\n')
+    runtime, cache = tmp_path / "runtime", tmp_path / "volume" / "trt"
+    env = {**fake_tritonserver, "MODEL_REPOSITORY": str(models), "TRT_CACHE_DIR": str(cache),
+           "RUNTIME_REPOSITORY": str(runtime)}
+    result = subprocess.run(["bash", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert f"--model-repository={runtime}" in result.stdout.split("\n")
+    config = (runtime / "detector" / "config.pbtxt").read_text()
+    assert f'"{cache}/detector"' in config and "/tmp/trt_cache" not in config
+    assert (runtime / "detector" / "1" / "model.onnx").read_bytes() == b"onnx" and cache.is_dir()
+    assert "/tmp/trt_cache" in (models / "detector" / "config.pbtxt").read_text()  # the image's copy untouched
+
+
 # --- RunPod worker start script ------------------------------------------------------------------
 
 START = ROOT / "deploy" / "runpod" / "start.sh"
@@ -306,9 +324,32 @@ def test_runpod_start_script_stops_when_triton_dies(tmp_path):
 def compose() -> dict:
     result = subprocess.run([_tool("docker-compose"), "-f", str(COMPOSE), "config"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")})
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")},
+                                 "GRAFANA_ADMIN_PASSWORD": "from-the-env"})
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
+
+
+def test_compose_refuses_to_start_grafana_without_an_admin_password():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k != "GRAFANA_ADMIN_PASSWORD"}
+    result = subprocess.run([_tool("docker-compose"), "-f", str(COMPOSE), "config"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_compose_publishes_no_unauthenticated_port_beyond_loopback(compose):
+    triton = compose["services"]["triton"]
+    assert not triton.get("ports"), "Triton's model-control API must stay on the compose network"
+    assert {"8000", "8001", "8002"} <= {str(p) for p in triton.get("expose", [])}
+    for name in ("prometheus", "grafana"):
+        for port in compose["services"][name]["ports"]:
+            host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "from-the-env"
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    orch = compose["services"]["orchestrator"]["environment"]
+    assert "API_KEY" in orch and orch["ALLOW_ANONYMOUS"] == "0"
 
 
 def _volumes(service: dict) -> list[dict]:
@@ -323,13 +364,11 @@ def _volumes(service: dict) -> list[dict]:
     return out
 
 
-def test_compose_triton_has_gpu_shm_ports_and_live_healthcheck(compose):
+def test_compose_triton_has_gpu_shm_and_live_healthcheck(compose):
     triton = compose["services"]["triton"]
     devices = triton["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d.get("capabilities", []) and d.get("driver") == "nvidia" for d in devices)
     assert triton.get("shm_size"), "Triton needs more shared memory than Docker's 64 MB"
-    published = {int(p["published"]) for p in triton["ports"]}
-    assert {8000, 8001, 8002} <= published
     assert "/v2/health/live" in " ".join(triton["healthcheck"]["test"])
     assert triton["build"]["dockerfile"] == "Dockerfile.triton" and triton["build"]["target"] == "triton"
 
@@ -417,3 +456,15 @@ def test_dashboard_orchestrator_metrics_are_defined_in_the_registry():
             assert name in defined, f"dashboard queries {name}, not defined in orchestrator/metrics.py"
         if name.startswith("nv_gpu"):
             assert name in GPU_ONLY_TRITON_METRICS
+
+
+def test_images_smoke_test_the_pipeline_and_set_their_exposure_deliberately():
+    orchestrator = " ".join(a for i, a in _instructions(ROOT / "Dockerfile.orchestrator") if i == "RUN")
+    assert "python -m orchestrator.smoke" in orchestrator
+    runpod = _stages(ROOT / "Dockerfile.triton")["runpod"]
+    assert "/opt/venv/bin/python -m orchestrator.smoke" in " ".join(a for i, a in runpod if i == "RUN")
+    envs = " ".join(a for i, a in runpod if i == "ENV")
+    assert "HOST=0.0.0.0" in envs and "ALLOW_ANONYMOUS=1" in envs  # RunPod's proxy authenticates
+    orch_env = " ".join(a for i, a in _instructions(ROOT / "Dockerfile.orchestrator") if i == "ENV")
+    assert "HOST=0.0.0.0" in orch_env and "ALLOW_ANONYMOUS" not in orch_env  # needs API_KEY (or a choice)
+    assert "TRT_CACHE_DIR" in START.read_text()

@@ -35,7 +35,8 @@ def clip(tmp_path_factory) -> bytes:
 
 
 def fault_settings(tmp_path, grpc_port: int, **kw):
-    base = dict(triton_grpc_url=f"127.0.0.1:{grpc_port}", grpc_timeout_s=4.0, triton_ping_timeout_s=1.0,
+    base = dict(triton_grpc_url=f"127.0.0.1:{grpc_port}", grpc_timeout_s=4.0, grpc_first_timeout_s=4.0,
+                triton_ping_timeout_s=1.0,
                 task_retry_backoff_s=0.5, max_task_attempts=3, triton_live_deadline_s=120.0,
                 model_poll_interval_s=0.3, preset="ultrafast", optional_models=())
     base.update(kw)

@@ -47,7 +47,7 @@ async def test_submit_get_list_and_compat_shapes(tmp_path, clip):
 
         # SoraWatermarkCleaner-compatible routes
         r = await client.post("/submit_remove_task", files={"video": ("a.mp4", clip, "video/mp4")})
-        assert r.status_code == 200 and set(r.json()) == {"task_id", "message"}
+        assert r.status_code == 200 and set(r.json()) == {"task_id", "message", "token"}  # token: issue 17
         compat_id = r.json()["task_id"]
         r = await client.get("/get_results", params={"remove_task_id": compat_id})
         assert r.status_code == 200 and r.json() == {"percentage": 0, "status": "PROCESSING", "download_url": None}

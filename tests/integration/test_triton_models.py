@@ -160,3 +160,18 @@ def test_lama_onnx_serves_through_the_python_backend(tmp_path, triton_factory):
     for batch in (1, 3):
         feeds = _inputs("inpainter_256", batch, seed=7 + batch)
         _assert_same("lama", _infer(client, "inpainter_256", feeds, "output"), _reference(onnx_file, feeds)[0])
+
+
+def test_gpu_check_steps_run_against_the_cpu_triton(tmp_path, triton_factory, pipeline_repo):
+    """scripts/gpu-check.sh has never met a GPU here: its load, end-to-end and table steps are run
+    against the embedded CPU Triton so that at least its plumbing is known to work (timings meaningless)."""
+    from perf.gpu_check import Report, end_to_end, load_models, table
+
+    triton = triton_factory(pipeline_repo)
+    report = Report(gpu="CPU (plumbing check)")
+    load_models(triton.http_port, report, models=("detector", "inpainter"))
+    assert set(report.builds) == {"TRT EP engine + warmup detector", "TRT EP engine + warmup inpainter"}
+    assert not report.notes
+    end_to_end(triton.grpc_port, tmp_path, report, width=128, height=224, seconds=1.0)
+    assert report.e2e["frames"] == 30 and report.e2e["fps"] > 0
+    assert "| frames | 30 |" in table(report)

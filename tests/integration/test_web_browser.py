@@ -146,6 +146,31 @@ async def test_page_asks_for_the_key_once_and_shows_the_queue(tmp_path):
         assert errors == []
 
 
+async def test_page_keeps_its_tasks_tokens_on_an_anonymous_server(tmp_path):
+    """No API_KEY on a public bind (ALLOW_ANONYMOUS): no key is asked, and the page follows, restores
+    after a reload and cancels its task with the task's own token (there is no list to read)."""
+    from playwright.async_api import expect
+
+    clip = make_marked_clip(tmp_path / "a.mp4", frames=4)
+    settings = test_settings(tmp_path, host="0.0.0.0", allow_anonymous=True)
+    async with running_app(settings) as app, browser_page() as (page, errors):
+        await page.goto(app.url)
+        await expect(page.locator("#readiness")).to_contain_text("Models loading")
+        await page.get_by_label("Video files").set_input_files(str(clip))
+        await page.get_by_role("button", name="Remove watermark").click()
+        task = page.locator(".task")
+        await expect(task.locator(".task-status")).to_contain_text("Queued", timeout=10_000)
+        saved = await page.evaluate("JSON.parse(localStorage.getItem('sora-unmark.tasks'))")
+        assert len(saved) == 1 and len(saved[0]["token"]) >= 40
+        await page.reload()
+        await expect(page.locator(".task")).to_have_count(1)
+        await expect(page.locator(".task .task-status")).to_contain_text("Queued", timeout=10_000)
+        assert await page.locator("#auth").is_hidden()
+        await page.locator(".task").get_by_role("button", name="Cancel").click()
+        await expect(page.locator(".task .task-status")).to_have_text("Cancelled")
+        assert errors == []
+
+
 def _size(path: Path) -> str:
     n = path.stat().st_size
     return f"{n} B" if n < 1024 else f"{n / 1024:.0f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MB"

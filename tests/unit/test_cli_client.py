@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from orchestrator import cli
+from orchestrator.triton.local import free_port
 
 
 def _consoles() -> tuple[Console, io.StringIO, Console, io.StringIO]:
@@ -46,7 +47,7 @@ def test_unreachable_service_is_a_clear_error_with_exit_3(tmp_path):
     video = tmp_path / "a.mp4"
     video.write_bytes(b"x")
     out, out_buf, err, err_buf = _consoles()
-    port = cli._free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     code = cli.main(["process", str(video), "-o", str(tmp_path / "out"), "--url", f"http://127.0.0.1:{port}"],
                     console=out, err_console=err)
     assert code == cli.EXIT_UNREACHABLE == 3

@@ -30,6 +30,21 @@ def test_private_and_local_addresses(address, public):
     assert _is_public(address) is public
 
 
+@pytest.mark.parametrize("address", [
+    "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::10.0.0.1", "64:ff9b:1::c0a8:101",  # NAT64
+    "2002:7f00:1::", "2002:a9fe:a9fe::1", "2002:c0a8:0101::",  # 6to4 wrapping loopback/metadata/private
+    "::127.0.0.1", "::10.0.0.1", "::169.254.169.254", "::192.168.1.1",  # IPv4-compatible
+    "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:7f00:1",  # IPv4-mapped
+])
+def test_ipv6_forms_embedding_a_private_ipv4_are_refused(address):
+    assert _is_public(address) is False
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8"])
+def test_ipv6_forms_embedding_a_public_ipv4_follow_it(address):
+    assert _is_public(address) is True
+
+
 async def test_localhost_is_refused_unless_allowed():
     with pytest.raises(InputError, match="private or local"):
         await check_host("http://localhost:9/x.mp4", Settings())

@@ -109,3 +109,15 @@ def test_report_from_perf_analyzer_csvs(tmp_path):
 
 def test_report_without_results_says_so(tmp_path):
     assert "No perf_analyzer result" in analyze.write_report(tmp_path).read_text()
+
+
+def test_gpu_check_reads_perf_analyzer_csv_into_its_table():
+    from perf.gpu_check import Report, parse_perf_csv, table
+
+    text = ("Concurrency,Inferences/Second,Client Send,p50 latency,p90 latency,p95 latency,p99 latency\n"
+            "1,100.5,1,2000,3000,3500,4000\n4,300,1,5000,6000,6500,9000\n")
+    rows = parse_perf_csv(text, "detector", 8)
+    assert [(r["concurrency"], r["infer_s"], r["p50_ms"], r["p99_ms"]) for r in rows] == [(1, 100.5, 2.0, 4.0),
+                                                                                         (4, 300.0, 5.0, 9.0)]
+    out = table(Report(gpu="GPU 0: H100", perf=rows, builds={"plan detector": 12.3}))
+    assert "| detector | 8 | 4 | 300 | 5.0 | 9.0 |" in out and "| build plan detector | 12 s |" in out

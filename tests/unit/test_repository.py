@@ -221,3 +221,21 @@ def test_prepare_without_torch_never_downloads_and_falls_back(tmp_path, monkeypa
     report = prepare(tmp_path / "repo", settings=settings, detector_demo=demo)
     assert [c.kind for c in report.choices] == ["demo", "fallback", "fallback"]
     assert Checksum.pick(md5="AB") == Checksum("md5", "ab")
+
+
+def test_gpu_profiles_cover_the_batches_the_pipeline_sends():
+    from orchestrator.settings import Settings
+
+    from export.repository import TRT_PROFILE, TRT_CACHE_DEFAULT
+
+    settings = Settings()
+    low, opt, high = TRT_PROFILE
+    assert low == 1 and opt == max(settings.detect_batch, settings.inpaint_batch)
+    for spec in (detector_spec(), inpainter_spec(512), inpainter_spec(256)):
+        trt = model_config(spec, "gpu").optimization.execution_accelerators.gpu_execution_accelerator[0]
+        assert high == spec.max_batch_size
+        for key, batch in zip(("min", "opt", "max"), TRT_PROFILE):
+            shapes = dict(item.split(":") for item in trt.parameters[f"trt_profile_{key}_shapes"].split(","))
+            assert set(shapes) == {t.name for t in spec.inputs}
+            assert all(s.split("x")[0] == str(batch) for s in shapes.values())
+        assert trt.parameters["trt_engine_cache_path"] == f"{TRT_CACHE_DEFAULT}/{spec.name}"

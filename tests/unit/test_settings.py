@@ -42,3 +42,14 @@ def test_overrides_return_a_new_object():
     s = Settings()
     t = s.with_overrides(port=1)
     assert t.port == 1 and s.port == 5344
+
+
+def test_the_default_bind_is_loopback_and_a_public_bind_needs_a_key_or_a_deliberate_choice():
+    assert Settings.from_env({}).host == "127.0.0.1" and Settings().exposure_refusal() is None
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert Settings(host=host).exposure_refusal() is None, host
+    for host in ("0.0.0.0", "::", "192.168.1.5", "example.com"):
+        refusal = Settings(host=host).exposure_refusal()
+        assert refusal and "API_KEY" in refusal and "ALLOW_ANONYMOUS=1" in refusal, host
+        assert Settings(host=host, api_key="k").exposure_refusal() is None
+        assert Settings.from_env({"HOST": host, "ALLOW_ANONYMOUS": "1"}).exposure_refusal() is None

@@ -1,6 +1,8 @@
 // Web page of the Sora watermark remover: upload videos, follow their tasks, compare and download.
 // Plain JS against the HTTP API in DESIGN.md; no build step. The API key (when the service has one)
 // is asked once and kept in localStorage; every API call sends it as `Authorization: Bearer`.
+// Each task's own token (returned at submission) is kept with the task and sent as X-Task-Token,
+// so a server without a key for this page (ALLOW_ANONYMOUS) still shows the tasks made here.
 "use strict";
 
 (() => {
@@ -27,6 +29,12 @@
 
   function authHeaders() {
     return state.key ? { Authorization: `Bearer ${state.key}` } : {};
+  }
+
+  /** Options for a call on one task: its token, when this page submitted it. */
+  function forTask(task, options = {}) {
+    if (!task.token) return options;
+    return { ...options, headers: { ...(options.headers || {}), "X-Task-Token": task.token } };
   }
 
   /** The service's error text, whatever the body shape ({error:{message}}, {detail}, text). */
@@ -67,7 +75,8 @@
     }
     if (resp.status === 401 || resp.status === 403) {
       const msg = await readError(resp);
-      showAuth(state.key ? "The API key was rejected." : "");
+      // A server without a key (ALLOW_ANONYMOUS) has no task list: that is no reason to ask for one.
+      if (!options.quiet && !/no task list/.test(msg)) showAuth(state.key ? "The API key was rejected." : "");
       throw new ApiError(msg || "An API key is required.", resp.status);
     }
     if (!resp.ok) throw new ApiError(await readError(resp), resp.status);
@@ -87,6 +96,7 @@
       $("#auth").hidden = true;
       return true;
     } catch (err) {
+      if (/no task list/.test(err.message)) return true; // anonymous server: tokens do the work
       return !(err.status === 401 || err.status === 403);
     }
   }
@@ -241,6 +251,7 @@
       try {
         const body = await upload(file, options, (pct) => render(task, { status: "uploading", progress: pct }));
         task.id = body.task_id;
+        task.token = body.token || null;
         saveTasks();
         render(task, { status: body.status || "queued", progress: 0 });
       } catch (err) {
@@ -253,13 +264,14 @@
   // ---- task list ------------------------------------------------------------------------------
 
   function saveTasks() {
-    const saved = [...state.tasks.values()].filter((t) => t.id).map((t) => ({ id: t.id, name: t.name }));
+    const saved = [...state.tasks.values()].filter((t) => t.id)
+      .map((t) => ({ id: t.id, name: t.name, token: t.token || null }));
     localStorage.setItem(TASKS_STORE, JSON.stringify(saved));
   }
 
-  function addTask({ name, file = null, id = null }) {
+  function addTask({ name, file = null, id = null, token = null }) {
     const el = $("#task-template").content.firstElementChild.cloneNode(true);
-    const task = { cid: nextClientId++, id, name, file, el, data: {}, resultUrl: null, beforeUrl: null };
+    const task = { cid: nextClientId++, id, token, name, file, el, data: {}, resultUrl: null, beforeUrl: null };
     el.dataset.cid = String(task.cid);
     $(".task-name", el).textContent = name;
     $(".bar", el).setAttribute("aria-label", `Progress of ${name}`);
@@ -342,7 +354,7 @@
     try {
       const path = task.data.result_url || `/v1/tasks/${encodeURIComponent(task.id)}/result`;
       // <video src> cannot send the Authorization header: fetch the file and use an object URL.
-      const blob = await (await api(path)).blob();
+      const blob = await (await api(path, forTask(task))).blob();
       task.resultUrl = URL.createObjectURL(blob);
       const link = $(".download", el);
       link.href = task.resultUrl;
@@ -369,7 +381,8 @@
   async function cancelTask(task) {
     if (!task.id) return;
     try {
-      const body = await (await api(`/v1/tasks/${encodeURIComponent(task.id)}`, { method: "DELETE" })).json();
+      const body = await (await api(`/v1/tasks/${encodeURIComponent(task.id)}`,
+        forTask(task, { method: "DELETE" }))).json();
       if (body.status === "cancelled") render(task, { status: "cancelled", error: "Cancelled by you." });
       else {
         $(".task-detail", task.el).textContent = body.message || "Cancel requested.";
@@ -383,7 +396,7 @@
   async function forgetTask(task) {
     if (task.id) {
       // Also deletes the server's copy of the files; a task already gone is fine.
-      await api(`/v1/tasks/${encodeURIComponent(task.id)}`, { method: "DELETE" }).catch(() => {});
+      await api(`/v1/tasks/${encodeURIComponent(task.id)}`, forTask(task, { method: "DELETE" })).catch(() => {});
     }
     for (const url of [task.resultUrl, task.beforeUrl]) if (url) URL.revokeObjectURL(url);
     task.el.remove();
@@ -396,7 +409,7 @@
   async function queuePositions(ids) {
     const positions = new Map();
     try {
-      const body = await (await api("/v1/tasks?status=queued&limit=200")).json();
+      const body = await (await api("/v1/tasks?status=queued&limit=200", { quiet: true })).json();
       const items = Array.isArray(body) ? body : body.items || [];
       const total = Number.isInteger(body.total) ? body.total : items.length;
       items.forEach((t, i) => {
@@ -412,7 +425,7 @@
     const needPositions = [];
     for (const task of active) {
       try {
-        const data = await (await api(`/v1/tasks/${encodeURIComponent(task.id)}`)).json();
+        const data = await (await api(`/v1/tasks/${encodeURIComponent(task.id)}`, forTask(task))).json();
         render(task, data);
         if (data.status === "queued" && data.queue_position === undefined) needPositions.push(task);
         if (data.status === "finished") loadResult(task);
@@ -459,9 +472,9 @@
     try {
       saved = JSON.parse(localStorage.getItem(TASKS_STORE) || "[]");
     } catch { /* ignore a corrupt entry */ }
-    for (const { id, name } of saved) {
+    for (const { id, name, token } of saved) {
       if (typeof id !== "string") continue;
-      const task = addTask({ id, name: String(name || id) });
+      const task = addTask({ id, name: String(name || id), token: typeof token === "string" ? token : null });
       render(task, { status: "queued", progress: 0 });
     }
   }

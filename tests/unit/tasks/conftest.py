@@ -69,9 +69,11 @@ async def rig(tmp_path):
     await store.init()
     workers: list[Worker] = []
 
-    async def start(behaviour, models=None, **overrides) -> tuple[Worker, FakePipeline]:
+    async def start(behaviour, models=None, shared_queue=None, **overrides) -> tuple[Worker, FakePipeline]:
         pipeline = FakePipeline(behaviour)
         worker = Worker(settings.with_overrides(**overrides), store, models or FakeModels(), pipeline=pipeline)
+        if shared_queue is not None:
+            worker.shared_queue = shared_queue  # as on a PostgreSQL queue
         await worker.start()
         workers.append(worker)
         return worker, pipeline

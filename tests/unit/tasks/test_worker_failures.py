@@ -132,16 +132,24 @@ async def test_expired_leases_are_requeued_and_live_ones_kept(rig):
     assert await dead.heartbeat(type(live_lease)(dead_id, "gone:1#x", 1)) is None
 
 
-async def test_a_degraded_node_claims_nothing_and_fails_no_one(rig):
+async def test_a_degraded_node_on_a_shared_queue_claims_nothing_and_fails_no_one(rig):
     start, submit, store, _ = rig
     models = FakeModels(ModelState.degraded)
-    _, pipeline = await start(lambda n, out, progress, _c: write_result(out, progress), models=models)
+    _, pipeline = await start(lambda n, out, progress, _c: write_result(out, progress), models=models,
+                              shared_queue=True)
     task_id = await submit()
     await asyncio.sleep(1.5)
     task = await store.get(task_id)
     assert task.status == "queued" and task.attempts == 0 and pipeline.calls == 0
     models.state = ModelState.ready
     assert (await until(store, task_id, "finished")).attempts == 1
+
+
+async def test_the_sole_worker_of_an_embedded_queue_fails_waiting_tasks_with_the_reason(rig):
+    start, submit, store, _ = rig
+    await start(lambda n, out, progress, _c: write_result(out, progress), models=FakeModels(ModelState.degraded))
+    task = await until(store, await submit(), "failed")
+    assert task.error == "cannot process: detector failed to load" and task.attempts == 0
 
 
 async def test_shutdown_hands_the_task_back_without_using_an_attempt(rig):

@@ -13,7 +13,7 @@ URL = "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003"
 
 def _set(states, min_ready=1) -> ReplicaSet:
     replicas = ReplicaSet(Settings(triton_grpc_url=URL, triton_min_ready=min_ready))
-    for (address, manager), state in zip(replicas.managers.items(), states):
+    for manager, state in zip(replicas.managers.values(), states):
         manager.state = state
         manager.error = "detector failed to load" if state is ModelState.degraded else None
         manager.load_failed = state is ModelState.degraded

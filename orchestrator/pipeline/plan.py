@@ -1,0 +1,106 @@
+"""Planning: which marks get the matte, from the crops pass 1 sampled (``matte.CropSampler``).
+
+The detected positions are one mark jumping around: their crops are pooled into one estimate
+(``matte.estimate_groups``, which lets a position that disagrees keep its own). A region gets its
+own estimate (it may be another logo) unless it covers a detected position's window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline import matte
+from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport
+
+
+@dataclass(frozen=True, eq=False)
+class PositionMatte:
+    """A sampled position's share of an estimate (``part``), or why it has none (``error``)."""
+
+    part: matte.GroupMatte | None
+    origins: list[tuple[int, int]]
+    error: str | None = None
+
+
+def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
+                height: int) -> tuple[dict[MarkKey, MarkPlan], dict[MarkKey, MarkReport]]:
+    """The matte plan of every mark that can use one, and a report for every mark."""
+    positions, reports = _sampled_positions(marks, sampler)
+    pooled = list(dict.fromkeys(p for key, p in positions.items() if key.kind == "position"))
+    alone = list(dict.fromkeys(p for key, p in positions.items() if key.kind != "position" and p not in pooled))
+    mattes: dict[int, PositionMatte] = {}
+    for members in [pooled] + [[p] for p in alone]:
+        if members:
+            mattes.update(_estimate(sampler, members))
+    plans: dict[MarkKey, MarkPlan] = {}
+    for mark in marks:
+        if mark.key not in positions:
+            continue
+        plan, reports[mark.key] = _plan_mark(mark, mattes[positions[mark.key]], width, height)
+        if plan is not None:
+            plans[mark.key] = plan
+    return plans, reports
+
+
+def _sampled_positions(marks: list[Mark], sampler: matte.CropSampler) -> tuple[dict[MarkKey, int],
+                                                                                dict[MarkKey, MarkReport]]:
+    """Each mark's sampled position (the window it overlaps most), or a report saying why none."""
+    positions: dict[MarkKey, int] = {}
+    reports: dict[MarkKey, MarkReport] = {}
+    for mark in marks:
+        if not sampler.windows:
+            reports[mark.key] = MarkReport(reason="no crops")
+            continue
+        windows = np.stack(sampler.windows).astype(np.float64)
+        ious = bx.iou_matrix(np.asarray(mark.box, np.float64)[None], windows)[0]
+        position = int(np.argmax(ious))
+        if ious[position] <= 0.2 or len(sampler.crops[position]) < 2:
+            reports[mark.key] = MarkReport(reason="too few crops")
+            continue
+        positions[mark.key] = position
+    return positions, reports
+
+
+def _estimate(sampler: matte.CropSampler, members: list[int]) -> dict[int, PositionMatte]:
+    """One pooled estimate for the sampled positions ``members``."""
+    inputs = {p: sampler.position_crops(p) for p in members}
+    try:
+        parts = matte.estimate_groups([inputs[p].crops for p in members],
+                                      references=[inputs[p].references for p in members])
+    except ValueError as exc:
+        return {p: PositionMatte(None, inputs[p].origins, str(exc)) for p in members}
+    return {p: PositionMatte(part, inputs[p].origins) for p, part in zip(members, parts)}
+
+
+def _plan_mark(mark: Mark, sampled: PositionMatte, width: int, height: int) -> tuple[MarkPlan | None, MarkReport]:
+    if sampled.part is None:
+        return None, MarkReport(reason=sampled.error or "too few crops")
+    estimate = sampled.part.estimate
+    summary = {**estimate.summary(), "scope": sampled.part.scope}
+    if not estimate.reliable:
+        return None, MarkReport(reason=estimate.reason, matte=summary)
+    ch, cw = estimate.alpha.shape
+    origin = bx.centre_window(mark.box, cw, ch, width, height)
+    if origin is None:
+        return None, MarkReport(reason="mark window larger than the frame", matte=summary)
+    x0, y0 = origin
+    plan = MarkPlan(estimate, (x0, y0, cw, ch), _mark_offset(sampled, x0, y0))
+    return plan, MarkReport(method="matte", matte=summary)
+
+
+def _mark_offset(sampled: PositionMatte, x0: int, y0: int) -> np.ndarray:
+    """Where the mark sits in the window at (x0, y0), relative to the matte.
+
+    Pooled crop k of the position is crops[k][top:, left:] (origin o_k + trim), and the mark sits
+    at p + offsets[start + k] in it; in the window it sits at p + offsets[start + k] + o_k + trim -
+    (y0, x0): the same for every k when the mark holds still (the median is taken).
+    """
+    part = sampled.part
+    origins = np.asarray(sampled.origins, np.float32) + np.asarray(part.trim, np.float32)  # (y, x)
+    offs = np.asarray(part.estimate.offsets, np.float32)[part.start : part.start + len(origins)]
+    if len(offs) != len(origins):
+        return np.zeros(2, np.float32)
+    return np.median(offs + origins - np.array([y0, x0], np.float32), 0)

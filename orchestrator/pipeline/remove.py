@@ -1,0 +1,149 @@
+"""Removal on one frame (pass 2): matte inversion where a mark's plan fits the frame, inpainter
+crops for the rest (whole boxes, and the holes the inversion leaves), and the area that changes.
+
+``read(x0, y0, x1, y1)`` returns the RGB pixels of an even-aligned area of the frame (a
+``YuvCanvas`` reads only that area; other pixel formats use a full RGB copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import av
+import numpy as np
+
+from orchestrator.pipeline import matte
+from orchestrator.pipeline.boxes import Timeline
+from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops
+from orchestrator.pipeline.marks import MarkKey, MarkPlan
+
+Read = Callable[[int, int, int, int], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Restored:
+    """A mark's window (x0, y0) after matte inversion, and the hole left for the inpainter."""
+
+    x0: int
+    y0: int
+    rgb: np.ndarray  # uint8 [h, w, 3]
+    hole: np.ndarray  # bool [h, w]
+
+
+@dataclass(frozen=True, eq=False)
+class EditArea:
+    """What changes in one frame: the even-aligned area ``roi`` (x0, y0, x1, y1), its RGB pixels
+    with the matte already applied, and the inpainter crops (pixels of ``rgb`` at ``roi[:2]``)."""
+
+    roi: tuple[int, int, int, int]
+    rgb: np.ndarray
+    crops: list[Crop]
+    matte_marks: int  # marks removed by the matte in this frame
+
+
+@dataclass(frozen=True, eq=False)
+class FrameEdit:
+    """One frame of pass 2 on its way to the encoder: untouched (``canvas`` None) or edited."""
+
+    pts: int
+    source: object  # the decoded av.VideoFrame
+    canvas: YuvCanvas | np.ndarray | None = None
+    area: EditArea | None = None
+
+    def result(self):
+        """The frame to encode, once the inpainter's results are pasted into ``area.rgb``."""
+        if self.canvas is None:
+            return self.source
+        if isinstance(self.canvas, YuvCanvas):
+            if self.area is not None:
+                self.canvas.write(self.area.roi[0], self.area.roi[1], self.area.rgb)
+            return self.canvas.to_frame()
+        return self.canvas  # the RGB copy, edited in place through views
+
+
+def canvas_of(frame: av.VideoFrame) -> tuple[YuvCanvas | np.ndarray, Read]:
+    """An editable view of the frame and its ``read``: the YUV planes, or a full RGB copy for
+    other pixel formats."""
+    if YuvCanvas.supports(frame):
+        canvas = YuvCanvas(frame)
+        return canvas, canvas.read
+    rgb = frame.to_ndarray(format="rgb24")
+    return rgb, lambda x0, y0, x1, y1: rgb[y0:y1, x0:x1]
+
+
+def frame_keys(timeline: Timeline | None, index: int, t: float, regions: Sequence) -> list[MarkKey]:
+    """The mark key of each box ``boxes.frame_boxes`` returns (detected positions first, then regions)."""
+    keys: list[MarkKey] = []
+    if timeline is not None and index < timeline.n_frames:
+        keys += [MarkKey.position(position) for position in timeline.ids_at(index)]
+    keys += [MarkKey.region(k) for k, r in enumerate(regions) if r.active_at(t)]
+    return keys
+
+
+def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
+                 plans: dict[MarkKey, MarkPlan]) -> dict[int, Restored]:
+    """Box index -> the matte's result, for the boxes whose plan fits this frame (the others, and
+    frames with a fade or animation the matte does not explain, go to the inpainter)."""
+    out: dict[int, Restored] = {}
+    for j, key in enumerate(keys):
+        plan = plans.get(key)
+        if plan is None:
+            continue
+        x0, y0, cw, ch = plan.window
+        ex0, ey0, ex1, ey1 = even_box(x0, y0, x0 + cw, y0 + ch, width, height)
+        crop = read(ex0, ey0, ex1, ey1)[y0 - ey0 : y0 - ey0 + ch, x0 - ex0 : x0 - ex0 + cw]
+        try:
+            opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=plan.offset)
+        except ValueError:
+            continue
+        if residual > plan.estimate.max_residual:
+            continue
+        restored, hole = matte.remove_with_matte(crop, plan.estimate, opacity, offset=plan.offset)
+        out[j] = Restored(x0, y0, restored, hole)
+    return out
+
+
+def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float) -> list[Crop]:
+    """Inpainter crops for the hole the inversion left, the hole mapped into each crop."""
+    hole = restored.hole
+    if not hole.any():
+        return []
+    x0, y0 = restored.x0, restored.y0
+    ch, cw = hole.shape
+    ys, xs = np.nonzero(hole)
+    hb = np.array([[x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]])
+    crops = plan_crops(hb, width, height, sizes, context=context)
+    for crop in crops:
+        rx0, ry0, rx1, ry1 = crop.region(width, height)
+        full = np.zeros((ry1 - ry0, rx1 - rx0), bool)  # the hole in the crop's coordinates
+        ya, xa = max(y0, ry0), max(x0, rx0)
+        yb, xb = min(y0 + ch, ry1), min(x0 + cw, rx1)
+        full[ya - ry0 : yb - ry0, xa - rx0 : xb - rx0] = hole[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        crop.hole = full
+    return crops
+
+
+def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: list[MarkKey],
+               plans: dict[MarkKey, MarkPlan], sizes: list[int], context: float) -> EditArea | None:
+    """Plan the removal of one frame's boxes (``boxes.frame_boxes``; ``keys`` their marks);
+    None when nothing changes."""
+    restored: dict[int, Restored] = {}
+    if plans and len(keys) == len(boxes):  # (else a box was clipped away: no matte this frame)
+        restored = invert_marks(read, width, height, keys, plans)
+    crops: list[Crop] = []
+    left = [box for j, box in enumerate(boxes) if j not in restored]
+    if left:
+        crops.extend(plan_crops(np.asarray(left), width, height, sizes, context=context))
+    for r in restored.values():
+        crops.extend(hole_crops(r, width, height, sizes, context))
+    areas = [c.region(width, height) for c in crops]
+    areas += [(r.x0, r.y0, r.x0 + r.rgb.shape[1], r.y0 + r.rgb.shape[0]) for r in restored.values()]
+    if not areas:
+        return None
+    a = np.asarray(areas)
+    roi = even_box(int(a[:, 0].min()), int(a[:, 1].min()), int(a[:, 2].max()), int(a[:, 3].max()), width, height)
+    rgb = read(*roi)
+    for r in restored.values():
+        rgb[r.y0 - roi[1] : r.y0 - roi[1] + r.rgb.shape[0], r.x0 - roi[0] : r.x0 - roi[0] + r.rgb.shape[1]] = r.rgb
+    return EditArea(roi, rgb, crops, len(restored))
