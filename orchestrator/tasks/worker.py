@@ -15,8 +15,6 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from orchestrator import metrics
@@ -26,27 +24,14 @@ from orchestrator.storage import ObjectStoreError, storage_for
 from orchestrator.tasks import cleanup
 from orchestrator.tasks.child import ChildDiedError
 from orchestrator.tasks.downloads import Downloads
+from orchestrator.tasks.attempt import Running, keep_lease
 from orchestrator.tasks.cleanup import unlink as _unlink
 from orchestrator.tasks.sole import SoleWorker
-from orchestrator.tasks.lease import Lease, LeaseQueue, boot_owner, node_id
+from orchestrator.tasks.lease import LeaseQueue, boot_owner, node_id
 from orchestrator.tasks.store import Task, TaskStatus, TaskStore, utcnow
 from orchestrator.triton.models import ModelManager, ModelState
 
 LOGGER = logging.getLogger(__name__)
-
-
-@dataclass
-class _Running:
-    task: Task
-    lease: Lease
-    output: Path  # this attempt's own result file
-    latest: Any = None  # last Progress from the pipeline thread (a plain attribute write)
-    cancel: bool = False
-    lost: bool = False  # the lease was lost: another attempt owns the task now
-    input: Path | None = None  # the local input (a scratch copy when it lives in a bucket)
-    location: str | None = None  # where the result was uploaded (object storage)
-    started: float = 0.0
-    handle: asyncio.Task | None = None  # a reference keeps the asyncio task from being collected
 
 
 def _import_pipeline():
@@ -95,7 +80,7 @@ class Worker:
         self.sole = SoleWorker(settings, store)
         self.uploads_dir = settings.data_dir / "uploads"
         self.results_dir = settings.data_dir / "results"
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self.storage = storage_for(settings)
         self.scratch_dir = settings.data_dir / "scratch"
         self.downloads = Downloads(settings, self.queue, self.storage, self.wake)
@@ -237,7 +222,7 @@ class Worker:
             task, lease = claimed
             where = self.scratch_dir if self.storage.remote else self.results_dir
             output = (where / f"{task.id}.a{task.attempts}.mp4").resolve()
-            running = _Running(task=task, lease=lease, output=output, started=time.monotonic())
+            running = Running(task=task, lease=lease, output=output, started=time.monotonic())
             self._running[task.id] = running
             metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - task.created_at).total_seconds()))
             running.handle = asyncio.create_task(self._run(running), name=f"task-{task.id}")
@@ -248,11 +233,11 @@ class Worker:
         metrics.TASKS_IN_PROGRESS.set(len(self._running))
 
     # -- one task --------------------------------------------------------------------------------
-    async def _run(self, running: _Running) -> None:
+    async def _run(self, running: Running) -> None:
         task = running.task
         LOGGER.info("task %s: processing (attempt %d)", task.id, task.attempts)
         metrics.TASKS_IN_PROGRESS.set(len(self._running))
-        flusher = asyncio.create_task(self._keep_lease(running))
+        flusher = asyncio.create_task(keep_lease(running, self.queue, self.settings))
         try:
             try:
                 details = await self._call_pipeline(running)
@@ -273,7 +258,7 @@ class Worker:
             metrics.TASKS_IN_PROGRESS.set(len(self._running))
             self.wake()
 
-    async def _call_pipeline(self, running: _Running) -> dict:
+    async def _call_pipeline(self, running: Running) -> dict:
         from orchestrator.pipeline.options import TaskOptions
 
         try:
@@ -314,39 +299,7 @@ class Worker:
                 self.storage.put, running.output, f"results/{running.output.name}")
         return dict(result or {})
 
-    async def _keep_lease(self, running: _Running) -> None:
-        """Renew the lease with the newest progress at a bounded rate (the pipeline thread only
-        sets an attribute), at least every third of the lease; stop the pipeline when a cancel was
-        requested (on any node) or the lease was lost."""
-        written, renewed = None, time.monotonic()
-        renew_every = self.settings.lease_s / 3
-        while True:
-            await asyncio.sleep(min(self.settings.progress_interval_s, renew_every))
-            latest = running.latest
-            fresh = latest is not None and latest is not written
-            if not fresh and time.monotonic() - renewed < renew_every:
-                continue
-            values: dict[str, Any] = {}
-            if fresh:
-                written = latest
-                info = {k: getattr(latest, k, None) for k in ("fps", "frames_done", "frames_total")}
-                values = {"progress": float(getattr(latest, "percent", 0.0)),
-                          "stage": getattr(latest, "stage", None), "details": {"progress": info}}
-            try:
-                answer = await self.queue.heartbeat(running.lease, **values)
-            except Exception:  # noqa: BLE001 - the next renewal may succeed before the lease ends
-                LOGGER.warning("task %s: lease renewal failed", running.task.id, exc_info=True)
-                continue
-            renewed = time.monotonic()
-            if answer is None:
-                LOGGER.warning("task %s: attempt %d lost its lease; stopping it", running.task.id,
-                               running.lease.attempt)
-                running.lost = running.cancel = True
-                return
-            if answer:
-                running.cancel = True
-
-    async def _record_failure(self, running: _Running, exc: BaseException) -> None:
+    async def _record_failure(self, running: Running, exc: BaseException) -> None:
         task = running.task
         if running.lost:
             await self._discard(running)
@@ -389,7 +342,7 @@ class Worker:
         task = await self.store.get(task_id)
         return bool(task and task.cancel_requested)
 
-    async def _end(self, running: _Running, status: TaskStatus, *, error: str | None = None,
+    async def _end(self, running: Running, status: TaskStatus, *, error: str | None = None,
                    details: dict | None = None, progress: float | None = None) -> None:
         """Record this attempt's outcome, fenced by its lease: an attempt that lost the task to a
         newer one writes nothing and removes only its own result (file or object)."""
@@ -412,7 +365,7 @@ class Worker:
         metrics.TASK_SECONDS.observe(time.monotonic() - running.started)
         LOGGER.info("task %s: %s%s", task.id, status.value, f" ({error})" if error else "")
 
-    async def _discard(self, running: _Running) -> None:
+    async def _discard(self, running: Running) -> None:
         """Remove this attempt's own result: the local file and, if uploaded, its object."""
         _unlink(str(running.output))
         if running.location:
