@@ -115,17 +115,29 @@ def ping_while_two_run(base_env: dict, tmp: Path, clip: Path, regions: list, in_
     node = Node(env, tmp / f"node-ping-{in_process}.log")
     try:
         node.wait_ready()
+        idle = _poll_for(node.url, lambda: time.sleep(5))  # the machine's own noise, no task running
         ids = [_submit(node.url, clip, regions) for _ in range(2)]
-        samples: list[float] = []
-        stop = threading.Event()
-        poller = threading.Thread(target=_ping_poller, args=(node.url, stop, samples))
-        poller.start()
-        _wait_all(node.url, ids)
-        stop.set()
-        poller.join()
-        return statistics.median(samples) * 1000, _pct(samples, 0.99), max(samples) * 1000, len(samples)
+        busy = _poll_for(node.url, lambda: _wait_all(node.url, ids))
+        return _figures(idle), _figures(busy)
     finally:
         node.stop()
+
+
+def _poll_for(url: str, during) -> list[float]:
+    samples: list[float] = []
+    stop = threading.Event()
+    poller = threading.Thread(target=_ping_poller, args=(url, stop, samples))
+    poller.start()
+    try:
+        during()
+    finally:
+        stop.set()
+        poller.join()
+    return samples
+
+
+def _figures(samples: list[float]) -> tuple[float, float, float, int]:
+    return statistics.median(samples) * 1000, _pct(samples, 0.99), max(samples) * 1000, len(samples)
 
 
 def main() -> None:
@@ -156,9 +168,11 @@ def main() -> None:
     print("| workers | tasks/minute |\n|---|---|")
     print(f"| 1 | {one:.1f} |\n| 2 | {two:.1f} |")
     print("\n/ping while two tasks run (one node, MAX_CONCURRENT_TASKS=2), poll every 20 ms:")
-    print("| tasks run in | p50 ms | p99 ms | max ms | samples |\n|---|---|---|---|---|")
-    for name, (p50, p99, worst, n) in (("child processes", procs), ("threads", threads)):
-        print(f"| {name} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {n} |")
+    print("| tasks run in | while | p50 ms | p99 ms | max ms | samples |\n|---|---|---|---|---|---|")
+    for name, (idle, busy) in (("child processes", procs), ("threads", threads)):
+        for when, (p50, p99, worst, n) in (("idle (no task)", idle), ("two tasks run", busy)):
+            print(f"| {name} | {when} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {n} |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

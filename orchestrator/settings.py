@@ -119,8 +119,8 @@ class Settings:
 
     def exposure_refusal(self) -> str | None:
         """Why the service must not start as configured (anonymous on a public address), or None."""
-        if self.loopback_only or self.api_key or self.allow_anonymous:
-            return None
+        if self.loopback_only or self.api_key or self.allow_anonymous or self.role == "worker":
+            return None  # a worker serves /ping and /metrics only
         return (f"refusing to listen on {self.host} without API_KEY: anyone who can reach this port could "
                 "submit videos and read or delete tasks. Set API_KEY=<secret> (clients send 'Authorization: "
                 "Bearer <secret>'), or ALLOW_ANONYMOUS=1 if something in front authenticates callers "

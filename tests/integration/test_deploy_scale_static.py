@@ -20,9 +20,17 @@ def merged() -> dict:
     assert tool, "docker-compose missing (apt-get install docker-compose; make test installs it)"
     result = subprocess.run([tool, "-f", "docker-compose.yml", "-f", "docker-compose.scale.yml", "config"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "POSTGRES_", "S3_"))})
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "POSTGRES_", "S3_"))},
+                                 "GRAFANA_ADMIN_PASSWORD": "g", "POSTGRES_PASSWORD": "pg-secret", "S3_SECRET_KEY": "s3-secret"})
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["services"]
+
+
+def test_the_secrets_are_required():
+    result = subprocess.run([shutil.which("docker-compose"), "-f", "docker-compose.yml", "-f", "docker-compose.scale.yml",
+                             "config"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"PATH": os.environ["PATH"], "GRAFANA_ADMIN_PASSWORD": "g", "S3_SECRET_KEY": "s"})
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
 
 
 def test_workers_scale_without_port_clashes(merged):
@@ -40,7 +48,8 @@ def test_api_and_workers_share_the_queue_and_the_bucket(merged):
     assert api["DATABASE_URL"] == (f"postgresql+asyncpg://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
                                    f"@postgres:5432/{pg['POSTGRES_DB']}")
     assert api["S3_ENDPOINT"] == "http://s3:8333" and "-s3.port=8333" in " ".join(merged["s3"]["command"])
-    assert merged["s3"]["environment"]["S3_SECRET_KEY"] == api["S3_SECRET_KEY"]
+    assert merged["s3"]["environment"]["S3_SECRET_KEY"] == api["S3_SECRET_KEY"] == "s3-secret"
+    assert pg["POSTGRES_PASSWORD"] == "pg-secret"
     assert merged["worker"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "pg_isready" in merged["postgres"]["healthcheck"]["test"]
 

@@ -44,3 +44,11 @@ async def test_a_restarted_node_takes_back_its_downloads_at_once(tmp_path):
     await restarted.recover_own("n:1", max_attempts=3)
     assert await restarted.orphaned_downloads() == [task.id]  # the live peer's stays its own
     await store.close()
+
+
+def test_a_worker_node_may_listen_anywhere_without_a_key():
+    """Its HTTP port serves /ping and /metrics only; the API roles still need API_KEY."""
+    from orchestrator.settings import Settings
+
+    assert Settings(host="0.0.0.0", role="worker").exposure_refusal() is None
+    assert Settings(host="0.0.0.0", role="api").exposure_refusal() is not None
