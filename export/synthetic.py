@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from export import watermark as wm
+from export.marks import _font
 
 LOGGER = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _distractor(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     size = int(rng.uniform(0.03, 0.08) * min(w, h)) + 8
     word = _DISTRACTOR_WORDS[int(rng.integers(len(_DISTRACTOR_WORDS)))]
     draw.text((int(rng.uniform(0, 0.8) * w), int(rng.uniform(0, 0.9) * h)), word,
-              font=wm._font(size), fill=int(rng.integers(120, 256)))
+              font=_font(size), fill=int(rng.integers(120, 256)))
     a = np.asarray(layer, np.float32)[..., None] / 255.0
     return np.clip(a * 255 + (1 - a) * img, 0, 255).astype(np.uint8)
 

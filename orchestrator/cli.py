@@ -479,9 +479,12 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                         progress.update(job.bar, state="[red]download failed")
                         err.print(f"[red]error:[/] {escape(job.source.name)}: {escape(exc.message)}")
                         continue
-                    progress.update(job.bar, state="[green]done")
-                    console.print(f"[green]done[/] {escape(job.source.name)} -> {escape(str(job.dest))} "
-                                  f"({size / 1e6:.2f} MB, {time.monotonic() - job.submitted_at:.1f} s)")
+                    outcome = describe_outcome(task)
+                    colour = "green" if outcome.startswith("removed") else "yellow"
+                    progress.update(job.bar, state=f"[{colour}]{escape(outcome)}")
+                    console.print(f"[{colour}]{escape(outcome)}[/] {escape(job.source.name)} -> "
+                                  f"{escape(str(job.dest))} ({size / 1e6:.2f} MB, "
+                                  f"{time.monotonic() - job.submitted_at:.1f} s)")
                 elif job.status in ("failed", "cancelled"):
                     job.error = task.get("error") or job.status
                     progress.update(job.bar, state=f"[red]{job.status}")
@@ -491,8 +494,32 @@ def run_process(client: ServiceClient, inputs: list[Path], out_dir: Path, *, reg
                 time.sleep(poll_s)
 
     failed = [j for j in jobs if j.status != "finished"]
-    console.print(f"{len(jobs) - len(failed)} of {len(jobs)} file(s) cleaned into {out_dir}")
+    cleaned = sum(1 for j in jobs if j.status == "finished" and describe_outcome(j.last or {}).startswith("removed"))
+    done = len(jobs) - len(failed)
+    console.print(f"{done} of {len(jobs)} file(s) processed into {out_dir}: {cleaned} cleaned, "
+                  f"{done - cleaned} with no watermark found or removed")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def describe_outcome(task: dict) -> str:
+    """What a finished task found and did, in words: "removed (1 mark, 3 positions, 6 visits:
+    matte 3)", "no watermark found", "nothing removed (...)"."""
+    details = task.get("details") or {}
+    outcome = details.get("outcome")
+    if outcome is None:
+        return "removed"  # a service from before outcomes were reported
+    if outcome != "removed":
+        return outcome if outcome == "no watermark found" else "nothing removed: no overlay where marks were suspected"
+    marks = [m for m in details.get("marks") or [] if m.get("method") != "untouched"]
+    if not marks:
+        return "removed (regions)"
+    visits = sum(len(m.get("visits") or [1]) for m in marks)
+    groups = len({m.get("mark", 0) for m in marks})
+    methods: dict[str, int] = {}
+    for m in marks:
+        methods[m.get("method", "?")] = methods.get(m.get("method", "?"), 0) + 1
+    how = ", ".join(f"{k} {v}" for k, v in methods.items())
+    return f"removed ({groups} mark(s), {len(marks)} position(s), {visits} visit(s): {how})"
 
 
 # ---- status / list ------------------------------------------------------------------------------

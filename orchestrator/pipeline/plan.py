@@ -15,6 +15,9 @@ from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport
 
+# A matte whose strongest alpha stays below this found no overlay: its pixels are left alone.
+NO_OVERLAY_ALPHA = 0.15
+
 
 @dataclass(frozen=True, eq=False)
 class PositionMatte:
@@ -104,3 +107,25 @@ def _mark_offset(sampled: PositionMatte, x0: int, y0: int) -> np.ndarray:
     if len(offs) != len(origins):
         return np.zeros(2, np.float32)
     return np.median(offs + origins - np.array([y0, x0], np.float32), 0)
+
+
+def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
+                    timeline: bx.Timeline | None) -> None:
+    """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
+    untouched, instead of falling back to inpainting a box of clean picture. A position discovery
+    confirmed (its steps fit a semi-transparent overlay) is evidence of its own: it keeps the
+    inpainting fallback when its matte fails."""
+    for mark in marks:
+        report = reports.get(mark.key)
+        if mark.key.kind != "position" or report is None or not report.matte:
+            continue
+        if mark.found is not None and mark.found.get("source") in ("discovery", "both"):
+            continue
+        alpha_max = report.matte.get("alpha_max", 1.0)
+        if alpha_max >= NO_OVERLAY_ALPHA:
+            continue
+        plans.pop(mark.key, None)
+        if timeline is not None:
+            timeline.present[mark.key.index] = False
+        reports[mark.key] = MarkReport(method="untouched", matte=report.matte,
+                                       reason=f"no overlay there (matte alpha_max {alpha_max} < {NO_OVERLAY_ALPHA})")

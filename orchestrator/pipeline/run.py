@@ -36,11 +36,13 @@ from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.decode import Decoded, VideoInfo, iter_frames, probe
 from orchestrator.pipeline.detect import ScanResult, detector_for, scan, scan_params, timeline_of
+from orchestrator.pipeline.discover import Discoverer, PictureArea, detector_weights, found_details, fuse
+from orchestrator.pipeline.discover.fuse import TRUSTED_WEIGHTS
 from orchestrator.pipeline.encode import Encoder, os_reason
 from orchestrator.pipeline.inpaint import CropJob, submit_crops
-from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details
+from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details, outcome
 from orchestrator.pipeline.options import TaskOptions
-from orchestrator.pipeline.plan import plan_mattes
+from orchestrator.pipeline.plan import leave_unmarked, plan_mattes
 from orchestrator.pipeline.progress import Progress, Reporter, checker
 from orchestrator.pipeline.remove import FrameEdit, canvas_of, frame_keys, plan_frame
 from orchestrator.settings import Settings
@@ -163,6 +165,8 @@ class PassOne:
     reports: dict[MarkKey, MarkReport] = field(default_factory=dict)
     detector_frames: int | None = None
     progress_start: float = 0.0  # percent of the progress bar where pass 2 starts
+    picture: PictureArea | None = None  # the area inside black bars (when discovery ran)
+    discovery: dict | None = None  # discovery's summary for the details
 
 
 @dataclass
@@ -234,6 +238,9 @@ def _details(job: _Job, first: PassOne, counts: _Counts) -> dict:
     details.update(marks_details(first.marks, first.reports, detect=job.options.detect))
     details.update(frames=counts.frames, frames_with_boxes=counts.with_boxes, crops_inpainted=counts.crops,
                    matte_frames=counts.matte_frames)
+    if first.discovery is not None:
+        details["discovery"] = first.discovery
+    details["outcome"] = outcome(details)
     return details
 
 
@@ -248,25 +255,48 @@ def _pass_one(job: _Job) -> PassOne:
     if not (options.detect or (use_matte and options.regions)):
         return PassOne(job.info.frames_estimate, None, regions)
     sampler = matte.CropSampler(per_position=settings.matte_crops) if use_matte else None
-    result = _scan(job, sampler)
+    weights = detector_weights(job.client) if options.detect else ""
+    # The matte takes discovery's crops only where discovery leads (the detector's own crops,
+    # centred on its boxes, would mix with them in one position).
+    feed = sampler if weights not in TRUSTED_WEIGHTS else None
+    discoverer = Discoverer(job.info.width, job.info.height, sampler=feed) if options.detect else None
+    result = _scan(job, sampler, discoverer)
     if result.n_frames == 0:
         raise InputError("the video stream has no frames")
     job.check()
-    timeline, marks = None, []
+    timeline, marks, picture, summary = None, [], None, None
     if options.detect:
-        timeline = timeline_of(result, settings)
-        marks = [Mark(MarkKey.position(i), box) for i, box in enumerate(timeline.positions)]
+        timeline, marks, picture, summary = _find_marks(job, result, discoverer, weights)
     marks += regions
     t0 = time.perf_counter()
     plans, reports = {}, {}
     if use_matte and marks:
         plans, reports = plan_mattes(marks, sampler, job.info.width, job.info.height)
+        leave_unmarked(marks, plans, reports, timeline)
     job.timer["matte"] = time.perf_counter() - t0
     return PassOne(result.n_frames, timeline, marks, plans, reports,
-                   result.detected_frames if options.detect else None, PASS1_SHARE)
+                   result.detected_frames if options.detect else None, PASS1_SHARE, picture, summary)
 
 
-def _scan(job: _Job, sampler: matte.CropSampler | None) -> ScanResult:
+def _find_marks(job: _Job, result: ScanResult, discoverer: Discoverer | None, weights: str):
+    """Pass 1's answer: the detector's timeline fused with discovery's (``discover.fuse``: the
+    detector's provenance decides which leads), one mark per position with where it came from and
+    its visits, the picture area (bars), and discovery's summary for the details."""
+    detected = timeline_of(result, job.settings)
+    if discoverer is None:
+        return detected, [Mark(MarkKey.position(i), box) for i, box in enumerate(detected.positions)], None, None
+    discovery = discoverer.finish(result.n_frames)
+    job.timer["discover"] = discovery.seconds
+    job.timer["discover_cpu"] = discovery.cpu_seconds
+    fused = fuse(detected, discovery, weights=weights)
+    marks = [Mark(MarkKey.position(i), box, found=found)
+             for i, (box, found) in enumerate(zip(fused.timeline.positions, found_details(fused)))]
+    summary = {**discovery.summary(), "detector_weights": weights or "unknown", "leader": fused.leader,
+               "rejected_detections": [list(b) for b in fused.rejected]}
+    return fused.timeline, marks, discovery.picture, summary
+
+
+def _scan(job: _Job, sampler: matte.CropSampler | None, discoverer: Discoverer | None = None) -> ScanResult:
     options, settings, info = job.options, job.settings, job.info
     detector = detector_for(job.client, info.width, info.height, settings) if options.detect else None
     first_pts: list[int] = []
@@ -277,9 +307,10 @@ def _scan(job: _Job, sampler: matte.CropSampler | None) -> ScanResult:
         return bx.region_boxes(options.regions, float((pts - first_pts[0]) * info.time_base))
 
     frames = job.frames()
+    tapped = discoverer.tap(frames) if discoverer is not None else frames
     t0 = time.perf_counter()
     try:
-        result = scan(frames, detector, scan_params(settings), listener=sampler,
+        result = scan(tapped, detector, scan_params(settings), listener=sampler,
                       regions_at=regions_at if options.regions else None, should_cancel=job.check,
                       on_frame=lambda i: job.report("detect", i + 1, info.frames_estimate, 0.0, PASS1_SHARE))
     finally:
@@ -381,12 +412,16 @@ def _edit(job: _Job, first: PassOne, d: Decoded, t: float, counts: _Counts) -> F
     timeline = first.timeline if first.timeline is not None and d.index < first.timeline.n_frames else None
     fboxes = bx.frame_boxes(timeline, d.index, t, job.options.regions, width, height,
                             frac=settings.box_margin_frac, px=settings.box_margin_px)
+    bars = first.picture.box if first.picture is not None and first.picture.has_bars else None
+    if bars is not None and len(fboxes):
+        fboxes = first.picture.clip_boxes(fboxes)  # never inpaint the bars
     if len(fboxes) == 0:
         return FrameEdit(d.pts, d.frame)
     counts.with_boxes += 1
     keys = frame_keys(first.timeline, d.index, t, job.options.regions) if first.plans else []
     canvas, read = canvas_of(d.frame)
-    area = plan_frame(read, width, height, fboxes, keys, first.plans, sorted(job.sizes), settings.inpaint_context)
+    area = plan_frame(read, width, height, fboxes, keys, first.plans, sorted(job.sizes), settings.inpaint_context,
+                      picture=bars)
     if area is not None:
         counts.matte_frames += area.matte_marks
     return FrameEdit(d.pts, d.frame, canvas, area)

@@ -122,6 +122,15 @@ class TritonClient:
         inputs = {i["name"]: [int(d) for d in i.get("dims", [])] for i in config.get("input", [])}
         return ModelInfo(model, inputs, int(config.get("max_batch_size", 0) or 0))
 
+    def model_parameters(self, model: str) -> dict[str, str]:
+        """The string parameters of a model's config (e.g. the detector's ``weights``)."""
+        try:
+            config = self._client.get_model_config(model, client_timeout=self.timeout_s, as_json=True)
+        except InferenceServerException as exc:
+            raise TritonUnavailableError(f"model {model} unavailable", detail=str(exc)) from exc
+        params = config.get("config", config).get("parameters", {}) or {}
+        return {k: str(v.get("string_value", "")) for k, v in params.items() if isinstance(v, dict)}
+
     def inpainter_sizes(self, prefix: str = "inpainter") -> dict[int, str]:
         """Crop size -> model name for every READY inpainter (``inpainter``, ``inpainter_256``...)."""
         sizes: dict[int, str] = {}

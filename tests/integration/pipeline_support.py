@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from export.repository import write_repository
 
@@ -39,15 +40,47 @@ def blind_detector_onnx(path: Path) -> Path:
     return path
 
 
+def fixed_box_detector_onnx(path: Path, box: tuple[float, float, float, float], score: float = 0.9) -> Path:
+    """A detector that reports one box (cx, cy, w, h in letterbox pixels) in every image: the
+    false position a weak detector finds on clean footage."""
+    const = np.zeros((1, 5, 8400), np.float32)
+    const[0, :4, 0] = box
+    const[0, 4, 0] = score
+    nodes = [
+        helper.make_node("Shape", ["images"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),
+        helper.make_node("Concat", ["batch", "tail"], ["out_shape"], axis=0),
+        helper.make_node("Expand", ["det", "out_shape"], ["output0"]),
+    ]
+    inits = [
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("tail", TensorProto.INT64, [2], [5, 8400]),
+        numpy_helper.from_array(const, "det"),
+    ]
+    graph = helper.make_graph(
+        nodes, "fixed_box_detector",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["B", 640, 640, 3])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["B", 5, 8400])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
 def demo_detector() -> Path | None:
     path = ASSETS / "detector_demo.onnx"
     return path if path.is_file() else None
 
 
-def make_pipeline_repository(root: Path, *, detector: Path | None = None, sizes=(512, 256)) -> Path:
+def make_pipeline_repository(root: Path, *, detector: Path | None = None, sizes=(512, 256),
+                             weights: str | None = None) -> Path:
+    """``weights``: the detector's provenance parameter (``demo`` lets discovery lead)."""
     root.mkdir(parents=True, exist_ok=True)
     det = detector or blind_detector_onnx(root.parent / "blind_detector.onnx")
     write_repository(root, target="cpu", detector_onnx=det,
                      inpainter_onnx={s: ASSETS / f"inpainter_fallback_{s}.onnx" for s in sizes},
-                     cpu_threads=1)
+                     cpu_threads=1, detector_weights=weights)
     return root
