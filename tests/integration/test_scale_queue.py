@@ -115,7 +115,7 @@ async def test_failover_takes_the_next_attempt_once_and_rejects_the_late_one(tmp
         runner = node_of(nodes, (await owner_of(postgres, frozen_id))[0])
         peer = nodes[1] if runner is nodes[0] else nodes[0]
         runner.freeze()
-        await wait_until(lambda: _processing(peer, frozen_id, min_progress=0, attempts=2), 60,
+        await wait_until(lambda: _processing(peer, frozen_id, min_progress=0, attempts=2), 150,
                          "the peer to take attempt 2 after the lease expired")
         assert node_of(nodes, (await owner_of(postgres, frozen_id))[0]) is peer
         runner.thaw()
