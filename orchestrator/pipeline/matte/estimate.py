@@ -161,12 +161,8 @@ def estimate_matte(
     does not explain the frames (residual too high). ``max_shift`` bounds the registration
     (``register``'s default: a quarter of the smaller side).
     """
-    crops = np.asarray(crops)
-    if crops.ndim != 4 or crops.shape[-1] != 3:
-        raise ValueError(f"crops must be [N, h, w, 3], got {crops.shape}")
+    crops = _checked(crops)
     n, h, w, _ = crops.shape
-    if h < 8 or w < 8:
-        raise ValueError(f"crops too small for a matte: {h}x{w}")
     shape = (n, h, w, alpha_threshold, max_residual)
     if n < min_frames:
         return _unreliable(shape, f"too few frames ({n} < {min_frames})")
@@ -174,9 +170,7 @@ def estimate_matte(
         offsets = register(crops, max_shift=max_shift) if register_crops else np.zeros((n, 2), np.float32)
     offsets = snap(np.asarray(offsets, dtype=np.float32).reshape(n, 2))
     x = to_planes(align(crops, offsets))  # [N, 3, h, w]
-    border = np.zeros((h, w), bool)
-    border[:2] = border[-2:] = True
-    border[:, :2] = border[:, -2:] = True
+    border = _border(h, w)
     # Does the background move at all? With a static background the mark cannot be separated.
     motion = float(np.median(x[:, :, border].std(axis=0)))
     if motion < min_background_motion:
@@ -186,19 +180,50 @@ def estimate_matte(
     # the ridge pulls alpha to 0 where the background never differs from W
     fit = _Fit(crops, offsets, x, border, mark_color, ridge=100.0 * n)
     _refine(fit, references, iterations, inner_rounds, params)
+    problem = _support_problem(fit)
+    if problem is not None:
+        return _unreliable(shape, problem, offsets)
+    _resolve_outside_support(fit, x, inner_rounds)
+    if color is None:
+        _choose_colour(fit, inner_rounds)
+    return _result(fit, alpha_threshold, max_residual, params)
+
+
+def _checked(crops: np.ndarray) -> np.ndarray:
+    """The crops as an array, or ValueError when they are not [N, h, w, 3] of at least 8x8."""
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"crops must be [N, h, w, 3], got {crops.shape}")
+    h, w = crops.shape[1:3]
+    if h < 8 or w < 8:
+        raise ValueError(f"crops too small for a matte: {h}x{w}")
+    return crops
+
+
+def _border(h: int, w: int) -> np.ndarray:
+    """The crop's outer two pixels: background in every frame, the first guess of what is known."""
+    border = np.zeros((h, w), bool)
+    border[:2] = border[-2:] = True
+    border[:, :2] = border[:, -2:] = True
+    return border
+
+
+def _support_problem(fit: _Fit) -> str | None:
+    """Why the refined support is no mark to invert (none, or all of the crop), or None."""
     frac = float(fit.support.mean())
     if fit.alpha.max() < 0.05 or frac < 0.002:
-        return _unreliable(shape, "no consistent mark found in the crops", offsets)
+        return "no consistent mark found in the crops"
     if frac > 0.9:
-        return _unreliable(shape, "the mark covers the whole crop: no background around it to compare with",
-                           offsets)
+        return "the mark covers the whole crop: no background around it to compare with"
+    return None
+
+
+def _resolve_outside_support(fit: _Fit, x: np.ndarray, inner_rounds: int) -> None:
+    """Guess the background once more from everything outside the final support, then re-solve."""
     if not np.array_equal(fit.known, ~fit.support):
         fit.known = ~fit.support
         fit.bg = fit.background(fill_frames(x, fit.known))
         fit.solve(inner_rounds)
-    if color is None:
-        _choose_colour(fit, inner_rounds)
-    return _result(fit, alpha_threshold, max_residual, params)
 
 
 def _unreliable(shape: tuple, reason: str, offsets: np.ndarray | None = None) -> MatteEstimate:
