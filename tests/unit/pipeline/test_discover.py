@@ -110,3 +110,22 @@ def test_picture_area_finds_pillar_and_letter_boxes(bars):
     assert area.has_bars == (bars != (0, 0, 640, 360))
     for got, want in zip(area.box, bars):
         assert abs(got - want) <= 4
+
+
+def test_a_white_step_fits_where_one_channel_has_little_room():
+    # A saturated yellow background: blue near 210 (little room, coding noise decides its plain
+    # α); the step still fits one α ≈ 0.8 in every channel, and a darkening step never fits.
+    from orchestrator.pipeline.discover.tracks import Track
+
+    rng = np.random.default_rng(3)
+    off = np.zeros((40, 60, 3), np.float32) + (60, 70, 210)
+    mark = np.zeros((40, 60), bool)
+    mark[10:30, 15:45] = True
+    on = off.copy()
+    on[mark] += 0.8 * (255 - off[mark])
+    on[..., 2] += rng.normal(0, 8, (40, 60))
+    on, off = (np.clip(np.round(x), 0, 255).astype(np.uint8) for x in (on, off))
+    probe = Track((0, 0, 60, 40), np.zeros(0), np.zeros(0), 0, 0)
+    fit = probe.fit_step(on, off, 1, 0)
+    assert fit.fits and all(0.7 <= a <= 0.9 for a in fit.alpha), fit
+    assert probe.fit_step(off, on, 1, 0) is None or not probe.fit_step(off, on, 1, 0).fits
