@@ -23,7 +23,7 @@ from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidat
                                                      small_rgb, work_size)
 from orchestrator.pipeline.discover.events import Event, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
-from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge,
+from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
                                                    paired, share_extent, steady)
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
 
@@ -365,6 +365,7 @@ class Discoverer:
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)
         marks = group([(t.extent or t.box, t.alpha()) for t, _ in kept])
+        one_place_at_a_time(kept, marks)
         for k, ((track, on), mark) in enumerate(zip(kept, marks)):
             boxes[k] = self.full_box(track.extent or track.box)
             present[k] = on

@@ -191,3 +191,21 @@ def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) ->
             a.extent = (max(0, min(ea[0], grown[0])), max(0, min(ea[1], grown[1])),
                         min(size[0], max(ea[2], grown[2])), min(size[1], max(ea[3], grown[3])))
 
+
+def one_place_at_a_time(kept: list[tuple[Track, np.ndarray]], marks: list[int]) -> None:
+    """A mark is at one place at a time: where it fitted an arrival at one place, its visit at
+    another place that runs on over that frame ends there; where it fitted a departure, the visit
+    elsewhere that started earlier starts there (a place whose template texture also matches
+    reads as present long before and after its visit)."""
+    for (track, _), mark in zip(kept, marks):
+        for step in (s for s in track.steps if s.fits):
+            f = max(step.on, step.off)
+            for (other, on), other_mark in zip(kept, marks):
+                if other is track or other_mark != mark:
+                    continue
+                for a, b in runs(on):
+                    if a + 2 < f < b - 2:
+                        if step.arrive:
+                            on[f:b] = False
+                        else:
+                            on[a:f] = False
