@@ -41,7 +41,7 @@ def discover_kind(kind: str, seed: int):
     return clip.truth, d.finish(n)
 
 
-@pytest.mark.parametrize("kind, seed", [("dark", 2), ("saturated", 2), ("pillarbox", 1)])
+@pytest.mark.parametrize("kind, seed", [("dark", 2), ("saturated", 2), ("pillarbox", 1), ("revisits_10s", 1)])
 def test_the_sora_mark_is_found_from_the_video_alone(kind, seed):
     truth, found = discover_kind(kind, seed)
     scores = bench_score(truth.boxes, found.timeline)
@@ -57,6 +57,15 @@ def test_a_ring_with_bars_the_detector_never_saw_is_found():
     hit = [p for p in found.positions if bx.iou_matrix(np.array([p.box]), slots).max() > 0.3]
     assert hit, found.summary()
     assert all(0.4 <= p.alpha <= 0.7 for p in hit)  # the ring's α is 0.55
+
+
+def test_a_place_whose_leave_step_is_not_fitted_joins_its_mark():
+    # other_shape seed 3: the ring leaves its second place unfitted; its third place's arrival
+    # fits, pairs with nothing, but shows the same template size and α as the paired places.
+    truth, found = discover_kind("other_shape", 3)
+    scores = bench_score(truth.boxes, found.timeline)
+    assert scores["recall"] >= 0.99, (scores, found.summary())
+    assert found.marks == 1 and len(found.positions) == 3, found.summary()
 
 
 def test_mark_free_clips_with_faces_and_captions_yield_nothing():
