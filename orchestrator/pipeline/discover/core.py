@@ -23,8 +23,8 @@ from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidat
                                                      small_rgb, work_size)
 from orchestrator.pipeline.discover.events import Event, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
-from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, paired,
-                                                   share_extent, steady)
+from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
+                                                   paired, share_extent, steady)
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
 
 LOGGER = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ LOGGER = logging.getLogger(__name__)
 MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
 MAX_MARK_SHARE = (0.4, 0.25)  # of the picture's width and height
 STILL = 0.85  # median presence score over a place's visits
+STILL_FITTED = 0.7  # ...of a place where the overlay both arrived and left with a fitting step
+SAME_ALPHA = 0.06  # ...of one α
 MAX_TRACKS = 48
 EVENT_FRAMES = 8  # frames that build an event's template
 EDGE_LEVEL = 8.0  # mean gradient of the template's edges
@@ -43,6 +45,16 @@ class _Frame:
     index: int
     rgb: np.ndarray  # small
     decoded: object | None  # the full frame (for the matte's crops), when given
+
+
+def _still(track: Track) -> float:
+    """The stillness a place must show: less where the overlay both arrived and left there with
+    fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78; a
+    face's steps that happen to fit show different α)."""
+    fits = [s for s in track.steps if s.fits]
+    same = any(a.arrive and not b.arrive and abs(np.mean(a.alpha) - np.mean(b.alpha)) <= SAME_ALPHA
+               for a in fits for b in fits)
+    return STILL_FITTED if same else STILL
 
 
 class Discoverer:
@@ -341,16 +353,19 @@ class Discoverer:
             on = presence(scores)
             # An overlay is exactly still: its edges match the template all visit long (a face
             # or a body that holds nearly still drifts and deforms).
-            if on.sum() >= MIN_FRAMES and float(np.median(scores[on])) >= STILL:
+            if on.sum() >= MIN_FRAMES and float(np.median(scores[on])) >= _still(track):
                 kept.append((track, on))
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
-        confirmed = [(t, on) for t, on in merge(kept) if t.confirmed]
+        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
+        limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
+        confirmed = [(t, on) for t, on in merge(kept, limit) if t.confirmed]
         kept = paired([(t, on) for t, on in confirmed if steady(on) and self._mark_sized(t)], confirmed)
         share_extent(kept, self.size)
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)
         marks = group([(t.extent or t.box, t.alpha()) for t, _ in kept])
+        one_place_at_a_time(kept, marks)
         for k, ((track, on), mark) in enumerate(zip(kept, marks)):
             boxes[k] = self.full_box(track.extent or track.box)
             present[k] = on

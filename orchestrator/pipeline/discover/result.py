@@ -58,9 +58,26 @@ class Discovery:
                 "cpu_ms_per_frame": round(1000 * self.cpu_seconds / max(self.frames, 1), 2)}
 
 
-def merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray]]:
+def _union(a: tuple, b: tuple) -> tuple:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _joined(a: Track, b: Track, limit: tuple[float, float] | None) -> tuple:
+    """The box of two places found apart as one overlay; where their extents together are larger
+    than a mark (one extent took texture along), the partner's template box instead, else the
+    first's own extent (its steps and visits still join)."""
+    ea = a.extent or a.box
+    for eb in (b.extent or b.box, b.box):
+        box = _union(ea, eb)
+        if limit is None or (box[2] - box[0] <= limit[0] and box[3] - box[1] <= limit[1]):
+            return box
+    return ea
+
+
+def merge(kept: list[tuple[Track, np.ndarray]], limit: tuple[float, float] | None = None
+          ) -> list[tuple[Track, np.ndarray]]:
     """Places that touch and hold their overlay on the same frames are one overlay (an icon and
-    its text found apart): one box around both, present when either is."""
+    its text found apart): one box around both (at most ``limit`` (w, h)), present when either is."""
     out = list(kept)
     merged = True
     while merged:
@@ -74,8 +91,7 @@ def merge(kept: list[tuple[Track, np.ndarray]]) -> list[tuple[Track, np.ndarray]
                 if near and agree >= 0.8:
                     if b.confirmed and not a.confirmed:
                         (a, pa), (b, pb) = (b, pb), (a, pa)
-                    ea, eb = a.extent or a.box, b.extent or b.box
-                    a.extent = (min(ea[0], eb[0]), min(ea[1], eb[1]), max(ea[2], eb[2]), max(ea[3], eb[3]))
+                    a.extent = _joined(a, b, limit)
                     a.steps.extend(b.steps)
                     out[i] = (a, pa | pb)
                     del out[j]
@@ -111,6 +127,28 @@ def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.nda
         alone = len(kept) == 1 and len({f for f, _, _ in mine}) >= 2
         if paired or alone:
             out.append((track, on))
+    return out + revisited(kept, out)
+
+
+def revisited(kept: list[tuple[Track, np.ndarray]], marks: list[tuple[Track, np.ndarray]]
+              ) -> list[tuple[Track, np.ndarray]]:
+    """Places whose own steps fit but pair with none (the step on the other side of the jump was
+    not fitted) yet look like a paired mark: a template box of its size (within 15 %) and its α
+    (within ``PAIR_ALPHA``): the same mark visiting another place."""
+    def size(t: Track) -> tuple[int, int]:
+        return t.box[2] - t.box[0], t.box[3] - t.box[1]
+
+    out = []
+    for track, on in kept:
+        if any(track is t for t, _ in marks) or track.alpha() is None:
+            continue
+        (w, h), alpha = size(track), track.alpha()
+        for mark, _ in marks:
+            mw, mh = size(mark)
+            if (mark.alpha() is not None and abs(alpha - mark.alpha()) <= PAIR_ALPHA
+                    and abs(w - mw) <= 0.15 * max(w, mw) and abs(h - mh) <= 0.15 * max(h, mh)):
+                out.append((track, on))
+                break
     return out
 
 
@@ -152,3 +190,22 @@ def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) ->
                      a.box[2] + eb[2] - b.box[2], a.box[3] + eb[3] - b.box[3])
             a.extent = (max(0, min(ea[0], grown[0])), max(0, min(ea[1], grown[1])),
                         min(size[0], max(ea[2], grown[2])), min(size[1], max(ea[3], grown[3])))
+
+
+def one_place_at_a_time(kept: list[tuple[Track, np.ndarray]], marks: list[int]) -> None:
+    """A mark is at one place at a time: where it fitted an arrival at one place, its visit at
+    another place that runs on over that frame ends there; where it fitted a departure, the visit
+    elsewhere that started earlier starts there (a place whose template texture also matches
+    reads as present long before and after its visit)."""
+    for (track, _), mark in zip(kept, marks):
+        for step in (s for s in track.steps if s.fits):
+            f = max(step.on, step.off)
+            for (other, on), other_mark in zip(kept, marks):
+                if other is track or other_mark != mark:
+                    continue
+                for a, b in runs(on):
+                    if a + 2 < f < b - 2:
+                        if step.arrive:
+                            on[f:b] = False
+                        else:
+                            on[a:f] = False

@@ -11,7 +11,7 @@ clearly above 0 and below 1 (an opaque caption or a passing object does not fit)
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -133,14 +133,33 @@ class Track:
             return None
         grey_alpha = change[body] / room_g[body]
         level = float(np.percentile(grey_alpha, 80))
-        per_channel = []
+        consistent = float((np.abs(grey_alpha - level) < 0.2).mean())
+        plain = []
         for c in range(3):
             ok = body & (room[..., c] > 40)
-            per_channel.append(float(np.percentile(delta[..., c][ok] / room[..., c][ok], 80))
-                               if ok.sum() >= 8 else level)
-        consistent = float((np.abs(grey_alpha - level) < 0.2).mean())
-        return StepFit(on, off, on > off, tuple(round(v, 3) for v in per_channel), round(consistent, 3),
-                       int(body.sum()), darker)
+            plain.append(round(float(np.percentile(delta[..., c][ok] / room[..., c][ok], 80)), 3)
+                         if ok.sum() >= 8 else round(level, 3))
+        fit = StepFit(on, off, on > off, tuple(plain), round(consistent, 3), int(body.sum()), darker)
+        if not fit.fits:  # a channel near 255 or coding noise may have decided: weigh by room
+            weighted = replace(fit, alpha=_channel_alpha(delta, room, body, grey_alpha, level))
+            fit = weighted if weighted.fits else fit
+        return fit
+
+
+def _channel_alpha(delta: np.ndarray, room: np.ndarray, body: np.ndarray, grey_alpha: np.ndarray,
+                   level: float) -> tuple[float, float, float]:
+    """α per channel over the body's solid part (grey α near the 80th percentile: edges are
+    partial), least squares weighted by room: Δ = α·(255 − B) gives α = ΣΔ·r / Σr², so a channel
+    near 255 (a few levels of room, mostly coding noise) weighs little instead of deciding."""
+    solid = np.zeros_like(body)
+    solid[body] = np.abs(grey_alpha - level) < 0.2
+    out = []
+    for c in range(3):
+        ok = solid & (room[..., c] > 20)
+        r, d = room[..., c][ok], delta[..., c][ok]
+        rr = float((r * r).sum())
+        out.append(round(float((d * r).sum()) / rr, 3) if ok.sum() >= 8 and rr > 0 else round(level, 3))
+    return tuple(out)
 
 
 def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
