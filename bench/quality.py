@@ -229,6 +229,7 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
         info["segments"] = list(estimates.values())  # one entry per estimate (positions may share one)
         info["estimate_ms_per_crop"] = 1000 * t_plan / max(1, sum(m["frames"] for m in info["segments"]))
         positions = np.asarray(timeline.positions, np.float64).reshape(-1, 4)
+        tracker = matte.VisitTracker()  # as pass 2 does: per-visit registration, the ghost gate
         t_inv, n_inv = 0.0, 0
         for frame, box in zip(frames, boxes):
             if box is None:
@@ -239,7 +240,8 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
             out = frame.copy()
             t0 = time.perf_counter()
             area = plan_frame(lambda x0, y0, x1, y1, _o=out: _o[y0:y1, x0:x1], w, h, np.array([box]),
-                              [key] if key is not None else [], plans, [256, 512], settings.inpaint_context)
+                              [key] if key is not None else [], plans, [256, 512], settings.inpaint_context,
+                              tracker=tracker)
             if area is None or not area.matte_marks:
                 info["box_frames"] = info.get("box_frames", 0) + 1
                 yield filler(frame, box_mask(box, h, w))
@@ -256,6 +258,7 @@ def matte_method(filler: Callable[[np.ndarray, np.ndarray], np.ndarray]):
                 out = filler(out, hole)
             yield out
         info["inversion_ms_per_crop"] = 1000 * t_inv / max(1, n_inv)
+        info["gate"] = dict(tracker.counts)
 
     return run
 

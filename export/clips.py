@@ -153,5 +153,36 @@ def make(kind: str, seed: int, out_dir: str | Path, *, clean: bool = True, audio
     return Clip(spec, marked, clean_path if clean else None, truth)
 
 
-__all__ = ["ClipSpec", "Clip", "clip_spec", "make", "KINDS", "MARKED_KINDS", "MARK_FREE_KINDS", "TUNING_SEEDS",
+@dataclass(frozen=True)
+class FrameScore:
+    """Counts of a timeline's boxes against the true mark of each frame (see ``frame_score``)."""
+
+    marked: int  # frames with a mark
+    found: int  # ...of those, with a box that covers half of it
+    boxes: int  # boxes over all frames
+    right: int  # ...of those, covering half of the true mark of their frame
+
+
+def covers(box, truth) -> bool:
+    """Whether ``box`` covers at least half of the ``truth`` box (both x0, y0, x1, y1)."""
+    x0, y0 = max(box[0], truth[0]), max(box[1], truth[1])
+    x1, y1 = min(box[2], truth[2]), min(box[3], truth[3])
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0) >= 0.5 * (truth[2] - truth[0]) * (truth[3] - truth[1])
+
+
+def frame_score(truth_boxes, timeline) -> FrameScore:
+    """Score ``timeline`` (``boxes_at(i)``, ``positions``) against the true box (or None) of each frame."""
+    marked = found = boxes = right = 0
+    for i, truth in enumerate(truth_boxes):
+        got = timeline.boxes_at(i) if timeline.positions.size else np.zeros((0, 4))
+        hits = [covers(b, truth) for b in got] if truth is not None else [False] * len(got)
+        boxes += len(got)
+        right += sum(hits)
+        if truth is not None:
+            marked += 1
+            found += any(hits)
+    return FrameScore(marked, found, boxes, right)
+
+
+__all__ = ["ClipSpec", "Clip", "FrameScore", "clip_spec", "covers", "frame_score", "make", "KINDS", "MARKED_KINDS", "MARK_FREE_KINDS", "TUNING_SEEDS",
            "HELDOUT_SEEDS"]

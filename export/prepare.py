@@ -190,7 +190,7 @@ def prepare(repo_dir: Path | str = Path("model_repository"), *, target: str = "c
     detector = choose_detector(settings, offline=offline, require_real=require_real, demo=detector_demo)
     inpainters = choose_inpainters(settings, crops, offline=offline, require_real=require_real)
     changed = write_repository(repo_dir, target=target, detector_onnx=detector.path,
-                               inpainter_onnx={c.crop: c.path for c in inpainters})
+                               inpainter_onnx={c.crop: c.path for c in inpainters}, detector_weights=detector.kind)
     report = Report([detector, *inpainters], changed, time.monotonic() - start)
     for line in report.lines():
         LOGGER.info("%s", line)

@@ -44,6 +44,9 @@ _ORT_TO_NUMPY = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(f
 
 TRT_CACHE_DEFAULT = "/tmp/trt_cache"
 TRT_PROFILE = (1, 8, 16)  # min, opt, max batch: detect_batch/inpaint_batch 8, max_batch_size 16
+# The detector provenance the committed configs carry: what `make run` writes on a fresh clone with
+# no weights at hand (the committed demo detector), so that it leaves `git status` clean.
+COMMITTED_DETECTOR_WEIGHTS = {"cpu": "demo"}
 
 
 def profile_shapes(spec: "ModelSpec", batch: int) -> str:
@@ -104,8 +107,10 @@ def _tensor(spec: TensorSpec, cls):
 
 
 def model_config(spec: ModelSpec, target: str = "cpu", *, cpu_threads: int = 0,
-                 gpu_instances: int = 1) -> mc.ModelConfig:
-    """The Triton config of ``spec`` for ``target`` (see the module docstring)."""
+                 gpu_instances: int = 1, weights: str | None = None) -> mc.ModelConfig:
+    """The Triton config of ``spec`` for ``target`` (see the module docstring). ``weights`` (real,
+    demo, random-init, fallback) is recorded as a parameter: the pipeline trusts a real detector
+    and lets discovery lead over the demo one."""
     if target not in TARGETS:
         raise RepositoryError(f"target must be one of {TARGETS}, not {target!r}")
     cfg = mc.ModelConfig(name=spec.name, max_batch_size=spec.max_batch_size)
@@ -140,6 +145,8 @@ def model_config(spec: ModelSpec, target: str = "cpu", *, cpu_threads: int = 0,
     else:
         cfg.platform = "tensorrt_plan"
         cfg.default_model_filename = "model.plan"
+    if weights:
+        cfg.parameters["weights"].string_value = weights
     for batch in spec.gpu_warmup_batches if gpu else spec.cpu_warmup_batches:
         warm = cfg.model_warmup.add(name=f"{spec.name}_batch{batch}", batch_size=batch, count=1)
         for t in spec.inputs:
@@ -194,11 +201,13 @@ def _copy_file(src: Path, dst: Path) -> bool:
 
 
 def write_model(repo_dir: Path | str, spec: ModelSpec, model_file: Path | str | None, *,
-                target: str = "cpu", cpu_threads: int = 0, gpu_instances: int = 1) -> bool:
+                target: str = "cpu", cpu_threads: int = 0, gpu_instances: int = 1,
+                weights: str | None = None) -> bool:
     """Write one model (config, and the model file unless ``None``); returns whether anything changed."""
     model_dir = Path(repo_dir) / spec.name
     changed = _write_text(model_dir / "config.pbtxt",
-                          config_text(model_config(spec, target, cpu_threads=cpu_threads, gpu_instances=gpu_instances)))
+                          config_text(model_config(spec, target, cpu_threads=cpu_threads, gpu_instances=gpu_instances,
+                                                       weights=weights)))
     if model_file is not None:
         model_file = Path(model_file)
         if not model_file.is_file():
@@ -217,12 +226,14 @@ def write_model(repo_dir: Path | str, spec: ModelSpec, model_file: Path | str | 
 def write_configs(repo_dir: Path | str, *, target: str = "cpu", crops: tuple[int, ...] = (512, 256)) -> None:
     """Only the ``config.pbtxt`` files (the reviewed copies in git: ``model_repository/`` for cpu,
     ``deploy/gpu/model_repository/`` for gpu)."""
-    for spec in (detector_spec(), *(inpainter_spec(c) for c in crops)):
-        write_model(repo_dir, spec, None, target=target)
+    write_model(repo_dir, detector_spec(), None, target=target, weights=COMMITTED_DETECTOR_WEIGHTS.get(target))
+    for crop in crops:
+        write_model(repo_dir, inpainter_spec(crop), None, target=target)
 
 
 def write_repository(repo_dir: Path | str, *, target: str = "cpu", detector_onnx: Path | str | None,
-                     inpainter_onnx: dict[int, Path], cpu_threads: int = 0) -> dict[str, bool]:
+                     inpainter_onnx: dict[int, Path], cpu_threads: int = 0,
+                     detector_weights: str | None = None) -> dict[str, bool]:
     """Fill ``repo_dir`` with ``detector`` and one inpainter per crop; returns {model: changed}.
 
     ``detector_onnx=None`` writes only the detector's config.
@@ -230,7 +241,8 @@ def write_repository(repo_dir: Path | str, *, target: str = "cpu", detector_onnx
     if target == "gpu-plan":
         raise RepositoryError("gpu-plan repositories are written by export.tensorrt from a gpu one")
     repo_dir = Path(repo_dir)
-    result = {"detector": write_model(repo_dir, detector_spec(), detector_onnx, target=target, cpu_threads=cpu_threads)}
+    result = {"detector": write_model(repo_dir, detector_spec(), detector_onnx, target=target, cpu_threads=cpu_threads,
+                                      weights=detector_weights)}
     for crop, path in sorted(inpainter_onnx.items(), reverse=True):
         spec = inpainter_spec(crop)
         result[spec.name] = write_model(repo_dir, spec, path, target=target, cpu_threads=cpu_threads)

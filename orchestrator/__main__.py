@@ -29,6 +29,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="bind address (default HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="HTTP port (default PORT or 5344)")
     parser.add_argument("--local-triton", action="store_true", help="start the embedded Triton first")
+    parser.add_argument("--role", choices=("api", "worker", "all"),
+                        help="api: HTTP only; worker: runs tasks (HTTP /ping, /metrics); all (default ROLE or all)")
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"),
                         help="model repository for --local-triton (default ./model_repository)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("role", args.role)) if v is not None}
     triton_thread = None
     if args.local_triton:
         from orchestrator.triton.local import LocalTriton

@@ -23,7 +23,7 @@ from orchestrator.api.deps import Services
 from orchestrator.errors import AppError, UnauthorizedError
 from orchestrator.metrics import REGISTRY
 from orchestrator.settings import Settings
-from orchestrator.triton.models import ModelManager
+from orchestrator.triton.replicas import model_manager
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    services = Services(settings=settings, models=ModelManager(settings))
+    services = Services(settings=settings, models=model_manager(settings))
 
     async def boot() -> None:
         """Open the database and start the worker, off the startup path (imports take ~1 s)."""
@@ -109,11 +109,12 @@ def create_app(settings: Settings) -> FastAPI:
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "X-Task-Token"])
     app.include_router(health.router)
     app.include_router(metrics_route.router)
-    app.include_router(tasks.router)
-    app.include_router(compat.router)
-    from orchestrator.web import mount_web  # the browser page (another module's routes)
+    if settings.role != "worker":  # a worker's HTTP port is for probes and metrics only
+        app.include_router(tasks.router)
+        app.include_router(compat.router)
+        from orchestrator.web import mount_web  # the browser page (another module's routes)
 
-    mount_web(app)
+        mount_web(app)
     _instrument(app)
     _document_errors(app)
     return app

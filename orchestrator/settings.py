@@ -33,9 +33,18 @@ class Settings:
     data_dir: Path = Path("./data")
     database_url: str | None = None  # default: sqlite file under data_dir
     result_ttl_s: float = 24 * 3600.0
+    # Object storage (S3-compatible) for uploads and results when a bucket is given
+    s3_endpoint: str | None = None  # e.g. http://127.0.0.1:8333 (None: AWS's own endpoint)
+    s3_bucket: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+    s3_presign_s: float = 3600.0  # lifetime of the result route's presigned redirect
     # Triton
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_http_url: str | None = None  # only used for diagnostics
+    triton_min_ready: int = 1  # with several replicas in TRITON_GRPC_URL: /ping 200 while this many are ready
     required_models: tuple[str, ...] = ("detector", "inpainter")
     optional_models: tuple[str, ...] = ("inpainter_256",)
     triton_live_deadline_s: float = 60.0  # Triton gone longer than this -> degraded
@@ -49,12 +58,16 @@ class Settings:
     model_retry_interval_s: float = 60.0  # degraded by a failed load -> try again after this
     # Worker
     max_concurrent_tasks: int = 1
+    task_process: bool = True  # each task's pipeline in a child process (False: a thread, as before)
     max_task_attempts: int = 3
     task_retry_backoff_s: float = 5.0  # first retry delay after Triton was unavailable (doubles)
     triton_wait_s: float = 600.0  # waiting tasks fail after this long with no Triton (not while loading)
     progress_interval_s: float = 0.5  # progress written to the DB at most this often
     janitor_interval_s: float = 300.0
     shutdown_grace_s: float = 10.0  # running tasks get this long to stop before the process exits
+    node_id: str | None = None  # stable node name for leases (default host:port)
+    role: str = "all"  # api (HTTP only) | worker (claims tasks; HTTP for /ping and /metrics) | all
+    lease_s: float = 30.0  # a claimed task whose worker stops renewing for this long is requeued
     # video_url downloads
     url_max_mb: int = 2048
     url_timeout_s: float = 300.0
@@ -82,6 +95,10 @@ class Settings:
     inpaint_context: float = 0.1  # context around a box in its crop (fraction of its size, >= 16 px)
     matte_crops: int = 48  # crops kept per mark position for the matte estimate
 
+    def __post_init__(self) -> None:
+        if self.role not in ("api", "worker", "all"):
+            raise ValueError(f"ROLE must be api, worker or all, not {self.role!r}")
+
     @property
     def sqlite_default_url(self) -> str:
         return f"sqlite+aiosqlite:///{(self.data_dir / 'tasks.db').resolve()}"
@@ -102,8 +119,8 @@ class Settings:
 
     def exposure_refusal(self) -> str | None:
         """Why the service must not start as configured (anonymous on a public address), or None."""
-        if self.loopback_only or self.api_key or self.allow_anonymous:
-            return None
+        if self.loopback_only or self.api_key or self.allow_anonymous or self.role == "worker":
+            return None  # a worker serves /ping and /metrics only
         return (f"refusing to listen on {self.host} without API_KEY: anyone who can reach this port could "
                 "submit videos and read or delete tasks. Set API_KEY=<secret> (clients send 'Authorization: "
                 "Bearer <secret>'), or ALLOW_ANONYMOUS=1 if something in front authenticates callers "
@@ -124,7 +141,8 @@ class Settings:
             default = f.default
             if f.name == "port_health":
                 values[f.name] = int(raw)
-            elif f.name in {"api_key", "database_url", "triton_http_url"}:
+            elif f.name in {"api_key", "database_url", "triton_http_url", "node_id", "s3_endpoint", "s3_bucket",
+                            "s3_access_key", "s3_secret_key"}:
                 values[f.name] = raw
             elif isinstance(default, bool):
                 values[f.name] = _bool(raw)

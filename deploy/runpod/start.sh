@@ -9,9 +9,19 @@ set -euo pipefail
 
 export PORT=${PORT:-80}
 export TRITON_GRPC_URL=${TRITON_GRPC_URL:-127.0.0.1:8001}
-if [[ -z ${DATA_DIR:-} ]]; then
-    # A network volume (mounted at /runpod-volume) keeps tasks and results across workers' lives.
+# Several workers behind one endpoint share the queue and the files only through PostgreSQL
+# (DATABASE_URL=postgresql+asyncpg://...) and an S3 bucket (S3_BUCKET, S3_ENDPOINT, keys): then
+# DATA_DIR is this worker's scratch. Without DATABASE_URL, SQLite lives under DATA_DIR (one
+# worker per endpoint; a network volume keeps its tasks across the worker's replacements).
+if [[ -n ${DATABASE_URL:-} ]]; then
+    export NODE_ID=${NODE_ID:-${RUNPOD_POD_ID:-$(hostname)}}
+    DATA_DIR=${DATA_DIR:-/data}
+    [[ -n ${S3_BUCKET:-} ]] || echo "start.sh: DATABASE_URL without S3_BUCKET: results stay on this worker's disk" >&2
+elif [[ -z ${DATA_DIR:-} ]]; then
     if [[ -d /runpod-volume ]]; then DATA_DIR=/runpod-volume/sora-unmark; else DATA_DIR=/data; fi
+fi
+if [[ -z ${DATABASE_URL:-} && $DATA_DIR == /runpod-volume/* ]]; then
+    echo "start.sh: SQLite on the network volume: keep Max workers = 1 (set DATABASE_URL and S3_* for more)" >&2
 fi
 export DATA_DIR
 mkdir -p "$DATA_DIR"

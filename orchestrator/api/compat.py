@@ -43,4 +43,4 @@ async def get_results(request: Request, services: ServicesDep, remove_task_id: s
 @router.get("/download/{task_id}", response_class=FileResponse, responses=RESULT_ERRORS,
             summary="SoraWatermarkCleaner: download the result")
 async def download(task_id: str, request: Request, services: ServicesDep) -> FileResponse:
-    return result_response(await authorized_task(request, services, task_id))
+    return result_response(await authorized_task(request, services, task_id), services.settings)

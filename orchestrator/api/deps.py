@@ -30,7 +30,7 @@ class Services:
     """What the lifespan wires together; routes get it through ``ServicesDep``."""
 
     settings: Settings
-    models: ModelManager
+    models: ModelManager  # or a ReplicaSet (same interface) for several Triton replicas
     store: "TaskStore | None" = None
     worker: "Worker | None" = None
     booted: asyncio.Event = field(default_factory=asyncio.Event)

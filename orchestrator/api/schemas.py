@@ -76,6 +76,7 @@ class PingHealthy(BaseModel):
     models_ready: bool = True
     models: dict[str, dict[str, Any]]
     parts: dict[str, str] = {}  # database, worker, pipeline, models -> "ok"
+    replicas: dict[str, Any] | None = Field(None, description="Triton replicas: ready, needed, each one's state")
 
 
 class PingDegraded(BaseModel):
@@ -84,6 +85,7 @@ class PingDegraded(BaseModel):
     error: str
     models: dict[str, dict[str, Any]]
     parts: dict[str, str] = {}  # "ok", "starting", "loading" or why the part is broken
+    replicas: dict[str, Any] | None = None
 
 
 class CompatSubmitted(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -9,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from orchestrator import metrics
 from orchestrator.api.access import authorized_task, new_token, require_list, require_submit
@@ -19,6 +20,7 @@ from orchestrator.api.schemas import ErrorResponse, TaskCreated, TaskDeleted, Ta
 from orchestrator.api.upload import StorageError, receive_form, video_suffix
 from orchestrator.errors import ConflictError, InputError, NotFoundError
 from orchestrator.pipeline.options import TaskOptions
+from orchestrator.storage import is_remote, storage_for
 
 if TYPE_CHECKING:
     from orchestrator.tasks.store import Task
@@ -87,8 +89,9 @@ async def submit_task(request: Request, services: Services) -> tuple["Task", str
         if has_file:
             final = uploads / f"{task_id}{video_suffix(form.filename)}"
             os.replace(part, final)
+            location = await store_upload(final, settings)
             task = await services.store.create(
-                task_id=task_id, options=options.model_dump(mode="json"), input_path=str(final.resolve()),
+                task_id=task_id, options=options.model_dump(mode="json"), input_path=location,
                 output_path=output, source_name=form.filename, token=token_hash,
             )
         elif video_url:
@@ -112,13 +115,27 @@ async def submit_task(request: Request, services: Services) -> tuple["Task", str
     return task, token
 
 
-def result_response(task: "Task") -> FileResponse:
-    """The output file of a finished task; only ever by task id, never by a path from the user."""
+async def store_upload(local: Path, settings) -> str:
+    """The upload's location: the local file, or (object storage) its object, local copy removed."""
+    storage = storage_for(settings)
+    if not storage.remote:
+        return str(local.resolve())
+    try:
+        return await asyncio.to_thread(storage.put, local, f"uploads/{local.name}")
+    finally:
+        local.unlink(missing_ok=True)
+
+
+def result_response(task: "Task", settings) -> Response:
+    """The output file of a finished task (a presigned redirect when it is in a bucket); only ever
+    by task id, never by a path from the user."""
     if task.status != "finished":
         raise ConflictError(f"task {task.id} is {task.status}; the result exists only once it is finished")
+    stem = PurePosixPath(task.source_name or "video").stem or "video"
+    if is_remote(task.output_path):
+        return RedirectResponse(storage_for(settings).presigned(task.output_path, f"{stem}-unmarked.mp4"), 307)
     if not task.output_path or not Path(task.output_path).is_file():
         raise NotFoundError(f"the result of task {task.id} was removed after its retention time")
-    stem = PurePosixPath(task.source_name or "video").stem or "video"
     return FileResponse(task.output_path, media_type="video/mp4", filename=f"{stem}-unmarked.mp4")
 
 
@@ -150,7 +167,7 @@ async def get_task(task_id: str, request: Request, services: ServicesDep) -> Tas
     200: {"content": {"video/mp4": {}}, "description": "the video without the watermark"}, **RESULT_ERRORS},
     summary="Download the result (409 until finished)")
 async def get_result(task_id: str, request: Request, services: ServicesDep) -> FileResponse:
-    return result_response(await authorized_task(request, services, task_id))
+    return result_response(await authorized_task(request, services, task_id), services.settings)
 
 
 @router.delete("/{task_id}", response_model=TaskDeleted, responses=READ_ERRORS,
@@ -163,8 +180,7 @@ async def delete_task(task_id: str, request: Request, services: ServicesDep) -> 
             return TaskDeleted(task_id=task.id, status=task.status, deleted=False, message="task cancelled")
         return TaskDeleted(task_id=task.id, status=task.status, deleted=False,
                            message="cancel requested: the task stops at its next batch")
-    for path in (task.output_path, task.input_path):
-        if path:
-            Path(path).unlink(missing_ok=True)
+    for location in (task.output_path, task.input_path):
+        await asyncio.to_thread(storage_for(services.settings).remove, location)
     await services.store.delete(task_id)
     return TaskDeleted(task_id=task.id, status=task.status, deleted=True, message="task and its files deleted")

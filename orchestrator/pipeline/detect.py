@@ -24,6 +24,7 @@ import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.decode import Decoded, letterbox_params
+from orchestrator.pipeline.scan_refs import PartialFrame, RegionReferences
 from orchestrator.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class _Scan:
         self.pending: deque = deque()
         self.last_sample: int | None = None
         self.busy = 0.0
+        self.region_refs = RegionReferences(listener) if listener is not None and regions_at is not None else None
 
     def run(self, frames: Iterable[Decoded]) -> ScanResult:
         index = -1
@@ -204,10 +206,11 @@ class _Scan:
         self.pts.append(item.pts)
         if self.on_frame is not None:
             self.on_frame(index)
-        if self.listener is not None and self.regions_at is not None and index % self.crop_stride == 0:
+        if self.region_refs is not None:
             regs = self.regions_at(item.pts)
-            if len(regs):
+            if len(regs) and index % self.crop_stride == 0:
                 self.listener.on_marked(index, item.frame.to_ndarray(format="rgb24"), regs)
+            self.region_refs.take(index, item.frame, regs)
             if self.detector is None and self.should_cancel is not None and index % (self.stride * 8) == 0:
                 self.should_cancel()
         if self.detector is None:
@@ -219,7 +222,7 @@ class _Scan:
             size = getattr(frame, "width", 0) * getattr(frame, "height", 0) * 3 // 2
             budget = size * self.stride * self.detector.batch * (self.params.in_flight + 1)
             self.lazy = 0 < budget <= self.params.lazy_bytes
-        self.window[index] = item if self.lazy and index % self.stride else self.detector.resize(item)
+        self.window[index] = item if self.lazy and index % self.stride else self._resized(item)
         if index % self.stride == 0:
             self.samples.append(index)
             if self.listener is not None:
@@ -322,8 +325,18 @@ class _Scan:
                 break
             self.listener.on_clean(without, rgb, det, partner, marked)
 
+    def _resized(self, item: Decoded):
+        """The detector's image; for a large frame between samples also full-resolution windows
+        around the known mark positions (``scan_refs.PartialFrame``: references at every size)."""
+        windows = getattr(self.listener, "windows", None)
+        if self.listener is None or not windows or item.index % self.stride == 0:
+            return self.detector.resize(item)
+        return PartialFrame(self.detector.resize(item), item.frame, list(windows))
+
     def _image(self, images: dict, i: int):
         img = images[i]
+        if isinstance(img, PartialFrame):
+            return img.resized
         # (the decoded frame stays: a frame without the mark becomes the matte's clean reference)
         return self.detector.resize(img) if isinstance(img, Decoded) else img
 
@@ -331,6 +344,8 @@ class _Scan:
         if i in self.full:
             return self.full[i]
         img = images.get(i)
+        if isinstance(img, PartialFrame):
+            return img.rgb()
         return img.frame.to_ndarray(format="rgb24") if isinstance(img, Decoded) else None
 
     def _strong(self, dets: np.ndarray) -> np.ndarray:

@@ -33,6 +33,9 @@ class Crop:
     boxes: np.ndarray  # [n,4] int, frame coordinates (x2/y2 exclusive)
     hole: np.ndarray | None = None  # optional bool [h,w] over the region (else the boxes)
     feather: int = 3
+    # The picture inside black bars (x0, y0, x1, y1): the crop's bar part is filled from the
+    # picture's edge before inference and never written (the inpainter must not pull bar colour).
+    picture: tuple[int, int, int, int] | None = None
 
     def region(self, width: int, height: int) -> tuple[int, int, int, int]:
         return self.x0, self.y0, min(self.x0 + self.side, width), min(self.y0 + self.side, height)
@@ -58,6 +61,8 @@ class Crop:
         ox, oy = origin
         image = frame[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
         mask = self.hole_mask(width, height).astype(np.uint8) * 255
+        if self.picture is not None:
+            image, mask = self._inside_picture(image, mask, x0, y0, x1, y1)
         pad_b, pad_r = self.side - image.shape[0], self.side - image.shape[1]
         if pad_b or pad_r:
             border = cv2.BORDER_REFLECT_101 if min(image.shape[:2]) > 1 else cv2.BORDER_REPLICATE
@@ -68,6 +73,17 @@ class Crop:
             mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
             mask = np.where(mask > 0, 255, 0).astype(np.uint8)  # any touched pixel is a hole
         return np.ascontiguousarray(image.transpose(2, 0, 1)), mask[None]
+
+    def _inside_picture(self, image: np.ndarray, mask: np.ndarray, x0: int, y0: int, x1: int, y1: int):
+        """Replace the bar part of the crop by the nearest picture pixels; no hole in the bars."""
+        px0, py0, px1, py1 = self.picture
+        cols = np.clip(np.arange(x0, x1), px0, max(px0, px1 - 1)) - x0
+        rows = np.clip(np.arange(y0, y1), py0, max(py0, py1 - 1)) - y0
+        image = image[rows][:, cols]
+        mask = mask.copy()
+        mask[:, (np.arange(x0, x1) < px0) | (np.arange(x0, x1) >= px1)] = 0
+        mask[(np.arange(y0, y1) < py0) | (np.arange(y0, y1) >= py1)] = 0
+        return image, mask
 
     def paste(self, frame: np.ndarray, output: np.ndarray, origin: tuple[int, int] = (0, 0),
               size: tuple[int, int] | None = None) -> None:
@@ -95,6 +111,12 @@ class Crop:
         if cached is None:
             return
         ya, yb, xa, xb, alpha = cached
+        if self.picture is not None:  # the feather must not spill into the bars either
+            px0, py0, px1, py1 = self.picture
+            gx = np.arange(xa, xb) + self.x0
+            gy = np.arange(ya, yb) + self.y0
+            inside = ((gy >= py0) & (gy < py1))[:, None] & ((gx >= px0) & (gx < px1))[None, :]
+            alpha = alpha * inside
         target = frame[y0 + ya : y0 + yb, x0 + xa : x0 + xb]
         if target.dtype == np.uint8 and result.dtype == np.uint8 and target.ndim == 3:
             # OpenCV's blend: ~10x faster than numpy's float one, same result within 1 level
@@ -139,9 +161,10 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def plan_crops(
     boxes: np.ndarray, width: int, height: int, sizes: list[int], *, context: float = 0.25,
-    min_context: int = 16, feather: int = 3,
+    min_context: int = 16, feather: int = 3, picture: tuple[int, int, int, int] | None = None,
 ) -> list[Crop]:
-    """Group boxes whose union still fits the largest crop, then size and place one crop per group."""
+    """Group boxes whose union still fits the largest crop, then size and place one crop per group.
+    With ``picture`` (the area inside black bars) the crops never take colour from the bars."""
     if len(boxes) == 0:
         return []
     sizes = sorted(sizes)
@@ -166,7 +189,7 @@ def plan_crops(
         y0 = int(round(cy - side / 2))
         x0 = 0 if width <= side else min(max(x0, 0), width - side)
         y0 = 0 if height <= side else min(max(y0, 0), height - side)
-        crops.append(Crop(x0, y0, side, size, np.asarray(members, np.int32), feather=feather))
+        crops.append(Crop(x0, y0, side, size, np.asarray(members, np.int32), feather=feather, picture=picture))
     return crops
 
 

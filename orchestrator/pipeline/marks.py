@@ -37,6 +37,7 @@ class Mark:
     key: MarkKey
     box: np.ndarray  # float64 [4]
     region: Region | None = None
+    found: dict | None = None  # how pass 1 found a position: source, visits, mark, alpha (discover)
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +66,8 @@ def mark_details(mark: Mark, report: MarkReport) -> dict:
         entry: dict = {"box": list(mark.region.box), "start": mark.region.start, "end": mark.region.end}
     else:
         entry = {"box": [round(float(v), 1) for v in mark.box]}
+    if mark.found is not None:
+        entry.update(mark.found)
     entry["method"] = report.method
     if report.matte is not None:
         entry["matte"] = report.matte
@@ -82,3 +85,14 @@ def marks_details(marks: list[Mark], reports: dict[MarkKey, MarkReport], *, dete
     out["regions"] = [mark_details(m, reports.get(m.key, MarkReport())) for m in marks
                       if m.key.kind == "region"]
     return out
+
+
+def outcome(details: dict) -> str:
+    """One plain phrase for the task: ``removed``, ``no watermark found`` or ``found, left
+    untouched`` (confirmed positions whose estimate showed no overlay; an unconfirmed detector
+    guess the matte refuted is not a watermark found)."""
+    if details.get("frames_with_boxes"):
+        return "removed"
+    if any(m.get("confirmed", True) for m in details.get("marks") or ()):
+        return "found, left untouched"
+    return "no watermark found"

@@ -1,8 +1,9 @@
 """Planning: which marks get the matte, from the crops pass 1 sampled (``matte.CropSampler``).
 
-The detected positions are one mark jumping around: their crops are pooled into one estimate
-(``matte.estimate_groups``, which lets a position that disagrees keep its own). A region gets its
-own estimate (it may be another logo) unless it covers a detected position's window.
+The detected positions are one mark jumping around, and so are a user's regions around its
+visits: every sampled window of about one size is pooled into one estimate
+(``matte.estimate_groups``, which lets a window that disagrees - another logo - keep its own).
+One region's visit alone gave a flat sky's matte 2-3 independent frames and left a ghost.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import numpy as np
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport
+
+# A matte whose strongest alpha stays below this found no overlay: its pixels are left alone.
+NO_OVERLAY_ALPHA = 0.15
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,12 +33,9 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
                 height: int) -> tuple[dict[MarkKey, MarkPlan], dict[MarkKey, MarkReport]]:
     """The matte plan of every mark that can use one, and a report for every mark."""
     positions, reports = _sampled_positions(marks, sampler)
-    pooled = list(dict.fromkeys(p for key, p in positions.items() if key.kind == "position"))
-    alone = list(dict.fromkeys(p for key, p in positions.items() if key.kind != "position" and p not in pooled))
     mattes: dict[int, PositionMatte] = {}
-    for members in [pooled] + [[p] for p in alone]:
-        if members:
-            mattes.update(_estimate(sampler, members))
+    for members in _pools(list(dict.fromkeys(positions.values())), sampler):
+        mattes.update(_estimate(sampler, members))
     plans: dict[MarkKey, MarkPlan] = {}
     for mark in marks:
         if mark.key not in positions:
@@ -43,6 +44,31 @@ def plan_mattes(marks: list[Mark], sampler: matte.CropSampler, width: int,
         if plan is not None:
             plans[mark.key] = plan
     return plans, reports
+
+
+# Windows whose width and height agree within this share hold the same mark (they pool).
+POOL_SIZE_TOLERANCE = 0.15
+# Registration search of a pool, as a share of the window's smaller side.
+POOL_MAX_SHIFT = 0.45
+
+
+def _pools(members: list[int], sampler: matte.CropSampler) -> list[list[int]]:
+    """Sampled positions grouped by window size, largest first (pooling trims to the smallest)."""
+    def size(p: int) -> tuple[int, int]:
+        win = sampler.windows[p]
+        return int(win[2] - win[0]), int(win[3] - win[1])
+
+    pools: list[list[int]] = []
+    for p in sorted(members, key=lambda p: -size(p)[0] * size(p)[1]):
+        w, h = size(p)
+        for pool in pools:
+            w0, h0 = size(pool[0])
+            if abs(w - w0) <= POOL_SIZE_TOLERANCE * w0 and abs(h - h0) <= POOL_SIZE_TOLERANCE * h0:
+                pool.append(p)
+                break
+        else:
+            pools.append([p])
+    return pools
 
 
 def _sampled_positions(marks: list[Mark], sampler: matte.CropSampler) -> tuple[dict[MarkKey, int],
@@ -68,8 +94,11 @@ def _estimate(sampler: matte.CropSampler, members: list[int]) -> dict[int, Posit
     """One pooled estimate for the sampled positions ``members``."""
     inputs = {p: sampler.position_crops(p) for p in members}
     try:
+        # A window clamped at the frame's edge holds its mark off-centre by up to the margin
+        # (13 px in a 50-px-high window at 640x360): more than the default search (a quarter side).
         parts = matte.estimate_groups([inputs[p].crops for p in members],
-                                      references=[inputs[p].references for p in members])
+                                      references=[inputs[p].references for p in members],
+                                      max_shift=POOL_MAX_SHIFT * min(inputs[members[0]].crops.shape[1:3]))
     except ValueError as exc:
         return {p: PositionMatte(None, inputs[p].origins, str(exc)) for p in members}
     return {p: PositionMatte(part, inputs[p].origins) for p, part in zip(members, parts)}
@@ -104,3 +133,43 @@ def _mark_offset(sampled: PositionMatte, x0: int, y0: int) -> np.ndarray:
     if len(offs) != len(origins):
         return np.zeros(2, np.float32)
     return np.median(offs + origins - np.array([y0, x0], np.float32), 0)
+
+
+UNCONFIRMED_MIN_ALPHA = 0.3  # an unconfirmed detector guess needs a clear overlay...
+UNCONFIRMED_MIN_WHITE = 200.0  # ...of the Sora mark's white body (a fit over clean texture took its colours)
+
+
+def _white_overlay(summary: dict | None) -> bool:
+    """The matte shows what the demo detector was trained to find: a clearly opaque white overlay."""
+    if not summary:
+        return False
+    color = summary.get("color")
+    white = color is None or min(color) >= UNCONFIRMED_MIN_WHITE
+    return white and summary.get("alpha_max", 0.0) >= UNCONFIRMED_MIN_ALPHA
+
+
+def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
+                   timeline: bx.Timeline | None) -> None:
+    """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
+    untouched, instead of falling back to inpainting a box of clean picture. A position discovery
+    confirmed (its steps fit a semi-transparent overlay) is evidence of its own: it keeps the
+    inpainting fallback when its matte fails. A demo-detector position discovery did not confirm
+    has only the matte as evidence: without a usable plan of a white overlay it is left untouched."""
+    for mark in marks:
+        if mark.key.kind != "position":
+            continue
+        found = mark.found or {}
+        if found.get("source") in ("discovery", "both"):
+            continue
+        report = reports.get(mark.key, MarkReport())
+        alpha_max = (report.matte or {}).get("alpha_max", 1.0)
+        if not found.get("confirmed", True) and not (mark.key in plans and _white_overlay(report.matte)):
+            reason = f"an unconfirmed detection and no white overlay fitted there ({report.reason or 'no matte'})"
+        elif report.matte and alpha_max < NO_OVERLAY_ALPHA:
+            reason = f"no overlay there (matte alpha_max {alpha_max} < {NO_OVERLAY_ALPHA})"
+        else:
+            continue
+        plans.pop(mark.key, None)
+        if timeline is not None:
+            timeline.present[mark.key.index] = False
+        reports[mark.key] = MarkReport(method="untouched", matte=report.matte, reason=reason)

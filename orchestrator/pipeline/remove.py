@@ -82,10 +82,13 @@ def frame_keys(timeline: Timeline | None, index: int, t: float, regions: Sequenc
 
 
 def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
-                 plans: dict[MarkKey, MarkPlan]) -> dict[int, Restored]:
+                 plans: dict[MarkKey, MarkPlan], tracker: matte.VisitTracker | None = None) -> dict[int, Restored]:
     """Box index -> the matte's result, for the boxes whose plan fits this frame (the others, and
-    frames with a fade or animation the matte does not explain, go to the inpainter)."""
+    frames with a fade or animation the matte does not explain, go to the inpainter). With a
+    ``tracker`` (one per pass 2) each visit is registered and every frame gated for ghosts."""
     out: dict[int, Restored] = {}
+    if tracker is not None:
+        tracker.start_frame([k for k in keys if k in plans])
     for j, key in enumerate(keys):
         plan = plans.get(key)
         if plan is None:
@@ -93,6 +96,14 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
         x0, y0, cw, ch = plan.window
         ex0, ey0, ex1, ey1 = even_box(x0, y0, x0 + cw, y0 + ch, width, height)
         crop = read(ex0, ey0, ex1, ey1)[y0 - ey0 : y0 - ey0 + ch, x0 - ex0 : x0 - ex0 + cw]
+        if tracker is not None:
+            try:
+                result = tracker.remove(key, crop, plan.estimate, plan.offset)
+            except ValueError:
+                continue
+            if result is not None:
+                out[j] = Restored(x0, y0, *result)
+            continue
         try:
             opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=plan.offset)
         except ValueError:
@@ -104,7 +115,8 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
     return out
 
 
-def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float) -> list[Crop]:
+def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float,
+               picture: tuple[int, int, int, int] | None = None) -> list[Crop]:
     """Inpainter crops for the hole the inversion left, the hole mapped into each crop."""
     hole = restored.hole
     if not hole.any():
@@ -113,7 +125,7 @@ def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], co
     ch, cw = hole.shape
     ys, xs = np.nonzero(hole)
     hb = np.array([[x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]])
-    crops = plan_crops(hb, width, height, sizes, context=context)
+    crops = plan_crops(hb, width, height, sizes, context=context, picture=picture)
     for crop in crops:
         rx0, ry0, rx1, ry1 = crop.region(width, height)
         full = np.zeros((ry1 - ry0, rx1 - rx0), bool)  # the hole in the crop's coordinates
@@ -125,18 +137,21 @@ def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], co
 
 
 def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: list[MarkKey],
-               plans: dict[MarkKey, MarkPlan], sizes: list[int], context: float) -> EditArea | None:
+               plans: dict[MarkKey, MarkPlan], sizes: list[int], context: float, *,
+               picture: tuple[int, int, int, int] | None = None,
+               tracker: matte.VisitTracker | None = None) -> EditArea | None:
     """Plan the removal of one frame's boxes (``boxes.frame_boxes``; ``keys`` their marks);
-    None when nothing changes."""
+    None when nothing changes. ``picture``: the area inside black bars, which crops never take
+    colour from (``inpaint.Crop.picture``)."""
     restored: dict[int, Restored] = {}
     if plans and len(keys) == len(boxes):  # (else a box was clipped away: no matte this frame)
-        restored = invert_marks(read, width, height, keys, plans)
+        restored = invert_marks(read, width, height, keys, plans, tracker)
     crops: list[Crop] = []
     left = [box for j, box in enumerate(boxes) if j not in restored]
     if left:
-        crops.extend(plan_crops(np.asarray(left), width, height, sizes, context=context))
+        crops.extend(plan_crops(np.asarray(left), width, height, sizes, context=context, picture=picture))
     for r in restored.values():
-        crops.extend(hole_crops(r, width, height, sizes, context))
+        crops.extend(hole_crops(r, width, height, sizes, context, picture))
     areas = [c.region(width, height) for c in crops]
     areas += [(r.x0, r.y0, r.x0 + r.rgb.shape[1], r.y0 + r.rgb.shape[0]) for r in restored.values()]
     if not areas:

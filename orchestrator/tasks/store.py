@@ -1,14 +1,17 @@
 """Tasks persisted with SQLAlchemy (async): SQLite by default (WAL mode), PostgreSQL by URL.
 
-The database is the queue: the worker claims a queued task with a conditional UPDATE, so a task
-is never run by two claimers, and nothing is lost when the process dies (``recover`` puts the
-tasks that were ``processing`` back in the queue).
+The database is the queue: a worker claims a queued task with one ``UPDATE … RETURNING`` (``FOR
+UPDATE SKIP LOCKED`` on PostgreSQL), so a task is never run by two claimers. A claim is a lease
+(``owner``, ``attempts``, ``lease_until``); renewing, finishing and expiring leases live in
+``orchestrator.tasks.lease``. The schema is managed by Alembic (``orchestrator.tasks.migrations``).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -58,6 +61,8 @@ class TaskRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)  # lease holder (node#boot)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     source_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     input_path: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -84,6 +89,8 @@ class Task:
     error: str | None
     attempts: int
     cancel_requested: bool
+    owner: str | None
+    lease_until: datetime | None
     source_name: str | None
     source_url: str | None
     input_path: str | None
@@ -102,7 +109,7 @@ class Task:
         return cls(
             id=row.id, status=row.status, progress=row.progress or 0.0, stage=row.stage,
             error=row.error, attempts=row.attempts or 0, cancel_requested=bool(row.cancel_requested),
-            source_name=row.source_name, source_url=row.source_url, input_path=row.input_path,
+            owner=row.owner, lease_until=_aware(row.lease_until), source_name=row.source_name, source_url=row.source_url, input_path=row.input_path,
             output_path=row.output_path, options=dict(row.options or {}),
             details=dict(row.details or {}), created_at=_aware(row.created_at),
             not_before=_aware(row.not_before), started_at=_aware(row.started_at),
@@ -114,6 +121,21 @@ class Task:
         return self.status in FINAL_STATUSES
 
 
+def _finite(value: Any) -> Any:
+    """JSON without NaN/Infinity (PostgreSQL's json type and strict clients refuse them): null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(_finite(value), allow_nan=False)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -122,33 +144,26 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _add_token_column(connection) -> None:
-    """A database made before per-task tokens gets the column (create_all adds no columns)."""
-    from sqlalchemy import inspect, text
-
-    if "token" not in {c["name"] for c in inspect(connection).get_columns("tasks")}:
-        connection.execute(text("ALTER TABLE tasks ADD COLUMN token VARCHAR(64)"))
-
-
 class TaskStore:
     """All task reads and writes. Methods return detached ``Task`` snapshots."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.engine: AsyncEngine = create_async_engine(database_url)
+        self.engine: AsyncEngine = create_async_engine(database_url, json_serializer=json_dumps,
+                                                       pool_pre_ping=not database_url.startswith("sqlite"))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def init(self) -> None:
-        """Create the schema (idempotent) and, for SQLite, the directory of the file."""
+        """Bring the schema to the newest migration and, for SQLite, create the file's directory."""
+        from orchestrator.tasks.migrations import upgrade
+
         if self.engine.dialect.name == "sqlite":
             database = self.engine.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-            await conn.run_sync(_add_token_column)
+        await upgrade(self.engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -200,30 +215,30 @@ class TaskStore:
             return {status: int(n) for status, n in result.all()}
 
     # -- queue ----------------------------------------------------------------------------------
-    async def claim_next(self) -> Task | None:
-        """Atomically move the oldest runnable queued task to ``processing`` (attempts + 1)."""
+    async def claim_next(self, owner: str | None = None, lease_s: float = 30.0) -> Task | None:
+        """Move the oldest runnable queued task to ``processing`` for ``owner`` in one statement
+        (attempts + 1, lease until now + ``lease_s``). SQLite compiles it without the lock clause:
+        its single writer makes the statement atomic anyway."""
         now = utcnow()
-        async with self._sessions() as session:
-            for _ in range(5):  # another claimer may win the race: try the next candidate
-                candidate = (await session.execute(
-                    select(TaskRow.id)
-                    .where(TaskRow.status == TaskStatus.queued.value, TaskRow.input_path.is_not(None),
-                           (TaskRow.not_before.is_(None)) | (TaskRow.not_before <= now))
-                    .order_by(TaskRow.created_at, TaskRow.id).limit(1)
-                )).scalar_one_or_none()
-                if candidate is None:
-                    return None
-                result = await session.execute(
-                    update(TaskRow)
-                    .where(TaskRow.id == candidate, TaskRow.status == TaskStatus.queued.value)
-                    .values(status=TaskStatus.processing.value, attempts=TaskRow.attempts + 1,
-                            started_at=now, stage="starting", not_before=None, updated_at=now)
-                )
-                await session.commit()
-                if result.rowcount == 1:
-                    row = await session.get(TaskRow, candidate, populate_existing=True)
-                    return Task.from_row(row)
-            return None
+        runnable = (
+            select(TaskRow.id)
+            .where(TaskRow.status == TaskStatus.queued.value, TaskRow.input_path.is_not(None),
+                   (TaskRow.not_before.is_(None)) | (TaskRow.not_before <= now))
+            .order_by(TaskRow.created_at, TaskRow.id).limit(1)
+            .with_for_update(skip_locked=True).scalar_subquery()
+        )
+        stmt = (
+            update(TaskRow)
+            .where(TaskRow.id == runnable, TaskRow.status == TaskStatus.queued.value)
+            .values(status=TaskStatus.processing.value, attempts=TaskRow.attempts + 1, owner=owner,
+                    lease_until=now + timedelta(seconds=lease_s), started_at=now, stage="starting",
+                    not_before=None, updated_at=now)
+            .returning(TaskRow)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions.begin() as session:
+            row = (await session.scalars(stmt)).one_or_none()
+            return Task.from_row(row) if row is not None else None
 
     async def next_wakeup(self) -> datetime | None:
         """Earliest ``not_before`` among queued tasks (the worker sleeps until then at most)."""
@@ -242,35 +257,6 @@ class TaskStore:
                 query = query.where(TaskRow.input_path.is_not(None))
             return list((await session.scalars(query.order_by(TaskRow.created_at))).all())
 
-    async def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
-        """After a restart: ``processing`` tasks go back to the queue, or fail past max_attempts.
-
-        A task whose cancel was requested before the crash ends ``cancelled``.
-        Returns (requeued ids, failed-or-cancelled ids).
-        """
-        requeued, ended = [], []
-        now = utcnow()
-        async with self._sessions.begin() as session:
-            rows = (await session.scalars(
-                select(TaskRow).where(TaskRow.status == TaskStatus.processing.value)
-            )).all()
-            for row in rows:
-                if row.cancel_requested:
-                    row.status, row.finished_at, row.stage = TaskStatus.cancelled.value, now, None
-                    ended.append(row.id)
-                elif (row.attempts or 0) >= max_attempts:
-                    row.status, row.finished_at, row.stage = TaskStatus.failed.value, now, None
-                    row.error = (f"gave up after {row.attempts} attempts: the service stopped while "
-                                 "the task was processing")
-                    ended.append(row.id)
-                else:
-                    row.status, row.stage, row.progress = TaskStatus.queued.value, "requeued", 0.0
-                    requeued.append(row.id)
-                row.updated_at = now
-        if requeued or ended:
-            LOGGER.warning("recovered tasks interrupted by a restart: requeued %s, ended %s", requeued, ended)
-        return requeued, ended
-
     # -- updates ---------------------------------------------------------------------------------
     async def update_fields(self, task_id: str, *, only_status: tuple[str, ...] | None = None, **values: Any) -> bool:
         """Update columns of one task; with ``only_status`` only if it is in one of those states."""
@@ -282,14 +268,9 @@ class TaskStore:
             result = await session.execute(stmt.values(**values))
             return result.rowcount == 1
 
-    async def set_progress(self, task_id: str, progress: float, stage: str | None, details: dict | None = None) -> None:
-        values: dict[str, Any] = {"progress": max(0.0, min(100.0, float(progress))), "stage": stage}
-        if details is not None:
-            values["details"] = details
-        await self.update_fields(task_id, only_status=(TaskStatus.processing.value,), **values)
-
     async def finish(self, task_id: str, status: TaskStatus, *, error: str | None = None,
                      details: dict | None = None, progress: float | None = None) -> bool:
+        """End a task whoever holds it (downloads, admin); workers end theirs through a lease."""
         values: dict[str, Any] = {"status": status.value, "error": error, "finished_at": utcnow(), "stage": None}
         if details is not None:
             values["details"] = details
@@ -297,13 +278,6 @@ class TaskStore:
             values["progress"] = progress
         return await self.update_fields(
             task_id, only_status=(TaskStatus.queued.value, TaskStatus.processing.value), **values
-        )
-
-    async def requeue(self, task_id: str, *, delay_s: float, error: str | None) -> bool:
-        return await self.update_fields(
-            task_id, only_status=(TaskStatus.processing.value,), status=TaskStatus.queued.value,
-            stage="retry-wait", progress=0.0, not_before=utcnow() + timedelta(seconds=delay_s),
-            details={"last_error": error} if error else {},
         )
 
     async def request_cancel(self, task_id: str) -> Task | None:

@@ -24,25 +24,9 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from orchestrator.errors import TritonUnavailableError
 from orchestrator.triton.deadlines import DeadlinePolicy, shared
 from orchestrator.metrics import TRITON_REQUEST_ERRORS, TRITON_REQUEST_SECONDS
+from orchestrator.triton.channel import channel_args, grpc_target
 
 LOGGER = logging.getLogger(__name__)
-
-# Frames of 4K letterboxed to 640 and batches of 16 crops of 512² are ~20 MB per message; the
-# gRPC default (4 MB) would refuse them. Passing channel_args replaces ALL of the client's
-# defaults, so the keepalive/size options it normally sets are repeated here.
-MAX_MESSAGE_BYTES = 1 << 30
-
-
-def channel_args(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 20_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -62,7 +46,7 @@ class TritonClient:
         self.timeout_s = timeout_s  # metadata calls; inference deadlines come from self.deadlines
         self.deadlines = shared(url, deadlines or DeadlinePolicy(floor_s=timeout_s))
         try:
-            self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args())
+            self._client = grpcclient.InferenceServerClient(grpc_target(url), channel_args=channel_args())
         except Exception as exc:  # noqa: BLE001 - bad URL etc.
             raise TritonUnavailableError(
                 "cannot connect to the inference server", detail=f"{url}: {exc}"
@@ -137,6 +121,15 @@ class TritonClient:
         config = config.get("config", config)
         inputs = {i["name"]: [int(d) for d in i.get("dims", [])] for i in config.get("input", [])}
         return ModelInfo(model, inputs, int(config.get("max_batch_size", 0) or 0))
+
+    def model_parameters(self, model: str) -> dict[str, str]:
+        """The string parameters of a model's config (e.g. the detector's ``weights``)."""
+        try:
+            config = self._client.get_model_config(model, client_timeout=self.timeout_s, as_json=True)
+        except InferenceServerException as exc:
+            raise TritonUnavailableError(f"model {model} unavailable", detail=str(exc)) from exc
+        params = config.get("config", config).get("parameters", {}) or {}
+        return {k: str(v.get("string_value", "")) for k, v in params.items() if isinstance(v, dict)}
 
     def inpainter_sizes(self, prefix: str = "inpainter") -> dict[int, str]:
         """Crop size -> model name for every READY inpainter (``inpainter``, ``inpainter_256``...)."""

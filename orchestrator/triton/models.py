@@ -26,11 +26,9 @@ from typing import Any
 
 from orchestrator import metrics
 from orchestrator.settings import Settings
+from orchestrator.triton.channel import channel_args, grpc_target
 
 LOGGER = logging.getLogger(__name__)
-
-GRPC_MAX_MESSAGE = 256 * 1024 * 1024
-
 
 class ModelState(str, enum.Enum):
     starting = "starting"
@@ -63,19 +61,7 @@ class Snapshot:
     error: str | None
     load_failed: bool
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def channel_args() -> list[tuple[str, int]]:
-    """gRPC options. Passing any replaces tritonclient's defaults, so message sizes are set here;
-    short reconnect backoff so a restarted Triton is seen within seconds (gRPC's default grows to
-    120 s)."""
-    return [
-        ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
-        ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
-        ("grpc.initial_reconnect_backoff_ms", 250),
-        ("grpc.min_reconnect_backoff_ms", 250),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-    ]
+    replicas: dict[str, Any] | None = None  # several Triton replicas: see triton/replicas.py
 
 
 class ModelManager:
@@ -157,7 +143,7 @@ class ModelManager:
             self._grpc_aio = await asyncio.to_thread(importlib.import_module, "tritonclient.grpc.aio")
         if self._client is None:
             self._client = self._grpc_aio.InferenceServerClient(
-                self.settings.triton_grpc_url, channel_args=channel_args()
+                grpc_target(self.settings.triton_grpc_url), channel_args=channel_args()
             )
         return self._client
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import shutil
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,18 @@ from orchestrator.triton.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "export" / "python_backend_model.py"
+
+
+def ping_port(port: int) -> int | None:
+    """The status of a local service's ``/ping``; None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
 
 _CONFIGS = {
     "detector": ("images", "TYPE_UINT8", ["output0"]),

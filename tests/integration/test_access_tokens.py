@@ -9,13 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from reliability_support import clip_bytes
-from service_support import ROOT, running_app, test_settings
+from service_support import ROOT, ping_port, running_app, test_settings
 
 from orchestrator.triton.local import free_port
 
@@ -111,16 +109,6 @@ async def test_disk_floor_is_507_before_anything_is_stored(tmp_path, clip):
         assert (await client.get("/v1/tasks")).json()["total"] == 0
 
 
-def _ping(port: int) -> int | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
-
-
 def test_a_public_bind_without_a_key_refuses_to_start_unless_allowed(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"API_KEY", "ALLOW_ANONYMOUS", "HOST"}}
@@ -129,12 +117,12 @@ def test_a_public_bind_without_a_key_refuses_to_start_unless_allowed(tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert "refusing to listen on 0.0.0.0 without API_KEY" in refused.stderr and "ALLOW_ANONYMOUS=1" in refused.stderr
-    assert _ping(port) is None  # it never listened
+    assert ping_port(port) is None  # it never listened
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "--host", "0.0.0.0"], cwd=ROOT,
                             env={**env, "ALLOW_ANONYMOUS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while _ping(port) != 204:
+        while ping_port(port) != 204:
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
             time.sleep(0.1)
     finally:

@@ -46,7 +46,7 @@ async def test_two_files_then_a_non_video_against_the_live_service(tmp_path, tri
         print(out, err, sep="\n")  # shown by pytest -s / on failure: the run's real output
         assert code == 0, err
         assert "submitted first.mp4 as task" in out and "submitted second clip.mp4 as task" in out
-        assert "2 of 2 file(s) cleaned" in out
+        assert "2 of 2 file(s) processed" in out and ": 2 cleaned" in out
         assert frame_count(out_dir / "first.clean.mp4") == CLIP_FRAMES
         assert frame_count(out_dir / "second clip.clean.mp4") == 12
         assert not list(out_dir.glob(".*.part"))

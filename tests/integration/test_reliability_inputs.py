@@ -88,7 +88,7 @@ async def test_bad_uploads_fail_clearly_and_a_good_task_still_finishes(tmp_path,
         # Healthy afterwards; the inputs of ended tasks are gone, and only the good result exists.
         assert (await client.get("/ping")).status_code == 200
         assert not list((settings.data_dir / "uploads").iterdir())
-        assert [p.name for p in (settings.data_dir / "results").iterdir()] == [f"{good['task_id']}.mp4"]
+        assert [p.name for p in (settings.data_dir / "results").iterdir()] == [f"{good['task_id']}.a1.mp4"]
 
 
 async def test_malformed_requests_are_400_and_store_nothing(tmp_path, files):

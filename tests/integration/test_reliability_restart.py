@@ -89,7 +89,8 @@ async def test_sigkill_with_queue_loses_nothing_and_runs_nothing_twice(tmp_path,
             assert 'unmark_tasks_total{status="finished"} 5.0' in metrics  # each ran to the end once
             listing = (await client.get("/v1/tasks", params={"limit": 50})).json()
             assert listing["total"] == 5
-        assert sorted(p.name for p in results.iterdir()) == sorted(f"{i}.mp4" for i in ids)
+        assert sorted(p.name for p in results.iterdir()) == sorted(
+            f"{i}.a{2 if i == long_id else 1}.mp4" for i in ids)  # one result per task: its last attempt's
         assert not list((data_dir / "uploads").iterdir())
     finally:
         source.__exit__(None, None, None)

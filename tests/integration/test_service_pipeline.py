@@ -215,4 +215,4 @@ async def test_graceful_stop_puts_the_running_task_back_without_using_an_attempt
     task = await store.get(task_id)
     await store.close()
     assert task.status == "queued" and task.attempts == 0, task
-    assert task.input_path and not (settings.data_dir / "results" / f"{task_id}.mp4").exists()
+    assert task.input_path and not list((settings.data_dir / "results").glob(f"*{task_id}*"))

@@ -7,34 +7,22 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import psutil
 import pytest
 
-from service_support import ROOT, make_tiny_repository
+from service_support import ROOT, make_tiny_repository, ping_port
 
 from orchestrator.triton.local import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def _ping(port: int) -> int | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
-
-
 def _wait_ping(port: int, want: set[int], timeout_s: float, proc: subprocess.Popen) -> tuple[int, float]:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout_s:
         assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-3000:]
-        status = _ping(port)
+        status = ping_port(port)
         if status in want:
             return status, time.perf_counter() - t0
         time.sleep(0.02)
@@ -76,7 +64,7 @@ def test_process_answers_ping_quickly_without_triton(tmp_path):
         print(f"first /ping {status} {since_start:.2f} s after process start")
         # The design target is < 1 s; imports on a loaded 2-core CI box can take longer.
         assert since_start < 10
-        assert _ping(health) == 204
+        assert ping_port(health) == 204
     finally:
         assert _stop(proc) == 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -67,7 +68,7 @@ async def test_upload_through_the_page_and_download_the_clean_video(tmp_path, tr
         bar = task.get_by_role("progressbar")
         await expect(bar).to_have_attribute("aria-valuenow", "100")
         await expect(bar).to_have_attribute("aria-label", "Progress of clip.mp4")
-        await expect(task.locator(".task-status")).to_have_text("Finished")
+        await expect(task.locator(".task-status")).to_have_text(re.compile(r"^Finished"))
         # Before/after side by side: both videos have a source and the result decodes in Chromium.
         await expect(task.locator(".compare")).to_be_visible()
         for video in (task.locator(".before video"), task.locator(".after video")):

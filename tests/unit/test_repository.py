@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.prepare import PrepareError, prepare
 from export.repository import (
+    COMMITTED_DETECTOR_WEIGHTS,
     PYTHON_MODEL,
     RepositoryError,
     config_text,
@@ -66,7 +68,9 @@ def test_committed_configs_parse_and_match_the_generator(repo, target):
     for spec in (detector_spec(), inpainter_spec(512), inpainter_spec(256)):
         text = (ROOT / repo / spec.name / "config.pbtxt").read_text()
         cfg = parse_config(text)  # Triton's schema: unknown fields/enums raise
-        assert text == config_text(model_config(spec, target)), f"{repo}/{spec.name} is stale: regenerate it"
+        # The committed detector config carries the provenance `make run` writes on a fresh clone.
+        weights = COMMITTED_DETECTOR_WEIGHTS.get(target) if spec.name == "detector" else None
+        assert text == config_text(model_config(spec, target, weights=weights)), f"{repo}/{spec.name} is stale: regenerate it"
         assert cfg.name == spec.name and cfg.max_batch_size == 16
         assert [i.name for i in cfg.input] == [t.name for t in spec.inputs]
         assert list(cfg.dynamic_batching.preferred_batch_size)
@@ -132,6 +136,16 @@ def test_prepare_offline_uses_demo_detector_and_fallback(tmp_path):
     start = time.monotonic()
     again = prepare(tmp_path / "repo", settings=settings, offline=True, detector_demo=demo)
     assert not any(again.changed.values()) and time.monotonic() - start < 5
+
+
+def test_prepare_on_a_fresh_clone_leaves_the_committed_configs_unchanged(tmp_path):
+    """`make run` on a fresh clone (no weights at hand: the committed demo detector) must leave git clean."""
+    repo = shutil.copytree(ROOT / "model_repository", tmp_path / "repo")
+    committed = {p.relative_to(repo): p.read_bytes() for p in repo.rglob("config.pbtxt")}
+    report = prepare(repo, settings=WeightSettings(weights_dir=tmp_path / "weights"), offline=True,
+                     detector_demo=tiny_detector(tmp_path / "detector_demo.onnx"))
+    assert report.choices[0].kind == "demo"
+    assert {p.relative_to(repo): p.read_bytes() for p in repo.rglob("config.pbtxt")} == committed
 
 
 def test_prepare_errors_are_clear(tmp_path, http_unreachable_url):
@@ -239,3 +253,9 @@ def test_gpu_profiles_cover_the_batches_the_pipeline_sends():
             assert set(shapes) == {t.name for t in spec.inputs}
             assert all(s.split("x")[0] == str(batch) for s in shapes.values())
         assert trt.parameters["trt_engine_cache_path"] == f"{TRT_CACHE_DEFAULT}/{spec.name}"
+
+
+def test_the_detector_config_records_its_weights_provenance(tmp_path):
+    write_model(tmp_path, detector_spec(), None, target="cpu", weights="demo")
+    cfg = parse_config((tmp_path / "detector" / "config.pbtxt").read_text())
+    assert cfg.parameters["weights"].string_value == "demo"

@@ -24,9 +24,10 @@ from orchestrator.pipeline.matte.params import PARAMS, WHITE, MatteParams
 from orchestrator.pipeline.matte.pool import GroupMatte, estimate_groups, pool_crops
 from orchestrator.pipeline.matte.register import align, register, shift_map
 from orchestrator.pipeline.matte.sampling import CropSampler, PositionCrops, Reference
+from orchestrator.pipeline.matte.track import VisitTracker
 
 __all__ = [
     "PARAMS", "WHITE", "CropSampler", "GroupMatte", "MatteEstimate", "MatteParams", "PositionCrops",
     "Reference", "align", "estimate_groups", "estimate_matte", "fit_opacity", "pool_crops", "register",
-    "remove_with_matte", "shift_map",
+    "remove_with_matte", "shift_map", "VisitTracker",
 ]

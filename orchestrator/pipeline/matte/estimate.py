@@ -17,7 +17,8 @@ import numpy as np
 from orchestrator.pipeline.matte.image import dilate_mask, fill_frames, to_planes
 from orchestrator.pipeline.matte.params import PARAMS, WHITE, MatteParams
 from orchestrator.pipeline.matte.references import consistent, fill_weights, reference_backgrounds
-from orchestrator.pipeline.matte.register import align, register, snap
+from orchestrator.pipeline.matte.refine import two_colour
+from orchestrator.pipeline.matte.register import align, register, shift_map, snap
 from orchestrator.pipeline.matte.solve import als, effective_frames, fit_residual, regularise_opacity, residuals
 
 LOGGER = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ class MatteEstimate:
     alpha_se: np.ndarray | None = None  # float32 [h, w]: standard error of alpha (effective frames)
     reference_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # crops whose
     # background came from a clean reference frame
+    color_map: np.ndarray | None = None  # float32 [h, w, 3]: W per pixel where the mark has dark parts
+    unstable: np.ndarray | None = None  # bool [h, w]: parts that change per frame (the inpainter's)
+
+    def color_at(self, offset=None) -> np.ndarray:
+        """W in a crop: [h, w, 3] when the mark has dark parts (moved by ``offset``), else [3]."""
+        return self.color if self.color_map is None else shift_map(self.color_map, offset)
 
     @property
     def references(self) -> int:
@@ -75,6 +82,8 @@ class MatteEstimate:
             "median_residual": round(float(np.median(self.residual)), 3) if self.residual.size else None,
             "effective_frames": round(self.effective_frames, 1),
             "references": self.references,
+            "dark_px": int((self.color_map.min(-1) < 128).sum()) if self.color_map is not None else 0,
+            "unstable_px": int(self.unstable.sum()) if self.unstable is not None else 0,
         }
 
 
@@ -97,6 +106,7 @@ class _Fit:
     ref_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ref_bg: np.ndarray | None = None
     ref_valid: np.ndarray | None = None
+    ref_registered: np.ndarray | None = None  # ref_valid before the white-only consistency check
     ref_share: np.ndarray | None = None
     weight: np.ndarray | None = None
     n_eff0: float = 0.0
@@ -138,6 +148,7 @@ def estimate_matte(
     inner_rounds: int = PARAMS.inner_rounds,
     references: dict[int, np.ndarray] | None = None,
     params: MatteParams = PARAMS,
+    max_shift: float | None = None,
 ) -> MatteEstimate:
     """Estimate the mark's matte from its crops over many frames (uint8 [N, h, w, 3]).
 
@@ -147,24 +158,19 @@ def estimate_matte(
     crop of the same window from a nearby frame where the mark is absent: that crop's background
     is then known instead of guessed. The result is ``reliable=False`` with a reason when there are
     too few frames, the background never moves, no consistent mark is found, or the fixed matte
-    does not explain the frames (residual too high).
+    does not explain the frames (residual too high). ``max_shift`` bounds the registration
+    (``register``'s default: a quarter of the smaller side).
     """
-    crops = np.asarray(crops)
-    if crops.ndim != 4 or crops.shape[-1] != 3:
-        raise ValueError(f"crops must be [N, h, w, 3], got {crops.shape}")
+    crops = _checked(crops)
     n, h, w, _ = crops.shape
-    if h < 8 or w < 8:
-        raise ValueError(f"crops too small for a matte: {h}x{w}")
     shape = (n, h, w, alpha_threshold, max_residual)
     if n < min_frames:
         return _unreliable(shape, f"too few frames ({n} < {min_frames})")
     if offsets is None:
-        offsets = register(crops) if register_crops else np.zeros((n, 2), np.float32)
+        offsets = register(crops, max_shift=max_shift) if register_crops else np.zeros((n, 2), np.float32)
     offsets = snap(np.asarray(offsets, dtype=np.float32).reshape(n, 2))
     x = to_planes(align(crops, offsets))  # [N, 3, h, w]
-    border = np.zeros((h, w), bool)
-    border[:2] = border[-2:] = True
-    border[:, :2] = border[:, -2:] = True
+    border = _border(h, w)
     # Does the background move at all? With a static background the mark cannot be separated.
     motion = float(np.median(x[:, :, border].std(axis=0)))
     if motion < min_background_motion:
@@ -174,19 +180,50 @@ def estimate_matte(
     # the ridge pulls alpha to 0 where the background never differs from W
     fit = _Fit(crops, offsets, x, border, mark_color, ridge=100.0 * n)
     _refine(fit, references, iterations, inner_rounds, params)
+    problem = _support_problem(fit)
+    if problem is not None:
+        return _unreliable(shape, problem, offsets)
+    _resolve_outside_support(fit, x, inner_rounds)
+    if color is None:
+        _choose_colour(fit, inner_rounds)
+    return _result(fit, alpha_threshold, max_residual, params)
+
+
+def _checked(crops: np.ndarray) -> np.ndarray:
+    """The crops as an array, or ValueError when they are not [N, h, w, 3] of at least 8x8."""
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"crops must be [N, h, w, 3], got {crops.shape}")
+    h, w = crops.shape[1:3]
+    if h < 8 or w < 8:
+        raise ValueError(f"crops too small for a matte: {h}x{w}")
+    return crops
+
+
+def _border(h: int, w: int) -> np.ndarray:
+    """The crop's outer two pixels: background in every frame, the first guess of what is known."""
+    border = np.zeros((h, w), bool)
+    border[:2] = border[-2:] = True
+    border[:, :2] = border[:, -2:] = True
+    return border
+
+
+def _support_problem(fit: _Fit) -> str | None:
+    """Why the refined support is no mark to invert (none, or all of the crop), or None."""
     frac = float(fit.support.mean())
     if fit.alpha.max() < 0.05 or frac < 0.002:
-        return _unreliable(shape, "no consistent mark found in the crops", offsets)
+        return "no consistent mark found in the crops"
     if frac > 0.9:
-        return _unreliable(shape, "the mark covers the whole crop: no background around it to compare with",
-                           offsets)
+        return "the mark covers the whole crop: no background around it to compare with"
+    return None
+
+
+def _resolve_outside_support(fit: _Fit, x: np.ndarray, inner_rounds: int) -> None:
+    """Guess the background once more from everything outside the final support, then re-solve."""
     if not np.array_equal(fit.known, ~fit.support):
         fit.known = ~fit.support
         fit.bg = fit.background(fill_frames(x, fit.known))
         fit.solve(inner_rounds)
-    if color is None:
-        _choose_colour(fit, inner_rounds)
-    return _result(fit, alpha_threshold, max_residual, params)
 
 
 def _unreliable(shape: tuple, reason: str, offsets: np.ndarray | None = None) -> MatteEstimate:
@@ -225,6 +262,7 @@ def _attach_references(fit: _Fit, filled: np.ndarray, references, params: MatteP
     # crops served by the same reference image (by content: callers pass copies or views)
     used = [hash(np.ascontiguousarray(references[int(k)]).tobytes()) for k in fit.ref_idx]
     fit.ref_share = np.array([used.count(u) for u in used], np.float32)
+    fit.ref_registered = fit.ref_valid
     if not fit.ref_idx.size:
         return
     fit.n_eff0 = effective_frames(fit.x, fit.bg, fit.alpha, fit.color, fit.opacity, fit.support)
@@ -274,7 +312,10 @@ def _result(fit: _Fit, alpha_threshold: float, max_residual: float, params: Matt
     alpha = np.clip(np.where(dilate_mask(keep & (fit.alpha > 3.0 * se), 1), fit.alpha, 0.0), 0.0, 1.0)
     alpha = alpha.astype(np.float32)
     opacity, opacity_noise = regularise_opacity(fit.opacity)
-    residual = residuals(x, bg, alpha, color, opacity, support)
+    alpha, color_map, unstable, se_dark = _dark_parts(fit, alpha, opacity)
+    if se_dark is not None:  # the white-only fit's error says nothing about the dark parts
+        se_eff = np.where(support, se_dark if fit.weight is not None else se_dark * np.sqrt(n / n_eff), se_eff)
+    residual = residuals(x, bg, alpha, color if color_map is None else color_map, opacity, support)
     med_res = float(np.median(residual))
     # Judged on the frames with a clean reference when there are a few (their residual is the
     # model's own misfit; elsewhere the fill's error dominates it).
@@ -293,5 +334,19 @@ def _result(fit: _Fit, alpha_threshold: float, max_residual: float, params: Matt
         alpha_threshold=alpha_threshold, max_residual=frame_limit, offsets=fit.offsets, support=support,
         opacity_noise=opacity_noise, effective_frames=float(n_eff),
         alpha_se=np.where(alpha > 0, np.minimum(se_eff, 0.5), 0.0).astype(np.float32),
-        reference_index=fit.ref_idx.astype(np.int64),
+        reference_index=fit.ref_idx.astype(np.int64), color_map=color_map, unstable=unstable,
     )
+
+
+def _dark_parts(fit: _Fit, alpha: np.ndarray, opacity: np.ndarray):
+    """``refine.two_colour`` on the references where they registered: the white-only consistency
+    check dropped them exactly where the mark has dark parts (its pupils)."""
+    bg, weight = fit.bg, fit.weight
+    if fit.ref_idx.size:
+        filled = fill_frames(fit.x, ~fit.support)
+        bg = filled.copy()
+        bg[fit.ref_idx] = np.where(fit.ref_registered[:, None], fit.ref_bg, filled[fit.ref_idx])
+        weight = fill_weights(fit.x, filled, fit.ref_idx, fit.ref_bg, fit.ref_registered, fit.ref_share,
+                              fit.support, fit.n_eff0)
+    return two_colour(fit.x, bg, alpha, fit.color, opacity, fit.support, weight=weight, ridge=fit.ridge,
+                      ref_idx=fit.ref_idx)

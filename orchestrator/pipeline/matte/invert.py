@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.pipeline.matte.estimate import MatteEstimate
-from orchestrator.pipeline.matte.image import YCC, YCC_INV, blur, box_mean, dilate_mask, fill_frames, fill_rgb, \
-    hf_energy, to_planes
+from orchestrator.pipeline.matte.image import YCC, YCC_INV, blur, box_mean, dilate_mask, fill, fill_frames, \
+    fill_rgb, hf_energy, to_planes
+from orchestrator.pipeline.matte.refine import texture_prior
 from orchestrator.pipeline.matte.params import PARAMS, MatteParams
 from orchestrator.pipeline.matte.register import shift_map
 from orchestrator.pipeline.matte.solve import residuals
@@ -39,7 +40,8 @@ def fit_opacity(crop: np.ndarray, estimate: MatteEstimate, *, offset=None) -> tu
         return 0.0, 0.0
     x = to_planes(crop[None])
     bg = fill_frames(x, ~support)
-    g = estimate.color[None, :, None, None] - bg
+    color = estimate.color_at(offset)
+    g = (color[None, :, None, None] if color.ndim == 1 else color.transpose(2, 0, 1)[None]) - bg
     core = alpha > 0.2
     if not core.any():
         core = support
@@ -48,7 +50,7 @@ def fit_opacity(crop: np.ndarray, estimate: MatteEstimate, *, offset=None) -> tu
     o = max(0.0, float((d * ag).sum() / max(float((ag * ag).sum()), 1e-6)))
     if abs(o - 1.0) <= 3.0 * estimate.opacity_noise:
         o = 1.0
-    res = residuals(x, bg, alpha, estimate.color, np.array([o], np.float32), support)
+    res = residuals(x, bg, alpha, color, np.array([o], np.float32), support)
     return o, float(res[0])
 
 
@@ -84,17 +86,18 @@ def remove_with_matte(
     a = np.clip(alpha * o, 0.0, 1.0)
     se = se * o
     x = crop.astype(np.float32)
+    color = estimate.color_at(offset)
     support = a > 0.005
     if estimate.support is not None:
         support |= shift_map(estimate.support.astype(np.float32), offset) > 0.5
     blend = noise_sigma is not None and bool(support.any())
     filled = fill_rgb(x, ~support) if blend else None
-    hole = _hole(a, se, filled, estimate, noise_sigma, hole_variance, dilate, params)
+    hole = _hole(a, se, filled, color, estimate, offset, noise_sigma, hole_variance, dilate, params)
     a_inv = np.where(hole, 0.0, a)
     if chroma_subsampled:
-        restored = _invert_ycc(x, a_inv, estimate.color)
+        restored = _invert_ycc(x, a_inv, color)
     else:
-        restored = (x - a_inv[..., None] * estimate.color) / (1.0 - a_inv[..., None])
+        restored = (x - a_inv[..., None] * color) / (1.0 - a_inv[..., None])
     # The blend covers the mark's whole support (not only a > 0): x264's noise from the strokes
     # spills into their neighbours, and on a flat background the fill is closer there too.
     marked = support & ~hole
@@ -102,7 +105,7 @@ def remove_with_matte(
         if (hole & ~support).any():  # the dilated hole reached outside: fill around it as well
             support = support | hole
             filled = fill_rgb(x, ~support)
-        restored = _wiener_blend(x, restored, filled, a_inv, se, support, marked, estimate.color, noise_sigma,
+        restored = _wiener_blend(x, restored, filled, a_inv, se, support, marked, color, noise_sigma,
                                  estimate_noise, params)
     restored = np.where(hole[..., None], x, restored)
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), hole
@@ -120,7 +123,7 @@ def _shrunk_alpha(estimate: MatteEstimate, offset) -> tuple[np.ndarray, np.ndarr
     return alpha, se
 
 
-def _hole(a, se, filled, estimate: MatteEstimate, noise_sigma, hole_variance, dilate: int,
+def _hole(a, se, filled, color, estimate: MatteEstimate, offset, noise_sigma, hole_variance, dilate: int,
           params: MatteParams) -> np.ndarray:
     """The opaque core plus the pixels whose inversion would cost more than inpainting them."""
     core = a > estimate.alpha_threshold
@@ -132,8 +135,10 @@ def _hole(a, se, filled, estimate: MatteEstimate, noise_sigma, hole_variance, di
         se_hole = se[..., None]
         if estimate.references:
             se_hole = np.where(a[..., None] < params.hole_se_free_alpha, 0.0, se_hole)
-        var0 = (noise_sigma**2 + (se_hole * (estimate.color - filled)) ** 2).mean(-1) * gain0**2
+        var0 = (noise_sigma**2 + (se_hole * (color - filled)) ** 2).mean(-1) * gain0**2
         core |= (a > min(params.hole_alpha_min, estimate.alpha_threshold)) & (var0 > hole_variance)
+    if estimate.unstable is not None:  # parts that change from frame to frame: no one matte fits them
+        core |= shift_map(estimate.unstable.astype(np.float32), offset) > 0.3
     return dilate_mask(core, dilate) if dilate else core
 
 
@@ -147,10 +152,16 @@ def _wiener_blend(x, restored, filled, a_inv, se, support, marked, color, noise_
         sigma2 = max(sigma2, _excess_noise(x, restored, marked, support, gain, params))
     var_inv = (sigma2 + (se[..., None] * (color - filled)) ** 2).mean(-1) * gain**2
     diff = restored - filled
-    local = box_mean((diff * diff).mean(-1), params.blend_radius)
-    signal = np.maximum(local - var_inv, 0.0)
-    weight = (signal / np.maximum(signal + var_inv, 1e-6))[..., None]
-    return np.where(marked[..., None], filled + weight * diff, restored)
+    if params.blend == "prior":
+        # by predicted errors alone: the fill's (the texture around the mark) against the
+        # inversion's; the inversion's own look is no evidence (its matte errors look like texture)
+        tau2 = texture_prior(x, support, params.ring_px, fill)
+        weight = tau2 / np.maximum(tau2 + var_inv, 1e-6)
+    else:
+        local = box_mean((diff * diff).mean(-1), params.blend_radius)
+        signal = np.maximum(local - var_inv, 0.0)
+        weight = signal / np.maximum(signal + var_inv, 1e-6)
+    return np.where(marked[..., None], filled + weight[..., None] * diff, restored)
 
 
 def _excess_noise(x, restored, marked, support, gain, params: MatteParams) -> float:
@@ -172,9 +183,9 @@ def _invert_ycc(x: np.ndarray, a: np.ndarray, color: np.ndarray) -> np.ndarray:
     fringes, because the codec stored the stroke's colour at half resolution.
     """
     ycc = x @ YCC.T
-    wycc = YCC @ np.asarray(color, np.float32)
+    wycc = np.asarray(color, np.float32) @ YCC.T  # [3] or [h, w, 3]
     ac = np.minimum(blur(a), 0.98)
     out = np.empty_like(ycc)
-    out[..., 0] = (ycc[..., 0] - a * wycc[0]) / (1.0 - a)
-    out[..., 1:] = (ycc[..., 1:] - ac[..., None] * wycc[1:]) / (1.0 - ac[..., None])
+    out[..., 0] = (ycc[..., 0] - a * wycc[..., 0]) / (1.0 - a)
+    out[..., 1:] = (ycc[..., 1:] - ac[..., None] * wycc[..., 1:]) / (1.0 - ac[..., None])
     return out @ YCC_INV.T

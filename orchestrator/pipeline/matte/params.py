@@ -36,6 +36,9 @@ class MatteParams:
     reference_alpha_shrink: float = 1.0  # ... and with clean references
     ring_px: int = 4  # ring outside the mark whose texture tells the inversion's excess noise apart
     blend_radius: int = 2  # half-width of the Wiener blend's texture window
+    # the Wiener blend's weights: "prior" by predicted errors (the fill's from the texture of a ring
+    # around the mark, the inversion's from noise and matte error), "local" by the inversion's look
+    blend: str = "prior"
     noise_hf_fraction: float = 0.4  # share of x264's noise variance a 3x3 high-pass sees
     # --- sampling (pass 1)
     crop_margin: float = 0.15  # a position's window: the first box grown by this (+4 px)

@@ -109,6 +109,12 @@ def regularise_opacity(opacity: np.ndarray) -> tuple[np.ndarray, float]:
     return out, noise
 
 
+def color_planes(color: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """W as [1, 3, K] over the pixels ``sel``, from a colour [3] or a colour map [h, w, 3]."""
+    color = np.asarray(color, np.float32)
+    return color[None, :, None] if color.ndim == 1 else color[sel].T[None]
+
+
 def residuals(x, bg, alpha, color, opacity, support) -> np.ndarray:
     """Per-frame misfit ||J - B - a(W - B)|| relative to the full-visibility mark ||alpha(W - B)||.
 
@@ -120,7 +126,7 @@ def residuals(x, bg, alpha, color, opacity, support) -> np.ndarray:
     if not sel.any():
         return np.zeros(x.shape[0], np.float32)
     b = bg[:, :, sel]
-    g = color[None, :, None] - b
+    g = color_planes(color, sel) - b
     a = alpha[sel][None, None, :]
     r = (x[:, :, sel] - b) - a * opacity[:, None, None] * g
     num = (r * r).sum(axis=(1, 2))

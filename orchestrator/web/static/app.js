@@ -306,7 +306,7 @@
       case "processing":
         return data.stage ? `Processing: ${data.stage}` : "Processing";
       case "finished":
-        return "Finished";
+        return outcomeText(data.details).label;
       case "failed":
         return "Failed";
       case "cancelled":
@@ -314,6 +314,26 @@
       default:
         return data.status || "Unknown";
     }
+  }
+
+  // What the task found and did (details.outcome / details.marks from the pipeline).
+  function outcomeText(details) {
+    const info = details || {};
+    const marks = (info.marks || []).filter((m) => m.method !== "untouched");
+    if (info.outcome === "no watermark found") return { label: "Finished: no watermark found", summary: "", kind: "none" };
+    if (info.outcome === "found, left untouched") {
+      return { label: "Finished: nothing removed", summary: "a candidate showed no overlay and was left untouched", kind: "none" };
+    }
+    if (!info.outcome) return { label: "Finished", summary: "", kind: "removed" };
+    const visits = marks.reduce((n, m) => n + ((m.visits || []).length || 1), 0);
+    const methods = {};
+    for (const m of marks) methods[m.method] = (methods[m.method] || 0) + 1;
+    const how = Object.entries(methods).map(([k, v]) => `${k} ${v}`).join(", ");
+    const groups = new Set(marks.map((m) => m.mark ?? 0)).size;
+    const summary = marks.length
+      ? `${groups} mark${groups === 1 ? "" : "s"}, ${marks.length} position${marks.length === 1 ? "" : "s"}, ${visits} visit${visits === 1 ? "" : "s"} (${how})`
+      : "";
+    return { label: "Finished: watermark removed", summary, kind: "removed" };
   }
 
   function render(task, data) {
@@ -337,6 +357,11 @@
     const info = (d.details && (d.status === "processing" ? d.details.progress : d.details)) || {};
     if (d.status === "processing" && info.frames_total) details.push(`frame ${info.frames_done || 0} of ${info.frames_total}`);
     if (d.status === "finished" && info.frames) details.push(`${info.frames} frames`);
+    if (d.status === "finished") {
+      const found = outcomeText(d.details);
+      el.dataset.outcome = found.kind;
+      if (found.summary) details.push(found.summary);
+    }
     if (info.fps) details.push(`${Number(info.fps).toFixed(1)} fps`);
     $(".task-detail", el).textContent = details.join(" · ");
     const errorEl = $(".task-error", el);

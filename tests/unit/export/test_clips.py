@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from export import clips
+from export.clips import FrameScore, covers, frame_score
 
 
 def _visits(truth) -> list[tuple]:
@@ -109,3 +110,17 @@ def test_make_writes_marked_and_clean_videos(tmp_path):
     mse = np.mean((frames[7].astype(float) - clip.truth.clean_frame(7)) ** 2)
     assert 10 * np.log10(255 ** 2 / mse) > 30
     assert clip.marked.stat().st_size > 0
+
+
+def test_frame_score_counts_marks_found_and_boxes_right():
+    class Timeline:
+        positions = np.ones((1, 4))
+        boxes = {0: [(0, 0, 10, 10)], 1: [(5, 0, 15, 10), (50, 50, 60, 60)], 2: [(0, 0, 4, 10)], 3: [(0, 0, 10, 10)]}
+
+        def boxes_at(self, i):
+            return np.array(self.boxes.get(i, []), np.float64).reshape(-1, 4)
+
+    truth = [(0, 0, 10, 10), (0, 0, 10, 10), (0, 0, 10, 10), None]
+    # frame 1: half covered counts; frame 2: 40 % does not; frame 3: a box on a mark-free frame is wrong
+    assert frame_score(truth, Timeline()) == FrameScore(marked=3, found=2, boxes=5, right=2)
+    assert covers((5, 0, 15, 10), (0, 0, 10, 10)) and not covers((6, 0, 15, 10), (0, 0, 10, 10))

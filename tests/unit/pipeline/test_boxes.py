@@ -5,19 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from box_support import A, B, det, none
+
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.options import Region
-
-A = np.array([30, 68, 179, 118], np.float64)
-B = np.array([1112, 321, 1266, 367], np.float64)
-
-
-def det(box, score=0.9, jitter=0.0):
-    return np.array([[*(np.asarray(box) + jitter), score]], np.float32)
-
-
-def none():
-    return np.zeros((0, 5), np.float32)
 
 
 def test_nms_keeps_best_of_overlapping_and_separate_boxes():

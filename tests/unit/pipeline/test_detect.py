@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from box_support import A, B, det, none
+
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.decode import Decoded
 from orchestrator.pipeline.detect import ScanParams, scan
 from orchestrator.pipeline.matte import CropSampler
-
-A = np.array([30, 68, 179, 118], np.float64)
-B = np.array([1112, 321, 1266, 367], np.float64)
-
-
-def det(box, score=0.9, jitter=0.0):
-    return np.array([[*(np.asarray(box) + jitter), score]], np.float32)
-
-
-def none():
-    return np.zeros((0, 5), np.float32)
 
 
 class ScriptedDetector:
@@ -162,3 +153,35 @@ def test_scan_keeps_clean_references_where_the_mark_arrives_and_leaves():
     ref = sampler.references[pb][0]
     assert ref.clean.shape == ref.marked.shape == sampler.crops[pb][0].shape
     assert all(f < 28 for f in sampler.frames[pa]) and all(f >= 32 for f in sampler.frames[pb])
+
+
+def test_large_frames_keep_full_resolution_windows_for_references():
+    """At 1080p the decoded frames between samples do not fit the memory budget (only the
+    detector's resized image is kept): windows around the known positions still give references."""
+    script = lambda i: det(A) if i < 70 else (none() if i < 75 else det(B))  # noqa: E731
+
+    def run(lazy_bytes):
+        sampler = CropSampler(per_position=48)
+        scan((Decoded(i, i, _Frame(i, 1920, 1080)) for i in range(120)), ScriptedDetector(script, batch=4),
+             ScanParams(stride=8, in_flight=1, lazy_bytes=lazy_bytes), listener=sampler)
+        pa = 0 if bx.iou_matrix(A[None], sampler.windows[0][None].astype(float))[0, 0] > 0 else 1
+        return sampler.references[pa]
+
+    refs = run(lazy_bytes=1)  # nothing fits: the 1080p case (positions are known from frame 56 on)
+    assert refs and refs[0].frame == 70 and int(refs[0].clean[0, 0, 0]) == 70
+    assert refs[0].clean.shape == refs[0].marked.shape
+    assert [(r.partner, int(r.marked[5, 5, 0])) for r in refs] == [(69 - j, 69 - j) for j in range(len(refs))]
+
+
+def test_time_ranged_regions_give_clean_references_at_their_ends():
+    """A region that ends (or starts) at a time leaves its window clean in the next (previous) frame."""
+    from orchestrator.pipeline.options import Region
+
+    regions = [Region(box=tuple(A), start=0, end=40 / 30), Region(box=tuple(B), start=44 / 30, end=90 / 30)]
+    sampler = CropSampler(per_position=48)
+    scan((Decoded(i, i, _Frame(i)) for i in range(100)), None, ScanParams(stride=8), listener=sampler,
+         regions_at=lambda pts: bx.region_boxes(regions, pts / 30))
+    refs = {int(np.argmax(bx.iou_matrix(np.stack(sampler.windows).astype(float), b[None])[:, 0])):
+            [(r.frame, r.partner) for r in sampler.references[k]] for k, b in enumerate((A, B))}
+    assert {f for f, _ in refs[0]} == {40}, refs
+    assert {f for f, _ in refs[1]} == {43, 90} and (43, 44) in refs[1] and (90, 89) in refs[1], refs

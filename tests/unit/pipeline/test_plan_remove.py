@@ -154,3 +154,24 @@ def test_details_keep_the_documented_shape():
     }
     assert list(details["regions"][0]) == ["box", "start", "end", "method", "reason"]
     assert "marks" not in marks_details(marks, {}, detect=False)
+
+
+def test_regions_of_one_mark_share_one_estimate():
+    """A user's time-ranged regions around the visits of one mark pool like detected positions
+    (one region's visit alone is a few independent backgrounds); another logo of another size
+    keeps its own estimate."""
+    alpha = _alpha(40, 80, 0.6)
+    boxes = [np.array([20.0, 20, 100, 60]), np.array([200.0, 110, 280, 150]), np.array([150.0, 20, 190, 40])]
+    sampler = matte.CropSampler(per_position=48)
+    for i in range(48):
+        clean, marked = _scene(alpha, *(20, 20) if i < 24 else (200, 110), seed=i)
+        small = marked.astype(np.float32)  # a small grey logo elsewhere, all the time
+        small[20:40, 150:190] = 0.5 * 128 + 0.5 * small[20:40, 150:190]
+        frame = small.round().astype(np.uint8)
+        sampler.on_marked(i, frame, np.stack([boxes[0] if i < 24 else boxes[1], boxes[2]]))
+    marks = [Mark(MarkKey.region(k), b, Region(box=tuple(b))) for k, b in enumerate(boxes)]
+    plans, reports = plan_mattes(marks, sampler, WIDTH, HEIGHT)
+    a, b = plans[MarkKey.region(0)], plans[MarkKey.region(1)]
+    assert a.estimate is b.estimate and reports[MarkKey.region(0)].matte["scope"] == "pool"
+    other = plans.get(MarkKey.region(2))
+    assert other is None or other.estimate is not a.estimate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from orchestrator.tasks.lease import LeaseQueue
 from orchestrator.tasks.store import TaskStatus, TaskStore, utcnow
 
 
@@ -44,19 +45,21 @@ async def test_recover_requeue_and_retry_delay(tmp_path):
     a = await store.create(options={}, input_path="/a", output_path="/o")
     b = await store.create(options={}, input_path="/b", output_path="/o")
     c = await store.create(options={}, input_path="/c", output_path="/o")
+    earlier = LeaseQueue(store, "node:1#old", lease_s=60)
     for _ in range(3):
-        await store.claim_next()
+        await earlier.claim()
     await store.update_fields(b.id, attempts=3)
     await store.update_fields(c.id, cancel_requested=True)
-    requeued, ended = await store.recover(max_attempts=3)
-    assert requeued == [a.id] and sorted(ended) == sorted([b.id, c.id])
+    restarted = LeaseQueue(store, "node:1#new", lease_s=60)
+    reclaimed = await restarted.recover_own("node:1", max_attempts=3)
+    assert reclaimed.requeued == [a.id] and sorted(reclaimed.ended) == sorted([b.id, c.id])
     assert (await store.get(b.id)).error == (
         "gave up after 3 attempts: the service stopped while the task was processing")
     assert (await store.get(c.id)).status == "cancelled"
 
-    task = await store.claim_next()
-    assert task.id == a.id and task.attempts == 2
-    assert await store.requeue(a.id, delay_s=60, error="Triton unavailable")
+    task, lease = await restarted.claim()
+    assert task.id == a.id and task.attempts == 2 and task.owner == "node:1#new"
+    assert await restarted.requeue(lease, delay_s=60, error="Triton unavailable")
     assert await store.claim_next() is None  # not before its retry time
     assert (await store.next_wakeup()) > utcnow()
     await store.update_fields(a.id, not_before=utcnow() - timedelta(seconds=1))
@@ -82,4 +85,12 @@ async def test_cancel_finish_and_expiry(tmp_path):
     tasks, total = await store.list(status="finished")
     assert total == 1 and tasks[0].details == {"frames": 3}
     assert await store.delete(p.id) and await store.get(p.id) is None
+    await store.close()
+
+
+async def test_details_with_non_finite_numbers_are_stored_as_null(tmp_path):
+    store = await _store(tmp_path)
+    task = await store.create(options={}, input_path="/i", output_path="/o")
+    await store.update_fields(task.id, details={"psnr": float("inf"), "gain": [1.5, float("nan")]})
+    assert (await store.get(task.id)).details == {"psnr": None, "gain": [1.5, None]}
     await store.close()

@@ -130,7 +130,7 @@ def test_process_loop_downloads_results_and_reports_failures(tmp_path):
     assert not (tmp_path / "out" / "bad.clean.mp4").exists()
     assert not list((tmp_path / "out").glob(".*.part"))
     assert "task t2 failed: input is not a video: no video stream" in err_buf.getvalue()
-    assert "2 of 3 file(s) cleaned" in out_buf.getvalue()
+    assert "2 of 3 file(s) processed" in out_buf.getvalue() and ": 2 cleaned" in out_buf.getvalue()
     form = service.forms[0].decode(errors="replace")
     assert 'name="regions"' in form and "[[1,2,30,40]]" in form and 'name="method"' in form and "inpaint" in form
     assert 'name="detect"' not in form  # left to the server's default
@@ -210,7 +210,7 @@ def test_a_short_outage_while_polling_is_ridden_out(tmp_path):
 
 
 def test_a_long_outage_gives_up_with_exit_3(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "UNREACHABLE_GRACE_S", -1.0)
+    monkeypatch.setattr(cli.process, "UNREACHABLE_GRACE_S", -1.0)
     service = FlakyService()
     service.outage = 10
     code, message = _run_flaky(tmp_path, service)

@@ -1,0 +1,155 @@
+"""Discovery benchmark (a script, not a test): marked-frame recall/precision and cost per frame.
+
+    .venv/bin/python -m bench.discover [--seeds tuning|heldout|1,2] [--kinds dark,pillarbox,...]
+
+Each clip of ``export.clips`` (kind × seed) is written as mp4 (cached under bench/out/clips),
+decoded with PyAV and fed to ``discover.Discoverer`` exactly as pass 1 does (``tap``: a small
+RGB copy of each decoded frame). A marked frame is found when a box of the timeline covers half
+of the true mark; a box is right when it covers half of the true mark in its frame. Mark-free
+kinds report the frames with any box. Figures belong in bench/README.md; HELDOUT seeds only once
+a change is settled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export.clips import HELDOUT_SEEDS, KINDS, MARK_FREE_KINDS, TUNING_SEEDS, frame_score, make
+from orchestrator.pipeline.decode import iter_frames
+from orchestrator.pipeline.discover import Discoverer
+
+OUT = Path(__file__).resolve().parent / "out" / "clips"
+
+
+def score(truth_boxes, timeline) -> dict:
+    sc = frame_score(truth_boxes, timeline)
+    return {"marked": sc.marked, "recall": sc.found / sc.marked if sc.marked else None,
+            "precision": sc.right / sc.boxes if sc.boxes else 1.0, "frames_with_boxes": timeline.frames_with_boxes()}
+
+
+def run_clip(kind: str, seed: int) -> dict:
+    clip = make(kind, seed, OUT, clean=False)
+    d = Discoverer(clip.spec.width, clip.spec.height)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in d.tap(iter_frames(clip.marked)):
+        n += 1
+    decode_and_discover = time.perf_counter() - t0
+    result = d.finish(n)
+    out = score(clip.truth.boxes[:n], result.timeline)
+    out.update(kind=kind, seed=seed, frames=n, ms_per_frame=1000 * result.seconds / max(n, 1),
+               decode_ms=1000 * (decode_and_discover - result.seconds) / max(n, 1),
+               positions=len(result.positions), bars=result.picture.has_bars)
+    return out
+
+
+class _Timeline:
+    """The removed positions of a task's details as a timeline (boxes_at / frames_with_boxes)."""
+
+    def __init__(self, marks: list[dict], n: int) -> None:
+        used = [m for m in marks if m.get("method") != "untouched"]
+        self.positions = np.array([m["box"] for m in used], np.float64).reshape(-1, 4)
+        self.present = np.zeros((len(used), n), bool)
+        for k, m in enumerate(used):
+            for a, b in m.get("visits") or []:
+                self.present[k, a:b] = True
+
+    def boxes_at(self, i: int) -> np.ndarray:
+        return self.positions[self.present[:, i]]
+
+    def frames_with_boxes(self) -> int:
+        return int(self.present.any(0).sum())
+
+
+def worst_tile(a_path: Path, b_path: Path, tile: int = 32) -> float:
+    import av
+
+    worst = np.inf
+    with av.open(str(a_path)) as ca, av.open(str(b_path)) as cb:
+        for fa, fb in zip(ca.decode(video=0), cb.decode(video=0)):
+            x, y = fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24")
+            h, w = x.shape[0] // tile * tile, x.shape[1] // tile * tile
+            d = (x[:h, :w].astype(np.float64) - y[:h, :w]) ** 2
+            mse = d.reshape(h // tile, tile, w // tile, tile, 3).mean((1, 3, 4)).max()
+            worst = min(worst, float(10 * np.log10(255 ** 2 / max(mse, 1e-10))))
+    return worst
+
+
+def end_to_end(kinds: list[str], seeds, work: Path) -> None:
+    """Each clip through ``process_video`` with default options against a local Triton on the
+    repository ``export.prepare`` makes offline (the demo detector: discovery leads)."""
+    from export.prepare import prepare
+    from orchestrator.pipeline.decode import probe
+    from orchestrator.pipeline.encode import Encoder
+    from orchestrator.pipeline.options import TaskOptions
+    from orchestrator.pipeline.run import process_video
+    from orchestrator.settings import Settings
+    from orchestrator.triton.local import LocalTriton, free_port
+
+    repo = work / "repo"
+    prepare(repo, target="cpu", offline=True)
+    server = LocalTriton(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                         runtime_dir=work / "runtime", load_models=("detector", "inpainter", "inpainter_256"))
+    server.start(180)
+    try:
+        settings = Settings(triton_grpc_url=server.grpc_url)
+        print(f"{'kind':18s} {'seed':>5s} {'recall':>7s} {'prec':>6s} {'outcome':>22s} {'tile dB':>8s} "
+              f"{'plain dB':>8s} {'disc ms/f':>9s} {'share':>6s} {'cpu ms/f':>8s} {'cpu share':>9s} {'total s':>7s}")
+        for kind in kinds:
+            for seed in seeds:
+                clip = make(kind, seed, OUT, clean=False)
+                out = work / f"{kind}_{seed}.out.mp4"
+                details = process_video(clip.marked, out, TaskOptions(), settings=settings)
+                n = details["frames"]
+                sc = score(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n))
+                t = details["timings_s"]
+                tile = plain = float("nan")
+                if kind in MARK_FREE_KINDS:
+                    info = probe(clip.marked, max_width=4096, max_height=4096, max_duration_s=3600)
+                    enc = Encoder(work / "plain.mp4", info, input_path=clip.marked, crf=settings.crf,
+                                  preset=settings.preset)
+                    for d in iter_frames(clip.marked):
+                        enc.write(d.frame, d.pts)
+                    enc.close()
+                    tile, plain = worst_tile(clip.marked, out), worst_tile(clip.marked, work / "plain.mp4")
+                recall = "-" if sc["recall"] is None else f"{sc['recall']:.3f}"
+                print(f"{kind:18s} {seed:5d} {recall:>7s} {sc['precision']:6.3f} {details['outcome']:>22s} "
+                      f"{tile:8.2f} {plain:8.2f} {1000 * t.get('discover', 0) / n:9.2f} "
+                      f"{t.get('discover', 0) / t['total']:6.1%} {1000 * t.get('discover_cpu', 0) / n:8.2f} "
+                      f"{t.get('discover_cpu', 0) / t['total']:9.1%} {t['total']:7.1f}", flush=True)
+    finally:
+        server.stop()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="tuning")
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--end-to-end", type=Path, default=None, metavar="WORKDIR",
+                        help="run process_video through a local Triton (demo detector) instead")
+    args = parser.parse_args(argv)
+    seeds = {"tuning": TUNING_SEEDS[:3], "heldout": HELDOUT_SEEDS}.get(args.seeds)
+    seeds = seeds or tuple(int(s) for s in args.seeds.split(","))
+    if args.end_to_end is not None:
+        args.end_to_end.mkdir(parents=True, exist_ok=True)
+        end_to_end(args.kinds.split(","), seeds, args.end_to_end)
+        return 0
+    print(f"{'kind':18s} {'seed':>5s} {'frames':>6s} {'recall':>7s} {'prec':>6s} {'boxes':>6s} {'pos':>4s} "
+          f"{'bars':>5s} {'ms/f':>6s} {'dec ms/f':>8s}")
+    for kind in args.kinds.split(","):
+        for seed in seeds:
+            r = run_clip(kind, seed)
+            recall = "-" if r["recall"] is None else f"{r['recall']:.3f}"
+            flag = "" if kind in MARK_FREE_KINDS or (r["recall"] or 0) >= 0.99 and r["precision"] >= 0.99 else "  <"
+            print(f"{kind:18s} {seed:5d} {r['frames']:6d} {recall:>7s} {r['precision']:6.3f} "
+                  f"{r['frames_with_boxes']:6d} {r['positions']:4d} {str(r['bars']):>5s} {r['ms_per_frame']:6.2f} "
+                  f"{r['decode_ms']:8.2f}{flag}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

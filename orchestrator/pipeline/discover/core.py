@@ -1,0 +1,382 @@
+"""``Discoverer``: streams pass 1's frames (small copies) and finds the overlays' places and visits.
+
+Per chunk of ``chunk`` frames: static-edge blobs become tracks (``tracks.Track``); every track
+scores every frame; where a track's score steps up or down, the step is fitted as a white
+overlay. Tracks with a fitting step are the result: positions (frame pixels) and per-frame
+presence, the same ``boxes.Timeline`` the detector path builds. Only the last two chunks' small
+frames are kept: memory is flat in the video's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
+                                                     small_rgb, work_size)
+from orchestrator.pipeline.discover.events import Event, find_events
+from orchestrator.pipeline.discover.picture import PictureAccumulator
+from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
+                                                   paired, share_extent, steady)
+from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
+
+LOGGER = logging.getLogger(__name__)
+
+MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
+MAX_MARK_SHARE = (0.4, 0.25)  # of the picture's width and height
+STILL = 0.85  # median presence score over a place's visits
+STILL_FITTED = 0.7  # ...of a place where the overlay both arrived and left with a fitting step
+SAME_ALPHA = 0.06  # ...of one α
+MAX_TRACKS = 48
+EVENT_FRAMES = 8  # frames that build an event's template
+EDGE_LEVEL = 8.0  # mean gradient of the template's edges
+RETIRE = 40  # frames
+
+
+@dataclass
+class _Frame:
+    index: int
+    rgb: np.ndarray  # small
+    decoded: object | None  # the full frame (for the matte's crops), when given
+
+
+def _still(track: Track) -> float:
+    """The stillness a place must show: less where the overlay both arrived and left there with
+    fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78; a
+    face's steps that happen to fit show different α)."""
+    fits = [s for s in track.steps if s.fits]
+    same = any(a.arrive and not b.arrive and abs(np.mean(a.alpha) - np.mean(b.alpha)) <= SAME_ALPHA
+               for a in fits for b in fits)
+    return STILL_FITTED if same else STILL
+
+
+class Discoverer:
+    """Feed it every frame (``tap`` or ``add``), then ``finish``. ``sampler`` (a
+    ``detect.MarkListener``, e.g. ``matte.CropSampler``) receives full-resolution crops of the places found, for the matte."""
+
+    def __init__(self, width: int, height: int, *, chunk: int = 20, sampler=None, crop_every: int = 3) -> None:
+        self.width, self.height = width, height
+        self.size = work_size(width, height)
+        self.sx, self.sy = width / self.size[0], height / self.size[1]
+        self.chunk = max(4, chunk)
+        self.sampler = sampler
+        self.crop_every = max(1, crop_every)
+        self.picture = PictureAccumulator()
+        # New tracks are scored back over the buffer: most of a ~67-frame visit.
+        self.buffer: deque[_Frame] = deque(maxlen=4 * self.chunk)
+        self.stats = ChunkStats.empty(self.size[1], self.size[0])
+        self.means: deque = deque(maxlen=2)
+        self.tracks: list[Track] = []
+        self.seconds = 0.0  # wall time in discovery (includes waiting for the CPU)
+        self.cpu_seconds = 0.0  # this thread's CPU time in discovery
+        self.frames = 0
+        self._fitted: set[tuple[int, int, int]] = set()
+        self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
+        self._greys: deque = deque(maxlen=4)  # the last frames' grey, for jump events
+        self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
+        self.events = 0
+
+    def tap(self, frames: Iterable) -> Iterator:
+        """Pass ``detect.Decoded`` items through, looking at each on the way."""
+        for item in frames:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            small = small_rgb(item.frame, self.size)
+            self.add(item.index, small, item)
+            self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.thread_time() - c0
+            yield item
+
+    def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
+        g = grey(small_rgb)
+        self.picture.add(g)
+        self.stats.add(*gradients(g))
+        self.buffer.append(_Frame(index, small_rgb, decoded))
+        self.frames = index + 1
+        self._greys.append(g)
+        self._jumps(index)
+        if self.stats.n >= self.chunk:
+            self._close_chunk()
+
+    # ------------------------------------------------------------------ jump events
+    def _jumps(self, index: int) -> None:
+        """Look for jumps between the frames index-2 and index-1; start tracks where they fit."""
+        area = self.picture.work_area()
+        if len(self._greys) == 4 and area is not None:
+            g0, g1, g2, g3 = self._greys
+            for event in find_events(g0, g1, g2, g3, index - 1, area):
+                self._on_event(event)
+        ready = [(e, fit) for e, fit in self._arrivals if index - e.frame >= EVENT_FRAMES]
+        self._arrivals = [(e, fit) for e, fit in self._arrivals if index - e.frame < EVENT_FRAMES]
+        for event, fit in ready:
+            self._start_from_event(event, fit)
+
+    def _on_event(self, event: Event) -> None:
+        box = np.asarray(event.box, np.float64)[None]
+        if self.tracks and bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64)).max() > 0.6:
+            return  # a known place: its track fits the step itself
+        frames = {f.index: f for f in self.buffer}
+        on, off = (event.frame, event.frame - 1) if event.arrive else (event.frame - 1, event.frame)
+        if on not in frames or off not in frames:
+            return
+        probe = Track(event.box, np.zeros(0), np.zeros(0), 0, event.frame)
+        fit = probe.fit_step(frames[on].rgb, frames[off].rgb, on, off)
+        if fit is None or not fit.fits:
+            return
+        self.events += 1
+        if event.arrive:
+            self._arrivals.append((event, fit))  # its template needs the frames after it
+        else:
+            self._start_from_event(event, fit)
+
+    def _start_from_event(self, event: Event, fit) -> None:
+        """A track from the frames where the overlay is (after an arrival, before a departure);
+        its template keeps the edges of what stepped (not the picture's edges around it), and the
+        event's fitted step is its first."""
+        frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
+                                              else event.frame - EVENT_FRAMES <= f.index < event.frame)]
+        if len(frames) < 4:
+            return
+        if len(self.tracks) >= MAX_TRACKS:
+            self._evict()
+        if len(self.tracks) >= MAX_TRACKS:
+            return
+        x0, y0, x1, y1 = event.box
+        h, w = self.size[1], self.size[0]
+        pad = 2
+        wx0, wy0, wx1, wy1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
+        sgx = np.zeros((wy1 - wy0, wx1 - wx0), np.float32)
+        sgy = np.zeros_like(sgx)
+        for f in frames:
+            gx, gy = gradients(grey(f.rgb[wy0:wy1, wx0:wx1]))
+            sgx += gx
+            sgy += gy
+        mean_g = [np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)]
+        mean_g[0][wy0:wy1, wx0:wx1] = sgx / len(frames)
+        mean_g[1][wy0:wy1, wx0:wx1] = sgy / len(frames)
+        stepped = cv2.dilate(event.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        strong = (np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL) & stepped
+        if strong.sum() < 8:
+            return
+        track = Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), self.buffer[0].index)
+        for f in self.buffer:
+            track.set_score(f.index, track.score(f.rgb))
+        track.steps.append(fit)
+        self.tracks.append(track)
+        buffered = {f.index: f for f in self.buffer}
+        if fit.on in buffered and fit.off in buffered:
+            self._grow(track, buffered, fit.on, fit.off)
+        self._fit_steps(track)
+
+    # ------------------------------------------------------------------ per chunk
+    def _close_chunk(self, last: bool = False) -> None:
+        n = self.stats.n
+        current = list(self.buffer)[-n:]
+        for track in self.tracks:
+            for f in current:
+                track.set_score(f.index, track.score(f.rgb))
+        mean_g = self.stats.mean()
+        area = self.picture.work_area()
+        before = self.means[0] if len(self.means) == 2 else None
+        found = blobs(candidates(self.stats, before, area), area) if n >= 4 else []
+        pending = self._pending
+        self._pending = []
+        for blob in found:
+            self._place(blob, mean_g, current, pending, last)
+        for track in self.tracks:
+            self._fit_steps(track)
+        self._retire()
+        if self.sampler is not None:
+            self._feed_sampler(current)
+        self.means.append(mean_g)
+        self.stats = ChunkStats.empty(self.size[1], self.size[0])
+
+    def _place(self, blob, mean_g, current: list[_Frame], pending: list, last: bool = False) -> None:
+        """Update the track the blob belongs to, or start one (scored over the whole buffer) when
+        the previous chunk had a blob there too (a still phase of the picture makes blobs that
+        last one chunk)."""
+        box = np.asarray(blob.box, np.float64)[None]
+        if self.tracks:
+            ious = bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64))[0]
+            best = int(np.argmax(ious))
+            if ious[best] > 0.3:
+                track = self.tracks[best]
+                if np.mean([track.scores[f.index] >= HIGH for f in current]) > 0.6:
+                    track.update(mean_g)
+                return
+        self._pending.append(blob.box)
+        paired = bool(pending) and bx.iou_matrix(box, np.array(pending, np.float64)).max() > 0.3
+        if not paired and not last:  # (the video's last chunk has no next one to wait for)
+            return
+        if len(self.tracks) >= MAX_TRACKS:
+            self._evict()
+        if len(self.tracks) >= MAX_TRACKS:
+            return
+        track = Track.from_blob(blob.box, mean_g, blob.mask, 2, (self.size[1], self.size[0]),
+                                self.buffer[0].index)
+        for f in self.buffer:
+            track.set_score(f.index, track.score(f.rgb))
+        self.tracks.append(track)
+
+    def _retire(self) -> None:
+        """Unconfirmed tracks gone for ``RETIRE`` frames were texture that held still a moment."""
+        end = self.buffer[-1].index + 1
+        keep = []
+        for t in self.tracks:
+            recent = t.scores[max(0, end - RETIRE):end]
+            if t.confirmed or end - t.first_frame < RETIRE or max(recent, default=0.0) >= LOW:
+                keep.append(t)
+        self.tracks = keep
+
+    def _evict(self) -> None:
+        """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many)."""
+        loose = [t for t in self.tracks if not t.confirmed]
+        if loose:
+            self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
+
+    def _fit_steps(self, track: Track) -> None:
+        """Fit every step of the track's score that lies inside the buffer (each once; the first
+        fitting pair of frames of a step is enough)."""
+        frames = {f.index: f for f in self.buffer}
+        idx = sorted(frames)
+        s = {i: track.scores[i] if i < len(track.scores) else 0.0 for i in idx}
+        fitted = {(max(f.on, f.off), f.arrive) for f in track.steps if f.fits}
+        for i in idx:
+            if s[i] < HIGH:
+                continue
+            for j in range(1, MAX_STEP_GAP + 1):
+                for other in (i + j, i - j):
+                    if other not in s or s[other] > LOW:
+                        continue
+                    if any(abs(f - max(i, other)) <= MAX_STEP_GAP and a == (i > other) for f, a in fitted):
+                        continue  # this step already fits
+                    key = (id(track), i, other)
+                    if key in self._fitted:
+                        continue
+                    between = range(min(i, other) + 1, max(i, other))
+                    if any(s[k] >= HIGH for k in between):
+                        continue  # not the last full frame before the step
+                    d = 1 if other > i else -1
+                    on_side = [s.get(i - d * k) for k in (1, 2)]
+                    off_side = [s.get(other + d * k) for k in (1, 2)]
+                    if None in off_side or None in on_side:
+                        continue  # its neighbours are not all here yet (or any more)
+                    self._fitted.add(key)
+                    if min(on_side) < HIGH or max(off_side) > LOW:
+                        continue  # a flicker, not an overlay holding still on both sides
+                    fit = track.fit_step(frames[i].rgb, frames[other].rgb, i, other)
+                    if fit is not None:
+                        track.steps.append(fit)
+                        if fit.fits:
+                            fitted.add((max(i, other), i > other))
+                            self._grow(track, frames, i, other)
+                            self._add_references(track, frames, i, other)
+
+    def _grow(self, track: Track, frames: dict, on: int, off: int) -> None:
+        """Extend the track's extent to all that stepped with it; on a departure, from a frame a
+        little earlier (the Sora mark's text leaves ~2 frames before its icon)."""
+        early = on - 3 if on < off else on
+        full = frames.get(early) if early in frames and track.scores[early] >= HIGH else frames[on]
+        box = step_extent(track, full.rgb, frames[off].rgb)
+        if box is None:
+            return
+        old = track.extent or track.box
+        track.extent = (min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]), max(old[3], box[3]))
+
+    def _full(self, f: _Frame, cache: dict) -> np.ndarray | None:
+        if f.decoded is None:
+            return None
+        if f.index not in cache:
+            cache[f.index] = f.decoded.frame.to_ndarray(format="rgb24")
+        return cache[f.index]
+
+    def _mark_sized(self, track: Track) -> bool:
+        """A mark is small beside the picture (the Sora mark: ~0.22 of a portrait picture's width,
+        0.12 of a landscape one's); a face or a body found moving is not."""
+        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
+        x0, y0, x1, y1 = track.extent or track.box
+        return x1 - x0 <= MAX_MARK_SHARE[0] * (area[2] - area[0]) and y1 - y0 <= MAX_MARK_SHARE[1] * (area[3] - area[1])
+
+    def full_box(self, box) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        return np.array([x0 * self.sx, y0 * self.sy, x1 * self.sx, y1 * self.sy], np.float64)
+
+    def _feed_sampler(self, current: list[_Frame]) -> None:
+        """Full-resolution crops of every place where its overlay is (the matte's samples)."""
+        cache: dict = {}
+        for track in self.tracks:
+            if track.chunks < 2 and not track.confirmed:
+                continue
+            det = self.full_box(track.extent or track.box)[None]
+            for f in current:
+                if f.index % self.crop_every == 0 and track.scores[f.index] >= HIGH:
+                    rgb = self._full(f, cache)
+                    if rgb is not None:
+                        self.sampler.on_marked(f.index, rgb, det)
+
+    def _add_references(self, track: Track, frames: dict, on: int, off: int) -> None:
+        """The frame without the overlay next to a step is a clean reference for the matte."""
+        if self.sampler is None:
+            return
+        cache: dict = {}
+        det = self.full_box(track.extent or track.box)
+        clean = self._full(frames[off], cache)
+        step = 1 if on > off else -1
+        for k in range(3):
+            partner = frames.get(on + step * k)
+            marked = self._full(partner, cache) if partner is not None else None
+            if clean is None or marked is None:
+                break
+            self.sampler.on_marked(partner.index, marked, det[None])
+            self.sampler.on_clean(off, clean, det, partner.index, marked)
+
+    # ------------------------------------------------------------------ result
+    def finish(self, n_frames: int | None = None) -> Discovery:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
+            self._start_from_event(event, fit)
+        self._arrivals = []
+        if self.stats.n:
+            self._close_chunk(last=True)
+        n = self.frames if n_frames is None else n_frames
+        kept = []
+        for track in self.tracks:
+            scores = np.zeros(n, np.float32)
+            m = min(n, len(track.scores))
+            scores[:m] = np.frombuffer(track.scores, np.float32, m)
+            on = presence(scores)
+            # An overlay is exactly still: its edges match the template all visit long (a face
+            # or a body that holds nearly still drifts and deforms).
+            if on.sum() >= MIN_FRAMES and float(np.median(scores[on])) >= _still(track):
+                kept.append((track, on))
+        # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
+        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
+        limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
+        confirmed = [(t, on) for t, on in merge(kept, limit) if t.confirmed]
+        kept = paired([(t, on) for t, on in confirmed if steady(on) and self._mark_sized(t)], confirmed)
+        share_extent(kept, self.size)
+        positions = []
+        boxes = np.zeros((len(kept), 4))
+        present = np.zeros((len(kept), n), bool)
+        marks = group([(t.extent or t.box, t.alpha()) for t, _ in kept])
+        one_place_at_a_time(kept, marks)
+        for k, ((track, on), mark) in enumerate(zip(kept, marks)):
+            boxes[k] = self.full_box(track.extent or track.box)
+            present[k] = on
+            positions.append(FoundPosition(tuple(float(v) for v in boxes[k]), tuple(runs(on)), track.alpha(),
+                                           sum(s.fits for s in track.steps), mark))
+        self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.thread_time() - c0
+        timeline = bx.Timeline(boxes, present, [int(p.sum()) for p in present])
+        result = Discovery(self.picture.area(self.width, self.height), tuple(positions), timeline,
+                           n, self.seconds, len(self.tracks), self.cpu_seconds)
+        LOGGER.info("discovery: %d positions of %d marks from %d candidates, picture %s, %.2f ms/frame",
+                    len(positions), result.marks, len(self.tracks), result.picture.box,
+                    1000 * self.seconds / max(n, 1))
+        return result

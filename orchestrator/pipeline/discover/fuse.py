@@ -1,0 +1,125 @@
+"""Fuse discovery with the detector into the one timeline pass 2 removes.
+
+Which one leads depends on where the detector's weights come from (the model repository says,
+``export.repository``'s ``weights`` parameter): real weights find the mark and discovery adds
+what they miss (another generator's mark) and fills frames they missed; the offline demo
+detector (trained here on a drawing of the mark) finds false positions on real footage, so there
+discovery leads: a detector position discovery does not confirm stays in the timeline as
+*unconfirmed*, and planning alters its pixels only when the matte fits an overlay there
+(``plan.leave_unmarked``); on a clip discovery misses (a mark over a saturated colour) the demo
+detector still finds it, and on a false position the matte's alpha ~ 0 leaves it untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.discover.result import Discovery
+
+LOGGER = logging.getLogger(__name__)
+
+TRUSTED_WEIGHTS = ("real", "")  # "" = the repository does not say (a hand-made one): trust it
+
+
+@dataclass(frozen=True)
+class FusedPosition:
+    """Where one timeline position came from and whether it is a confirmed mark."""
+
+    source: str  # "detector" | "discovery" | "both"
+    confirmed: bool
+    visits: tuple[tuple[int, int], ...]
+    alpha: float | None = None
+    mark: int | None = None
+
+
+@dataclass(frozen=True)
+class Fused:
+    timeline: bx.Timeline
+    positions: tuple[FusedPosition, ...]
+    unconfirmed: tuple[tuple[float, float, float, float], ...]  # demo-detector positions discovery did not confirm
+    leader: str  # "detector" | "discovery"
+
+
+def _match(box: np.ndarray, others: np.ndarray) -> int:
+    """Index of the position in ``others`` that overlaps ``box`` (IoU > 0.2, or one holds most of
+    the other), else -1."""
+    if not len(others):
+        return -1
+    ious = bx.iou_matrix(box[None], others)[0]
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[2], others[:, 2])
+    y1 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = np.minimum((box[2] - box[0]) * (box[3] - box[1]), (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1]))
+    hold = inter / np.maximum(area, 1e-9)
+    best = int(np.argmax(np.maximum(ious, hold * 0.5)))
+    return best if ious[best] > 0.2 or hold[best] > 0.6 else -1
+
+
+def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str) -> Fused:
+    """One timeline from both (see module docstring); ``weights`` is the detector's provenance."""
+    n = discovery.timeline.n_frames if discovery is not None else (detected.n_frames if detected else 0)
+    det_boxes = detected.positions if detected is not None else np.zeros((0, 4))
+    det_present = detected.present if detected is not None else np.zeros((0, n), bool)
+    found = discovery.positions if discovery is not None else ()
+    disc = discovery.timeline if discovery is not None else bx.Timeline(np.zeros((0, 4)), np.zeros((0, n), bool))
+    lead_detector = weights in TRUSTED_WEIGHTS or discovery is None
+    boxes: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    info: list[FusedPosition] = []
+    unconfirmed = []
+    used = set()
+    for k, box in enumerate(det_boxes):
+        j = _match(np.asarray(box, np.float64), disc.positions)
+        row = det_present[k, :n] if det_present.shape[1] >= n else np.pad(det_present[k], (0, n - det_present.shape[1]))
+        if j >= 0:
+            used.add(j)
+            merged = row | disc.present[j] if lead_detector else disc.present[j]
+            boxes.append(np.asarray(box if lead_detector else disc.positions[j], np.float64))
+            rows.append(merged)
+            info.append(FusedPosition("both", True, tuple(bx._runs(merged)), found[j].alpha, found[j].mark))
+        elif lead_detector:
+            boxes.append(np.asarray(box, np.float64))
+            rows.append(row)
+            info.append(FusedPosition("detector", True, tuple(bx._runs(row))))
+        else:
+            unconfirmed.append(tuple(round(float(v), 1) for v in box))
+            boxes.append(np.asarray(box, np.float64))
+            rows.append(row)
+            info.append(FusedPosition("detector", False, tuple(bx._runs(row))))
+    for j, pos in enumerate(found):
+        if j in used:
+            continue
+        boxes.append(np.asarray(disc.positions[j], np.float64))
+        rows.append(disc.present[j])
+        info.append(FusedPosition("discovery", True, pos.visits, pos.alpha, pos.mark))
+    positions = np.asarray(boxes, np.float64).reshape(-1, 4)
+    present = np.asarray(rows, bool).reshape(-1, n)
+    timeline = bx.Timeline(positions, present, [int(r.sum()) for r in present])
+    if unconfirmed:
+        LOGGER.info("detector positions not confirmed by discovery (demo weights), kept for the matte to judge: %s",
+                    unconfirmed)
+    return Fused(timeline, tuple(info), tuple(unconfirmed), "detector" if lead_detector else "discovery")
+
+
+def found_details(fused: Fused) -> list[dict]:
+    """Per timeline position, how pass 1 found it (the details' ``marks`` entries carry it)."""
+    out = []
+    for row, info in zip(fused.timeline.present, fused.positions):
+        out.append({"source": info.source, "visits": [list(v) for v in info.visits], "frames": int(row.sum()),
+                    "mark": info.mark, "confirmed": info.confirmed, "alpha": None if info.alpha is None else round(info.alpha, 2)})
+    return out
+
+
+def detector_weights(client) -> str:
+    """The detector's provenance as the model repository records it ("" when it does not)."""
+    try:
+        return client.model_parameters("detector").get("weights", "")
+    except Exception:  # noqa: BLE001 - an older client or server: unknown provenance
+        LOGGER.debug("detector parameters unavailable", exc_info=True)
+        return ""

@@ -1,0 +1,235 @@
+"""Candidate overlay places over time: a template of static edges, a per-frame presence score,
+and the white-overlay fit of the steps where the overlay arrives or leaves.
+
+The score of a frame is the normalised correlation of its gradients with the template's over
+the template's edges: ~1 where the overlay is there (its edges dominate whatever moves under it),
+~0 where it is not. A place is *confirmed* as an overlay when one of its steps fits a
+semi-transparent white overlay: the change is Δ = α·(255 − B) with one α in every channel, α
+clearly above 0 and below 1 (an opaque caption or a passing object does not fit).
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from orchestrator.pipeline.discover.features import gradients, grey
+
+HIGH, LOW = 0.45, 0.25  # presence score hysteresis
+ALPHA_RANGE = (0.4, 0.92)  # a semi-transparent overlay's α (the real mark: 0.75-0.84)
+CHANNEL_SPREAD = 0.15  # the channels' α agree this well for a white overlay
+STEP_LEVEL = 12.0  # grey levels: pixels that changed this much at the step form its body
+MAX_STEP_GAP = 4  # frames between the last full and the first empty frame of a step
+
+
+@dataclass(frozen=True)
+class StepFit:
+    """The fit of one step (``arrive`` or not) between frames ``on`` and ``off``."""
+
+    on: int
+    off: int
+    arrive: bool
+    alpha: tuple[float, float, float]  # α per channel of the body's solid part (80th percentile)
+    consistent: float  # share of the body within 0.2 of that α (edges are partial: information)
+    body: int  # pixels that brightened with the overlay
+    darker: int  # pixels that darkened (moving texture does both as much)
+
+    @property
+    def fits(self) -> bool:
+        lo, hi = ALPHA_RANGE
+        a = np.asarray(self.alpha)
+        return bool(lo <= a.min() and a.max() <= hi and np.ptp(a) <= CHANNEL_SPREAD
+                    and self.body >= 4 * self.darker)
+
+
+@dataclass
+class Track:
+    """One place where a static overlay may be: box (x0, y0, x1, y1) in small-frame pixels."""
+
+    box: tuple[int, int, int, int]
+    tgx: np.ndarray
+    tgy: np.ndarray
+    weight: int
+    first_frame: int
+    scores: array = field(default_factory=lambda: array("f"))
+    steps: list[StepFit] = field(default_factory=list)
+    chunks: int = 1
+    extent: tuple[int, int, int, int] | None = None  # the whole overlay, from its steps (else box)
+    _cache: tuple | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_blob(cls, box, mean_g: tuple[np.ndarray, np.ndarray], mask: np.ndarray, pad: int,
+                  shape: tuple[int, int], first_frame: int) -> "Track":
+        h, w = shape
+        x0, y0 = max(box[0] - pad, 0), max(box[1] - pad, 0)
+        x1, y1 = min(box[2] + pad, w), min(box[3] + pad, h)
+        keep = np.zeros((y1 - y0, x1 - x0), bool)
+        keep[box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0] = mask
+        tgx = np.where(keep, mean_g[0][y0:y1, x0:x1], 0).astype(np.float32)
+        tgy = np.where(keep, mean_g[1][y0:y1, x0:x1], 0).astype(np.float32)
+        return cls((x0, y0, x1, y1), tgx, tgy, 1, first_frame)
+
+    @property
+    def confirmed(self) -> bool:
+        return any(s.fits for s in self.steps)
+
+    def alpha(self) -> float | None:
+        fits = [float(np.mean(s.alpha)) for s in self.steps if s.fits]
+        return float(np.median(fits)) if fits else None
+
+    def update(self, mean_g: tuple[np.ndarray, np.ndarray]) -> None:
+        """Average the template with a chunk in which the overlay was there (what moves under it
+        averages out further); pixels outside the first template stay zero."""
+        x0, y0, x1, y1 = self.box
+        keep = (self.tgx != 0) | (self.tgy != 0)
+        w = self.weight
+        self.tgx = np.where(keep, (self.tgx * w + mean_g[0][y0:y1, x0:x1]) / (w + 1), 0).astype(np.float32)
+        self.tgy = np.where(keep, (self.tgy * w + mean_g[1][y0:y1, x0:x1]) / (w + 1), 0).astype(np.float32)
+        self.weight = w + 1
+        self.chunks += 1
+        self._cache = None
+
+    def _template(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(keep mask, tx, ty, |t|²) of the template's edge pixels (cached until ``update``)."""
+        if self._cache is None:
+            keep = (self.tgx != 0) | (self.tgy != 0)
+            keep[:, [0, -1]] = False
+            keep[[0, -1], :] = False
+            tx, ty = self.tgx[keep], self.tgy[keep]
+            self._cache = (keep, tx, ty, float((tx * tx + ty * ty).sum()))
+        return self._cache
+
+    def score(self, rgb: np.ndarray) -> float:
+        """Presence score of one small frame (see module docstring)."""
+        x0, y0, x1, y1 = self.box
+        gx, gy = gradients(grey(rgb[y0:y1, x0:x1]))
+        keep, tx, ty, tn = self._template()
+        fx, fy = gx[keep], gy[keep]
+        den = np.sqrt(tn * float((fx * fx + fy * fy).sum()))
+        return float((tx * fx + ty * fy).sum() / den) if den > 0 else 0.0
+
+    def set_score(self, frame: int, value: float) -> None:
+        while len(self.scores) <= frame:
+            self.scores.append(0.0)
+        self.scores[frame] = value
+
+    def fit_step(self, on_rgb: np.ndarray, off_rgb: np.ndarray, on: int, off: int) -> StepFit | None:
+        """White-overlay fit of the change between a frame with the overlay and one without.
+        α is measured where there is room to brighten (a white mark on a bright sky changes the
+        blue channel by a few levels only: that channel is not asked for its α)."""
+        x0, y0, x1, y1 = self.box
+        a = on_rgb[y0:y1, x0:x1].astype(np.float32)
+        b = off_rgb[y0:y1, x0:x1].astype(np.float32)
+        delta = a - b
+        room = 255.0 - b
+        change = delta.mean(2)
+        room_g = room.mean(2)
+        body = (change > np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)) & (room_g > 20)
+        darker = int((change < -np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)).sum())
+        if body.sum() < 8:
+            return None
+        grey_alpha = change[body] / room_g[body]
+        level = float(np.percentile(grey_alpha, 80))
+        consistent = float((np.abs(grey_alpha - level) < 0.2).mean())
+        plain = []
+        for c in range(3):
+            ok = body & (room[..., c] > 40)
+            plain.append(round(float(np.percentile(delta[..., c][ok] / room[..., c][ok], 80)), 3)
+                         if ok.sum() >= 8 else round(level, 3))
+        fit = StepFit(on, off, on > off, tuple(plain), round(consistent, 3), int(body.sum()), darker)
+        if not fit.fits:  # a channel near 255 or coding noise may have decided: weigh by room
+            weighted = replace(fit, alpha=_channel_alpha(delta, room, body, grey_alpha, level))
+            fit = weighted if weighted.fits else fit
+        return fit
+
+
+def _channel_alpha(delta: np.ndarray, room: np.ndarray, body: np.ndarray, grey_alpha: np.ndarray,
+                   level: float) -> tuple[float, float, float]:
+    """α per channel over the body's solid part (grey α near the 80th percentile: edges are
+    partial), least squares weighted by room: Δ = α·(255 − B) gives α = ΣΔ·r / Σr², so a channel
+    near 255 (a few levels of room, mostly coding noise) weighs little instead of deciding."""
+    solid = np.zeros_like(body)
+    solid[body] = np.abs(grey_alpha - level) < 0.2
+    out = []
+    for c in range(3):
+        ok = solid & (room[..., c] > 20)
+        r, d = room[..., c][ok], delta[..., c][ok]
+        rr = float((r * r).sum())
+        out.append(round(float((d * r).sum()) / rr, 3) if ok.sum() >= 8 and rr > 0 else round(level, 3))
+    return tuple(out)
+
+
+def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box of everything that stepped with the track's place (the text beside an icon whose
+    edges made the track): the connected brightened region over the box, searched in a window
+    1.5 box widths to either side and one height above and below."""
+    x0, y0, x1, y1 = track.box
+    w, h = x1 - x0, y1 - y0
+    H, W = on_rgb.shape[:2]
+    wx0, wy0 = max(0, int(x0 - 1.5 * w)), max(0, y0 - h)
+    wx1, wy1 = min(W, int(x1 + 1.5 * w)), min(H, y1 + h)
+    a = on_rgb[wy0:wy1, wx0:wx1].astype(np.float32).mean(2)
+    b = off_rgb[wy0:wy1, wx0:wx1].astype(np.float32).mean(2)
+    room = 255.0 - b
+    body = ((a - b) > np.maximum(STEP_LEVEL * 0.5, 0.2 * room)) & (room > 20)
+    # Text sits beside its icon with a gap of up to about half the icon's height.
+    kx = max(5, (h // 2) * 2 + 1)
+    joined = cv2.dilate(body.astype(np.uint8), np.ones((3, kx), np.uint8))
+    n, labels, _, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    inside = labels[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    ids = [i for i in np.unique(inside) if i > 0]
+    if not ids:
+        return None
+    ys, xs = np.nonzero(np.isin(labels, ids) & body)
+    if ys.size < 8:
+        return None
+    box = (int(xs.min()) + wx0, int(ys.min()) + wy0, int(xs.max()) + 1 + wx0, int(ys.max()) + 1 + wy0)
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    # A compact mark (an icon and its text beside it), mostly body: not texture that brightened
+    # around it, nor the whole window (a cut or a flash).
+    if bw > 3.2 * w or bh > 1.6 * h or ys.size < 0.15 * bw * bh:
+        return None
+    return box
+
+
+def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.ndarray:
+    """Per-frame presence from scores: above HIGH, or above LOW next to a present frame
+    (hysteresis); runs shorter than ``min_run`` dropped, gaps up to ``max_gap`` filled."""
+    s = np.asarray(scores, np.float32)
+    on = s >= HIGH
+    weak = s >= LOW
+    changed = True
+    while changed:  # grow present runs through weak frames
+        grown = on.copy()
+        grown[1:] |= on[:-1] & weak[1:]
+        grown[:-1] |= on[1:] & weak[:-1]
+        changed = bool((grown != on).any())
+        on = grown
+    on = _fill(on, max_gap)
+    return _drop_short(on, min_run)
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of every run of True."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def _fill(on: np.ndarray, max_gap: int) -> np.ndarray:
+    out = on.copy()
+    for a, b in runs(~on):
+        if a > 0 and b < len(on) and b - a <= max_gap:
+            out[a:b] = True
+    return out
+
+
+def _drop_short(on: np.ndarray, min_run: int) -> np.ndarray:
+    out = on.copy()
+    for a, b in runs(on):
+        if b - a < min_run:
+            out[a:b] = False
+    return out
