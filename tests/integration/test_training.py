@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
 from export import detector, synthetic, train_detector
 from export import watermark as wm
