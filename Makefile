@@ -61,7 +61,7 @@ export: dev-deps
 	$(PY) -m export.prepare --target cpu --require-real
 
 train-detector: dev-deps
-	$(PY) -m export.train_detector
+	nice -n 10 $(PY) -m export.train_detector
 
 perf: dev-deps system-deps
 	bash perf/run.sh

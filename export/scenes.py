@@ -201,7 +201,7 @@ class Background:
 
     def __init__(self, width: int, height: int, *, fps: float = 30.0, seed: int = 0,
                  kind: str | None = None, motion: float = 1.0, objects: int | None = None,
-                 faces: int = 0, captions: bool = False) -> None:
+                 faces: int = 0, captions: bool = False, face_size: tuple[float, float] = (0.08, 0.16)) -> None:
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         rng = np.random.default_rng([seed, 7])
         photos = available_photos()
@@ -246,7 +246,7 @@ class Background:
         ]
         self.faces = [
             dict(skin=tuple(int(c) for c in np.array([225, 180, 150]) * rng.uniform(0.45, 1.05)),
-                 r=float(rng.uniform(0.08, 0.16) * min(self.width, self.height)),
+                 r=float(rng.uniform(*face_size) * min(self.width, self.height)),
                  p0=rng.uniform(0.2, 0.8, 2), v=rng.uniform(-0.04, 0.04, 2), ph=rng.uniform(0, 6.3))
             for _ in range(faces)
         ]
@@ -273,13 +273,18 @@ class Background:
                 py = ((ob["p0"][1] + ob["v"][1] * t) % 1.2 - 0.1) * self.height
                 r = ob["r"]
                 draw.ellipse((px - r, py - r * 0.7, px + r, py + r * 0.7), fill=ob["color"])
-            for f in self.faces:
-                px = (f["p0"][0] + f["v"][0] * t + 0.03 * math.sin(1.7 * t + f["ph"])) * self.width
-                py = (f["p0"][1] + f["v"][1] * t + 0.02 * math.sin(2.3 * t + f["ph"])) * self.height
+            for f, (px, py) in zip(self.faces, self.face_centres(i)):
                 _draw_face(draw, px, py, f["r"], f["skin"], t + f["ph"])
             if self.captions:
                 self._caption(draw, t)
         return np.asarray(im, np.uint8)
+
+    def face_centres(self, i: int) -> list[tuple[float, float]]:
+        """Where each face is in frame ``i`` (pixels)."""
+        t = i / self.fps
+        return [((f["p0"][0] + f["v"][0] * t + 0.03 * math.sin(1.7 * t + f["ph"])) * self.width,
+                 (f["p0"][1] + f["v"][1] * t + 0.02 * math.sin(2.3 * t + f["ph"])) * self.height)
+                for f in self.faces]
 
     def _caption(self, draw: ImageDraw.ImageDraw, t: float) -> None:
         k = int(t / self.caption_period)

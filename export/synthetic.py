@@ -1,13 +1,14 @@
-"""Synthetic YOLO dataset for the watermark detector, made from the project's own template.
+"""Synthetic YOLO dataset for the watermark detector, made from the project's own Sora mark.
 
 Why: the public labelled data cannot be downloaded everywhere, and new mark variants need new
-data. Each sample is a frame as the pipeline will feed it to the detector: a moving background at a
-Sora-like source size, the mark composited (varied opacity incl. fades, sizes, with/without the
-username line, Sora slots or anywhere), degraded (noise, blur, JPEG blocking, the downscale of the
-letterbox), letterboxed to ``imgsz`` with pad 114. With ``crop`` < ``imgsz`` a crop of that
-letterboxed frame is stored instead: the mark keeps the pixel size it has at inference, while
-training costs (crop/imgsz)^2 less (YOLO is fully convolutional, so it detects at 640 what it
-learned on 320 crops). Frames without a mark (and white distractor text) are negatives.
+data. Each sample is a frame as the pipeline feeds it to the detector, drawn directly at the 640
+letterbox scale (optionally finer, then downscaled): a footage-like moving scene (export.scenes),
+sometimes a picture between black bars (a pillarboxed portrait in 1280×704, 1080p with thin bars,
+…), the mark sized to the picture (username or not, the cloud alone, pupils anywhere, α mostly
+0.7–0.9), degraded (noise, blur, JPEG blocking), letterboxed with pad 114, and cropped to ``crop``
+(YOLO is fully convolutional: it detects at 640 what it learned on crops). Hard negatives: frames
+without a mark, bars and their edges, textured walls and ceilings, faces (two dark eyes look like
+the cloud's), subtitles and white text, other channels' logos.
 
 Deterministic: sample k of split s depends only on (seed, s, k).
 """
@@ -28,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from export import watermark as wm
 from export.marks import _font
+from export.scenes import CAPTIONS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +37,16 @@ LOGGER = logging.getLogger(__name__)
 SOURCE_SIZES = ((1280, 704), (704, 1280), (1280, 704), (704, 1280), (1920, 1080), (1080, 1920),
                 (1280, 720), (854, 480), (480, 854), (640, 360), (1080, 1080), (960, 544))
 PAD_VALUE = 114
+# Frames with a picture between black bars: (frame W, H, picture W, H), centred.
+# The pillarboxed portrait (whose mark is ≈60×20, ≈30×10 after the 640 letterbox) is listed 3 times.
+BAR_LAYOUTS = ((1280, 704, 396, 704), (1280, 704, 396, 704), (1280, 704, 388, 704), (1920, 1080, 1920, 1056),
+               (704, 1280, 704, 388), (1280, 720, 960, 720), (1920, 1080, 608, 1080), (1080, 1920, 1080, 608))
+BARS_RATE = 0.35
+NEGATIVE_RATE = 0.3
+LOGO_RATE = 0.35
+DISTRACTOR_RATE = 0.6
+VERSION = 5  # bump when samples change, so a cached dataset is not reused
+_CAPTION_CHUNKS = tuple(" ".join(c.split()[i:i + 2]) for c in CAPTIONS for i in range(0, len(c.split()), 2))
 _DISTRACTOR_WORDS = ("Hello", "SALE", "Sky", "Now", "12:45", "Open", "Studio", "Solar", "Demo", "News")
 
 
@@ -68,7 +80,7 @@ def letterbox(image: np.ndarray, imgsz: int = 640) -> tuple[np.ndarray, float, i
 
 def _username(rng: np.random.Generator) -> str:
     chars = string.ascii_lowercase + string.digits + "_."
-    n = int(rng.integers(4, 15))
+    n = int(rng.integers(3, 15))
     return "@" + "".join(chars[int(i)] for i in rng.integers(0, len(chars), n))
 
 
@@ -91,76 +103,167 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(pil, np.uint8)
 
 
-def _distractor(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """White semi-transparent text that is NOT the mark (keeps precision up on captions/logos)."""
+def _distractor(img: np.ndarray, rng: np.random.Generator, text_px: float) -> np.ndarray:
+    """White words that are NOT the mark: subtitles, titles, "Sky"/"Solar"-like words and the bare
+    word "Sora" without its cloud (1-3 of them, about the wordmark's size, with or without a dark
+    outline) — keeps precision up on captions."""
     h, w = img.shape[:2]
-    layer = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(layer)
-    size = int(rng.uniform(0.03, 0.08) * min(w, h)) + 8
-    word = _DISTRACTOR_WORDS[int(rng.integers(len(_DISTRACTOR_WORDS)))]
-    draw.text((int(rng.uniform(0, 0.8) * w), int(rng.uniform(0, 0.9) * h)), word,
-              font=_font(size), fill=int(rng.integers(120, 256)))
-    a = np.asarray(layer, np.float32)[..., None] / 255.0
-    return np.clip(a * 255 + (1 - a) * img, 0, 255).astype(np.uint8)
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(1, 4))):
+        size = max(8, int(text_px * rng.uniform(0.6, 1.6)))
+        words = _DISTRACTOR_WORDS + CAPTIONS + _CAPTION_CHUNKS + ("Sora",) * 4
+        word = words[int(rng.integers(len(words)))]
+        shade = int(rng.integers(190, 256))
+        stroke = int(rng.integers(1, 3)) if rng.random() < 0.5 else 0
+        draw.text((int(rng.uniform(-0.1, 0.85) * w), int(rng.uniform(0, 0.95) * h)), word, font=_font(size),
+                  fill=(shade, shade, shade), stroke_width=stroke, stroke_fill=(0, 0, 0))
+    return np.asarray(pil)
+
+
+def _other_logo(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Another channel's semi-transparent logo (badge, star, "TV" box, dots): not the mark.
+
+    The ring-with-bars of ``export.clips`` ``other_shape`` is deliberately NOT among them: that
+    clip kind measures discovery on a shape the detector never saw.
+    """
+    h, w = img.shape[:2]
+    size = int(rng.uniform(0.05, 0.12) * min(w, h)) + 6
+    layer = Image.new("L", (size * 3, size), 0)
+    d = ImageDraw.Draw(layer)
+    kind = int(rng.integers(6))
+    if kind == 0:  # round badge with a letter
+        d.ellipse((0, 0, size - 1, size - 1), fill=255)
+        d.text((size // 2, size // 2), "ABCMNX"[int(rng.integers(6))], font=_font(int(size * 0.7)), fill=0,
+               anchor="mm")
+    elif kind in (1, 4):  # five-pointed star(s), with a word or alone
+        for k in range(1 if kind == 1 else int(rng.integers(1, 4))):
+            c = size / 2 + k * size * 1.1
+            pts = [(c + size / 2 * np.cos(np.pi / 2 + j * 4 * np.pi / 5),
+                    size / 2 - size / 2 * np.sin(np.pi / 2 + j * 4 * np.pi / 5)) for j in range(5)]
+            d.polygon(pts, fill=255)
+        if kind == 1:
+            d.text((int(size * 1.1), size // 2), "Star", font=_font(int(size * 0.6)), fill=255, anchor="lm")
+    elif kind == 2:  # boxed "TV" / "HD"
+        d.rounded_rectangle((0, 0, int(size * 1.6), size - 1), radius=size // 5, outline=255, width=max(1, size // 8))
+        d.text((int(size * 0.8), size // 2), ("TV", "HD", "4K")[int(rng.integers(3))], font=_font(int(size * 0.6)),
+               fill=255, anchor="mm")
+    elif kind == 3:  # three dots + word
+        for k in range(3):
+            r = size * 0.18
+            d.ellipse((k * size * 0.42, size / 2 - r, k * size * 0.42 + 2 * r, size / 2 + r), fill=255)
+        d.text((int(size * 1.3), size // 2), "live", font=_font(int(size * 0.6)), fill=255, anchor="lm")
+    else:  # plain light blobs: ellipses and rounded shapes (lamps, reflections, clouds of the scene)
+        for _ in range(int(rng.integers(1, 4))):
+            x0, y0 = rng.uniform(0, size * 2), rng.uniform(0, size * 0.5)
+            d.ellipse((x0, y0, x0 + rng.uniform(0.3, 1.0) * size, y0 + rng.uniform(0.3, 0.5) * size), fill=255)
+    x = int(rng.integers(0, max(1, w - layer.width)))
+    y = int(rng.integers(0, max(1, h - layer.height)))
+    a = np.zeros((h, w), np.float32)
+    piece = np.asarray(layer, np.float32)[: h - y, : w - x] / 255.0 * float(rng.uniform(0.4, 0.9))
+    a[y:y + piece.shape[0], x:x + piece.shape[1]] = piece
+    if rng.random() < 0.5:  # light but not white: coloured lamps, pale objects
+        tint = rng.uniform(150, 255, 3)
+        return np.clip(a[..., None] * tint + (1 - a[..., None]) * img, 0, 255).astype(np.uint8)
+    return np.clip(a[..., None] * 255 + (1 - a[..., None]) * img, 0, 255).astype(np.uint8)
+
+
+def _layout(rng: np.random.Generator) -> tuple[int, int, tuple[int, int, int, int]]:
+    """(frame_w, frame_h, picture box): a plain frame, or a picture between black bars."""
+    if rng.random() >= BARS_RATE:
+        fw, fh = SOURCE_SIZES[int(rng.integers(len(SOURCE_SIZES)))]
+        return fw, fh, (0, 0, fw, fh)
+    fw, fh, pw, ph = BAR_LAYOUTS[int(rng.integers(len(BAR_LAYOUTS)))]
+    return fw, fh, ((fw - pw) // 2, (fh - ph) // 2, pw, ph)
+
+
+def _mark(rng: np.random.Generator, pw: int, ph: int, scale: float):
+    """A Sora mark variant (username or not, text gone or not, pupils anywhere) and its opacity."""
+    username = None if rng.random() < 0.4 else _username(rng)
+    text = rng.random() >= 0.1
+    eyes = (float(rng.uniform(-2, 2)), float(rng.uniform(-1.2, 1.2)))
+    size = wm.sora_scale_for_picture(pw, ph) * scale * float(rng.uniform(0.5, 1.3))
+    t = wm.sora_mark(max(size, 0.12), username=username, eyes=eyes, text=text)
+    opacity = float(rng.uniform(0.7, 0.9)) if rng.random() < 0.8 else float(rng.uniform(0.45, 0.7))
+    return t, opacity
+
+
+def _render_frame(rng: np.random.Generator, photos, negative: bool):
+    """The frame as the detector sees it after a 640 letterbox (unpadded), the mark box in it, and
+    points on hard negatives (faces' eyes) that crop windows may centre on."""
+    fw, fh, (px, py, pw, ph) = _layout(rng)
+    r = min(640 / fw, 640 / fh)
+    k = 1.0 if rng.random() < 0.5 else float(rng.uniform(1.0, 1.5))  # render finer, then downscale
+    rpw, rph = max(8, int(round(pw * r * k))), max(8, int(round(ph * r * k)))
+    kinds = [f"photo:{p}" for p in photos] + list(wm.PROCEDURAL_KINDS) + list(wm.SCENE_KINDS) * 2
+    n_faces = int(rng.integers(1, 4)) if rng.random() < 0.45 else 0
+    bg = wm.Background(rpw, rph, seed=int(rng.integers(1 << 30)), kind=kinds[int(rng.integers(len(kinds)))],
+                       motion=float(rng.uniform(0.3, 1.5)), faces=n_faces, captions=rng.random() < 0.3,
+                       face_size=(0.04, 0.16))
+    index = int(rng.integers(0, 300))
+    pic = bg.frame(index)
+    box = None
+    if not negative:
+        t, opacity = _mark(rng, pw, ph, r * k)
+        if rng.random() < 0.6:
+            x, y = wm.sora_slots(rpw, rph, t.width, t.height)[int(rng.integers(3))]
+            x, y = x + int(rng.integers(-6, 7)), y + int(rng.integers(-6, 7))
+        else:
+            x, y = int(rng.integers(0, max(1, rpw - t.width))), int(rng.integers(0, max(1, rph - t.height)))
+        x, y = min(max(x, 0), max(rpw - t.width, 0)), min(max(y, 0), max(rph - t.height, 0))
+        pic = wm.composite(pic, t, x, y, opacity)
+        ys, xs = np.nonzero(t.alpha > 0.004)
+        box = (x + xs.min(), y + ys.min(), x + xs.max() + 1, y + ys.max() + 1)
+    if rng.random() < LOGO_RATE:
+        pic = _other_logo(pic, rng)
+    if rng.random() < DISTRACTOR_RATE:
+        pic = _distractor(pic, rng, 27 * wm.sora_scale_for_picture(pw, ph) * r * k)
+    frame = np.zeros((max(1, int(round(fh * r * k))), max(1, int(round(fw * r * k))), 3), np.uint8)
+    ox, oy = int(round(px * r * k)), int(round(py * r * k))
+    frame[oy:oy + rph, ox:ox + rpw] = pic[: frame.shape[0] - oy, : frame.shape[1] - ox]
+    if box is not None:
+        box = (box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy)
+    hard = [(x + ox, y - f["r"] * 0.2 + oy) for (x, y), f in zip(bg.face_centres(index), bg.faces)]
+    return _degrade(frame, rng), box, hard
+
+
+def _crop_origin(rng, size: int, imgsz: int, content: tuple[int, int, int, int], box_px,
+                 hard: list[tuple[float, float]]) -> tuple[int, int]:
+    left, top, cw, ch = content
+    if hard and (not box_px or rng.random() < 0.3):  # a window around a face (possibly with the mark)
+        x, y = hard[int(rng.integers(len(hard)))]
+        ox = int(np.clip(x - size / 2 + rng.uniform(-size / 4, size / 4), 0, imgsz - size))
+        oy = int(np.clip(y - size / 2 + rng.uniform(-size / 4, size / 4), 0, imgsz - size))
+        return ox, oy
+    if box_px and rng.random() < 0.85:  # a window holding the whole mark
+        x1, y1, x2, y2 = box_px
+        lo_x, hi_x = max(0, int(np.ceil(x2)) - size), min(imgsz - size, int(x1))
+        lo_y, hi_y = max(0, int(np.ceil(y2)) - size), min(imgsz - size, int(y1))
+        ox = int(rng.integers(lo_x, hi_x + 1)) if hi_x >= lo_x else int(np.clip(x1, 0, imgsz - size))
+        oy = int(rng.integers(lo_y, hi_y + 1)) if hi_y >= lo_y else int(np.clip(y1, 0, imgsz - size))
+        return ox, oy
+    lo_x, lo_y = max(0, left - size // 4), max(0, top - size // 4)
+    ox = int(rng.integers(lo_x, max(lo_x + 1, min(imgsz - size, left + cw - size * 3 // 4) + 1)))
+    oy = int(rng.integers(lo_y, max(lo_y + 1, min(imgsz - size, top + ch - size * 3 // 4) + 1)))
+    return ox, oy
 
 
 def make_sample(seed: int, split: int, index: int, *, imgsz: int = 640, crop: int | None = None,
-                negative_rate: float = 0.12, photos: tuple[str, ...] | None = None) -> Sample:
+                negative_rate: float = NEGATIVE_RATE, photos: tuple[str, ...] | None = None) -> Sample:
     """Generate one training image and its labels (see module docstring)."""
     rng = np.random.default_rng([seed, split, index])
-    src_w, src_h = SOURCE_SIZES[int(rng.integers(len(SOURCE_SIZES)))]
-    _, cw, ch, left, top = letterbox_params(src_w, src_h, imgsz)
-    # Render at up to 2x the letterboxed size, then downscale like the pipeline's letterbox does.
-    k = float(rng.uniform(1.0, min(2.0, src_w / cw)))
-    rw, rh = max(2, int(round(cw * k))) // 2 * 2, max(2, int(round(ch * k))) // 2 * 2
-    kinds = [f"photo:{p}" for p in (photos if photos is not None else wm.available_photos())]
-    kinds += list(wm.PROCEDURAL_KINDS) * max(1, len(kinds) // 6)
-    bg = wm.Background(rw, rh, seed=int(rng.integers(1 << 30)), kind=kinds[int(rng.integers(len(kinds)))],
-                       motion=float(rng.uniform(0.3, 1.5)))
-    frame = bg.frame(int(rng.integers(0, 300)))
-    negative = rng.random() < negative_rate
-    box = None
-    if not negative:
-        username = None if rng.random() < 0.3 else _username(rng)
-        t = wm.template_for_frame(rw, rh, username=username, scale=float(rng.uniform(0.7, 1.4)))
-        if rng.random() < 0.6:
-            slots = wm.sora_slots(rw, rh, t.width, t.height)
-            x, y = slots[int(rng.integers(3))]
-            x += int(rng.integers(-4, 5))
-            y += int(rng.integers(-4, 5))
-        else:
-            x = int(rng.integers(0, max(1, rw - t.width)))
-            y = int(rng.integers(0, max(1, rh - t.height)))
-        x = min(max(x, 0), rw - t.width)
-        y = min(max(y, 0), rh - t.height)
-        opacity = float(rng.uniform(0.3, 1.0))
-        if rng.random() < 0.15:  # mid-fade frames around a jump
-            opacity *= float(rng.uniform(0.4, 1.0))
-        frame = wm.composite(frame, t, x, y, opacity)
-        box = (x, y, x + t.width, y + t.height)
-    if rng.random() < 0.25:
-        frame = _distractor(frame, rng)
-    frame = _degrade(frame, rng)
+    if photos is None:
+        photos = tuple(p for p in wm.available_photos() if p not in wm.HELDOUT_PHOTOS)
+    frame, box, hard = _render_frame(rng, photos, rng.random() < negative_rate)
     boxed, r, left, top = letterbox(frame, imgsz)
-    r = cw / rw  # the letterbox resized rw x rh to cw x ch
-    boxes_px = []
-    if box is not None:
-        boxes_px.append((box[0] * r + left, box[1] * r + top, box[2] * r + left, box[3] * r + top))
+    boxes_px = [(box[0] * r + left, box[1] * r + top, box[2] * r + left, box[3] * r + top)] if box else []
     if crop is None or crop >= imgsz:
         image, ox, oy, size = boxed, 0, 0, imgsz
     else:
         size = crop
-        if boxes_px and rng.random() < 0.9:  # crop containing the whole mark
-            x1, y1, x2, y2 = boxes_px[0]
-            lo_x, hi_x = max(0, int(np.ceil(x2)) - size), min(imgsz - size, int(x1))
-            lo_y, hi_y = max(0, int(np.ceil(y2)) - size), min(imgsz - size, int(y1))
-            ox = int(rng.integers(lo_x, hi_x + 1)) if hi_x >= lo_x else int(np.clip(x1, 0, imgsz - size))
-            oy = int(rng.integers(lo_y, hi_y + 1)) if hi_y >= lo_y else int(np.clip(y1, 0, imgsz - size))
-        else:  # any window, preferring content over padding
-            ox = int(rng.integers(max(0, left - size // 4), max(max(0, left - size // 4) + 1,
-                                                               min(imgsz - size, left + cw - size * 3 // 4) + 1)))
-            oy = int(rng.integers(max(0, top - size // 4), max(max(0, top - size // 4) + 1,
-                                                              min(imgsz - size, top + ch - size * 3 // 4) + 1)))
+        content = (left, top, boxed.shape[1] - 2 * left, boxed.shape[0] - 2 * top)
+        hard_px = [(x * r + left, y * r + top) for x, y in hard]
+        ox, oy = _crop_origin(rng, size, imgsz, content, boxes_px[0] if boxes_px else None, hard_px)
         image = boxed[oy:oy + size, ox:ox + size]
     labels = []
     for x1, y1, x2, y2 in boxes_px:
@@ -189,7 +292,7 @@ def _write_sample(job) -> bool:
 
 
 def generate_dataset(out_dir: str | Path, *, n_train: int = 1200, n_val: int = 200, imgsz: int = 640,
-                     crop: int | None = 320, seed: int = 0, negative_rate: float = 0.12,
+                     crop: int | None = 320, seed: int = 0, negative_rate: float = NEGATIVE_RATE,
                      photos: tuple[str, ...] | None = None, workers: int = 1) -> Path:
     """Write ``images/{train,val}``, ``labels/{train,val}`` and ``data.yaml``; returns data.yaml.
 
