@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
 import cv2
@@ -25,15 +25,12 @@ from orchestrator.pipeline.discover.events import Event, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
                                                    paired, share_extent, steady)
-from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
+from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, runs, step_extent
+from orchestrator.pipeline.discover.visits import bounded, jumpers, verdict
 
 LOGGER = logging.getLogger(__name__)
 
-MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
 MAX_MARK_SHARE = (0.4, 0.25)  # of the picture's width and height
-STILL = 0.85  # median presence score over a place's visits
-STILL_FITTED = 0.7  # ...of a place where the overlay both arrived and left with a fitting step
-SAME_ALPHA = 0.06  # ...of one α
 MAX_TRACKS = 48
 EVENT_FRAMES = 8  # frames that build an event's template
 EDGE_LEVEL = 8.0  # mean gradient of the template's edges
@@ -45,16 +42,6 @@ class _Frame:
     index: int
     rgb: np.ndarray  # small
     decoded: object | None  # the full frame (for the matte's crops), when given
-
-
-def _still(track: Track) -> float:
-    """The stillness a place must show: less where the overlay both arrived and left there with
-    fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78; a
-    face's steps that happen to fit show different α)."""
-    fits = [s for s in track.steps if s.fits]
-    same = any(a.arrive and not b.arrive and abs(np.mean(a.alpha) - np.mean(b.alpha)) <= SAME_ALPHA
-               for a in fits for b in fits)
-    return STILL_FITTED if same else STILL
 
 
 class Discoverer:
@@ -235,10 +222,21 @@ class Discoverer:
         self.tracks = keep
 
     def _evict(self) -> None:
-        """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many)."""
+        """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many); when
+        every track is confirmed (a moving white object fits a step here and there), the oldest
+        one gone for ``RETIRE`` frames that holds no overlay and jumped with no other place."""
         loose = [t for t in self.tracks if not t.confirmed]
         if loose:
             self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
+            return
+        end = self.buffer[-1].index + 1
+        jumped = jumpers(self.tracks)
+        for t in sorted(self.tracks, key=lambda t: t.first_frame):
+            scores = np.frombuffer(t.scores, np.float32)
+            if (id(t) not in jumped and max(scores[max(0, end - RETIRE):end], default=0.0) < LOW
+                    and verdict(t, scores, False) is None):
+                self.tracks.remove(t)
+                return
 
     def _fit_steps(self, track: Track) -> None:
         """Fit every step of the track's score that lies inside the buffer (each once; the first
@@ -283,9 +281,13 @@ class Discoverer:
         little earlier (the Sora mark's text leaves ~2 frames before its icon)."""
         early = on - 3 if on < off else on
         full = frames.get(early) if early in frames and track.scores[early] >= HIGH else frames[on]
-        box = step_extent(track, full.rgb, frames[off].rgb)
-        if box is None:
+        found = step_extent(track, full.rgb, frames[off].rgb)
+        if found is None:
             return
+        box, shape = found
+        for k, s in enumerate(track.steps):  # the fitted step's shape: the whole overlay's
+            if (s.on, s.off) == (on, off):
+                track.steps[k] = replace(s, shape=shape)
         old = track.extent or track.box
         track.extent = (min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]), max(old[3], box[3]))
 
@@ -346,20 +348,22 @@ class Discoverer:
             self._close_chunk(last=True)
         n = self.frames if n_frames is None else n_frames
         kept = []
+        jumped = jumpers(self.tracks)
         for track in self.tracks:
             scores = np.zeros(n, np.float32)
             m = min(n, len(track.scores))
             scores[:m] = np.frombuffer(track.scores, np.float32, m)
-            on = presence(scores)
             # An overlay is exactly still: its edges match the template all visit long (a face
             # or a body that holds nearly still drifts and deforms).
-            if on.sum() >= MIN_FRAMES and float(np.median(scores[on])) >= _still(track):
+            on = verdict(track, scores, id(track) in jumped)
+            if on is not None:
                 kept.append((track, on))
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
         area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
         limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
-        confirmed = [(t, on) for t, on in merge(kept, limit) if t.confirmed]
-        kept = paired([(t, on) for t, on in confirmed if steady(on) and self._mark_sized(t)], confirmed)
+        confirmed = [(t, bounded(t, on)) for t, on in merge(kept, limit) if t.confirmed]
+        kept = paired([(t, on) for t, on in confirmed if steady(on, short_edges=id(t) in jumped)
+                       and self._mark_sized(t)], confirmed)
         share_extent(kept, self.size)
         positions = []
         boxes = np.zeros((len(kept), 4))

@@ -23,6 +23,7 @@ ALPHA_RANGE = (0.4, 0.92)  # a semi-transparent overlay's α (the real mark: 0.7
 CHANNEL_SPREAD = 0.15  # the channels' α agree this well for a white overlay
 STEP_LEVEL = 12.0  # grey levels: pixels that changed this much at the step form its body
 MAX_STEP_GAP = 4  # frames between the last full and the first empty frame of a step
+MIN_SHAPE = (6, 80)  # least side and area (small-frame pixels) of an α map worth comparing
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class StepFit:
     consistent: float  # share of the body within 0.2 of that α (edges are partial: information)
     body: int  # pixels that brightened with the overlay
     darker: int  # pixels that darkened (moving texture does both as much)
+    shape: np.ndarray | None = field(default=None, compare=False, repr=False)  # α map over the body's box
 
     @property
     def fits(self) -> bool:
@@ -139,11 +141,40 @@ class Track:
             ok = body & (room[..., c] > 40)
             plain.append(round(float(np.percentile(delta[..., c][ok] / room[..., c][ok], 80)), 3)
                          if ok.sum() >= 8 else round(level, 3))
-        fit = StepFit(on, off, on > off, tuple(plain), round(consistent, 3), int(body.sum()), darker)
+        fit = StepFit(on, off, on > off, tuple(plain), round(consistent, 3), int(body.sum()), darker,
+                      _shape(change, room_g, body))
         if not fit.fits:  # a channel near 255 or coding noise may have decided: weigh by room
             weighted = replace(fit, alpha=_channel_alpha(delta, room, body, grey_alpha, level))
             fit = weighted if weighted.fits else fit
         return fit
+
+
+def _shape(change: np.ndarray, room_g: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """The step's grey α map (0 where nothing brightened) over the body's bounding box: what a
+    jump's leaving and arriving steps share."""
+    ys, xs = np.nonzero(body)
+    alpha = np.where(body, np.clip(change / np.maximum(room_g, 1.0), 0, 1), 0).astype(np.float32)
+    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def same_shape(a: np.ndarray | None, b: np.ndarray | None, shift: int = 2) -> float:
+    """How well two steps' α maps agree (normalised correlation, best over shifts of ``shift``
+    px): ~1 for one overlay leaving one place and arriving at another. One map may be a part of
+    the other along its width (an icon alone against the icon with its text: one height, at least
+    a third of the width); 0 when either is missing, too small to say (a few pixels of a face's
+    edge match anything) or they are sized otherwise."""
+    if a is None or b is None or min(a.shape + b.shape) < MIN_SHAPE[0] or min(a.size, b.size) < MIN_SHAPE[1]:
+        return 0.0
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    if a.shape[1] > b.shape[1]:
+        a, b = b, a
+    (ha, wa), (hb, wb) = a.shape, b.shape
+    if abs(ha - hb) > 0.3 * max(ha, hb) or (wb - wa > 0.3 * wb and wa < wb / 3):
+        return 0.0
+    dy = max(0, ha - hb)
+    big = cv2.copyMakeBorder(b, shift + dy, shift, shift, shift, cv2.BORDER_CONSTANT, value=0)
+    return float(np.nan_to_num(cv2.matchTemplate(big, a, cv2.TM_CCOEFF_NORMED), nan=0.0, posinf=0.0).max())
 
 
 def _channel_alpha(delta: np.ndarray, room: np.ndarray, body: np.ndarray, grey_alpha: np.ndarray,
@@ -162,10 +193,12 @@ def _channel_alpha(delta: np.ndarray, room: np.ndarray, body: np.ndarray, grey_a
     return tuple(out)
 
 
-def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray
+                ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box of everything that stepped with the track's place (the text beside an icon whose
     edges made the track): the connected brightened region over the box, searched in a window
-    1.5 box widths to either side and one height above and below."""
+    1.5 box widths to either side and one height above and below; with the step's grey α map
+    over that box (what every visit of one overlay shares)."""
     x0, y0, x1, y1 = track.box
     w, h = x1 - x0, y1 - y0
     H, W = on_rgb.shape[:2]
@@ -183,7 +216,8 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[
     ids = [i for i in np.unique(inside) if i > 0]
     if not ids:
         return None
-    ys, xs = np.nonzero(np.isin(labels, ids) & body)
+    mine = np.isin(labels, ids) & body
+    ys, xs = np.nonzero(mine)
     if ys.size < 8:
         return None
     box = (int(xs.min()) + wx0, int(ys.min()) + wy0, int(xs.max()) + 1 + wx0, int(ys.max()) + 1 + wy0)
@@ -192,7 +226,8 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[
     # around it, nor the whole window (a cut or a flash).
     if bw > 3.2 * w or bh > 1.6 * h or ys.size < 0.15 * bw * bh:
         return None
-    return box
+    sub = (slice(box[1] - wy0, box[3] - wy0), slice(box[0] - wx0, box[2] - wx0))
+    return box, _shape((a - b)[sub], room[sub], mine[sub])
 
 
 def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.ndarray:

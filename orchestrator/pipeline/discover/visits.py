@@ -1,0 +1,97 @@
+"""Which candidate places hold an overlay, and over which frames: the verdict ``Discoverer.finish``
+gives each track before the places are merged and paired.
+
+A jump shows the same matte leaving one place and arriving at another within a few frames: two
+fitted steps of opposite direction, the same α and the same shape (``jump_pair``). A place with
+such a partner has shown what an overlay is, so its presence may be less still (animated eyes over
+busy texture) and its visits may be cut short by the video's start or end. A place's own fitted
+steps bound its visits: the overlay is not there before it arrived nor after it left (a template
+that also matches texture reads as present on and on).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.discover.tracks import MAX_STEP_GAP, StepFit, Track, presence, runs, same_shape
+
+MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
+STILL = 0.85  # median presence score over a place's visits
+STILL_FITTED = 0.7  # ...of a place where the overlay arrived and left with fitting steps of one α
+SAME_ALPHA = 0.06  # ...of one α
+PAIR_FRAMES = 3  # a jump's departure and arrival are this close
+PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
+SHAPED_ALPHA = 0.15  # ...or α this close where their α maps also agree:
+SHAPE_MATCH = 0.75  # normalised correlation of the two steps' α maps
+
+
+def _frame(step: StepFit) -> int:
+    return max(step.on, step.off)
+
+
+def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
+    """Two fitted steps (of two places) are one jump: opposite directions, within
+    ``PAIR_FRAMES``, the same α (or, with ``shaped`` required, a close α and the same shape)."""
+    if not (a.fits and b.fits) or a.arrive == b.arrive or abs(_frame(a) - _frame(b)) > PAIR_FRAMES:
+        return False
+    d = abs(float(np.mean(a.alpha)) - float(np.mean(b.alpha)))
+    if d <= PAIR_ALPHA and not shaped:
+        return True
+    return d <= SHAPED_ALPHA and same_shape(a.shape, b.shape) >= SHAPE_MATCH
+
+
+def jumpers(tracks: list[Track]) -> set[int]:
+    """ids of the tracks with a shaped jump partner at another place (boxes apart)."""
+    fitted = [(t, [s for s in t.steps if s.fits]) for t in tracks]
+    fitted = [(t, s) for t, s in fitted if s]
+    if len(fitted) < 2:
+        return set()
+    boxes = np.array([t.box for t, _ in fitted], np.float64)
+    apart = bx.iou_matrix(boxes, boxes) == 0
+    out: set[int] = set()
+    for i, (a, sa) in enumerate(fitted):
+        for j in range(i + 1, len(fitted)):
+            b, sb = fitted[j]
+            if apart[i, j] and any(jump_pair(x, y, shaped=True) for x in sa for y in sb):
+                out.update((id(a), id(b)))
+    return out
+
+
+def still_needed(track: Track, jumped: bool) -> float:
+    """The stillness a place must show: less where the overlay both arrived and left there with
+    fitting white steps of one α, or where it jumped to or from another place with the same matte
+    (an icon with animated eyes over busy texture scores ~0.78; a face's steps that happen to fit
+    show different α and shapes)."""
+    fits = [s for s in track.steps if s.fits]
+    same = any(a.arrive and not b.arrive and abs(np.mean(a.alpha) - np.mean(b.alpha)) <= SAME_ALPHA
+               for a in fits for b in fits)
+    return STILL_FITTED if same or jumped else STILL
+
+
+def bounded(track: Track, on: np.ndarray) -> np.ndarray:
+    """``on`` with every visit cut at the track's own fitted steps: an arrival starts its visit,
+    the last departure of a burst (the text leaves ~2 frames before the icon) ends it."""
+    out = on.copy()
+    fits = [s for s in track.steps if s.fits]
+    leaves = sorted({_frame(s) for s in fits if not s.arrive})
+    for f in sorted({_frame(s) for s in fits if s.arrive}):
+        for a, b in runs(out):
+            if a + 2 < f < b:
+                out[a:f] = False
+    for f in leaves:
+        if any(f < g <= f + MAX_STEP_GAP for g in leaves):
+            continue
+        for a, b in runs(out):
+            if a < f < b - 2:
+                out[f:b] = False
+    return out
+
+
+def verdict(track: Track, scores: np.ndarray, jumped: bool) -> np.ndarray | None:
+    """The frames a confirmed-or-not track holds an overlay, or None when it does not: enough
+    frames (any, for a jump's place the video cuts short) at the stillness it needs."""
+    on = bounded(track, presence(scores))
+    if not on.any() or (on.sum() < MIN_FRAMES and not jumped):
+        return None
+    return on if float(np.median(scores[on])) >= still_needed(track, jumped) else None
