@@ -122,7 +122,7 @@ def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.nda
         mine = [s for s in track.steps if s.fits]
         paired = any(jump_pair(a, b) for other, _ in every if other is not track
                      for a in mine for b in other.steps)
-        alone = len(kept) == 1 and len({max(s.on, s.off) for s in mine}) >= 2
+        alone = len(kept) == 1 and len({s.frame for s in mine}) >= 2
         if paired or alone:
             out.append((track, on))
     return out + revisited(kept, out)
@@ -197,7 +197,7 @@ def one_place_at_a_time(kept: list[tuple[Track, np.ndarray]], marks: list[int]) 
     reads as present long before and after its visit)."""
     for (track, _), mark in zip(kept, marks):
         for step in (s for s in track.steps if s.fits):
-            f = max(step.on, step.off)
+            f = step.frame
             for (other, on), other_mark in zip(kept, marks):
                 if other is track or other_mark != mark:
                     continue

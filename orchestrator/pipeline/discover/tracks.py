@@ -40,6 +40,12 @@ class StepFit:
     shape: np.ndarray | None = field(default=None, compare=False, repr=False)  # α map over the body's box
 
     @property
+    def frame(self) -> int:
+        """The first frame of the new state: the first full frame of an arrival, the frame after
+        the last full one of a departure (the first empty frame may be a few later)."""
+        return self.on if self.arrive else self.on + 1
+
+    @property
     def fits(self) -> bool:
         lo, hi = ALPHA_RANGE
         a = np.asarray(self.alpha)
@@ -159,21 +165,21 @@ def _shape(change: np.ndarray, room_g: np.ndarray, body: np.ndarray) -> np.ndarr
 
 def same_shape(a: np.ndarray | None, b: np.ndarray | None, shift: int = 2) -> float:
     """How well two steps' α maps agree (normalised correlation, best over shifts of ``shift``
-    px): ~1 for one overlay leaving one place and arriving at another. One map may be a part of
-    the other along its width (an icon alone against the icon with its text: one height, at least
-    a third of the width); 0 when either is missing, too small to say (a few pixels of a face's
-    edge match anything) or they are sized otherwise."""
+    px and over the places of the smaller inside the larger): ~1 for one overlay leaving one place
+    and arriving at another. The smaller may be a part of the larger, at least a quarter of it (an
+    icon alone against the icon with its text; a step's map that took some texture along); 0 when
+    either is missing, too small to say (a few pixels of a face's edge match anything) or they are
+    sized otherwise."""
     if a is None or b is None or min(a.shape + b.shape) < MIN_SHAPE[0] or min(a.size, b.size) < MIN_SHAPE[1]:
         return 0.0
     if a.std() == 0 or b.std() == 0:
         return 0.0
-    if a.shape[1] > b.shape[1]:
+    if a.size > b.size:
         a, b = b, a
-    (ha, wa), (hb, wb) = a.shape, b.shape
-    if abs(ha - hb) > 0.3 * max(ha, hb) or (wb - wa > 0.3 * wb and wa < wb / 3):
+    if a.size < b.size / 4 or any(p > 1.3 * q for p, q in zip(a.shape, b.shape)):
         return 0.0
-    dy = max(0, ha - hb)
-    big = cv2.copyMakeBorder(b, shift + dy, shift, shift, shift, cv2.BORDER_CONSTANT, value=0)
+    dy, dx = max(0, a.shape[0] - b.shape[0]), max(0, a.shape[1] - b.shape[1])
+    big = cv2.copyMakeBorder(b, shift + dy, shift, shift + dx, shift, cv2.BORDER_CONSTANT, value=0)
     return float(np.nan_to_num(cv2.matchTemplate(big, a, cv2.TM_CCOEFF_NORMED), nan=0.0, posinf=0.0).max())
 
 

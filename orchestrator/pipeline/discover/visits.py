@@ -20,20 +20,17 @@ MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in al
 STILL = 0.85  # median presence score over a place's visits
 STILL_FITTED = 0.7  # ...of a place where the overlay arrived and left with fitting steps of one α
 SAME_ALPHA = 0.06  # ...of one α
+STILL_JUMPED = 0.5  # ...of a place that jumped to or from another with the same matte
 PAIR_FRAMES = 3  # a jump's departure and arrival are this close
 PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 SHAPED_ALPHA = 0.15  # ...or α this close where their α maps also agree:
 SHAPE_MATCH = 0.75  # normalised correlation of the two steps' α maps
 
 
-def _frame(step: StepFit) -> int:
-    return max(step.on, step.off)
-
-
 def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
     """Two fitted steps (of two places) are one jump: opposite directions, within
     ``PAIR_FRAMES``, the same α (or, with ``shaped`` required, a close α and the same shape)."""
-    if not (a.fits and b.fits) or a.arrive == b.arrive or abs(_frame(a) - _frame(b)) > PAIR_FRAMES:
+    if not (a.fits and b.fits) or a.arrive == b.arrive or abs(a.frame - b.frame) > PAIR_FRAMES:
         return False
     d = abs(float(np.mean(a.alpha)) - float(np.mean(b.alpha)))
     if d <= PAIR_ALPHA and not shaped:
@@ -60,13 +57,14 @@ def jumpers(tracks: list[Track]) -> set[int]:
 
 def still_needed(track: Track, jumped: bool) -> float:
     """The stillness a place must show: less where the overlay both arrived and left there with
-    fitting white steps of one α, or where it jumped to or from another place with the same matte
-    (an icon with animated eyes over busy texture scores ~0.78; a face's steps that happen to fit
+    fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78), less
+    still where it jumped to or from another place with the same matte (a template built from the
+    8 frames after an arrival over drifting clouds scores ~0.55; a face's steps that happen to fit
     show different α and shapes)."""
     fits = [s for s in track.steps if s.fits]
     same = any(a.arrive and not b.arrive and abs(np.mean(a.alpha) - np.mean(b.alpha)) <= SAME_ALPHA
                for a in fits for b in fits)
-    return STILL_FITTED if same or jumped else STILL
+    return STILL_JUMPED if jumped else STILL_FITTED if same else STILL
 
 
 def bounded(track: Track, on: np.ndarray) -> np.ndarray:
@@ -74,8 +72,8 @@ def bounded(track: Track, on: np.ndarray) -> np.ndarray:
     the last departure of a burst (the text leaves ~2 frames before the icon) ends it."""
     out = on.copy()
     fits = [s for s in track.steps if s.fits]
-    leaves = sorted({_frame(s) for s in fits if not s.arrive})
-    for f in sorted({_frame(s) for s in fits if s.arrive}):
+    leaves = sorted({s.frame for s in fits if not s.arrive})
+    for f in sorted({s.frame for s in fits if s.arrive}):
         for a, b in runs(out):
             if a + 2 < f < b:
                 out[a:f] = False
