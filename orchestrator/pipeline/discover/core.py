@@ -227,7 +227,8 @@ class Discoverer:
         one gone for ``RETIRE`` frames that holds no overlay and jumped with no other place."""
         loose = [t for t in self.tracks if not t.confirmed]
         if loose:
-            self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
+            drop = min(loose, key=lambda t: (t.chunks, t.first_frame))
+            self.tracks = [t for t in self.tracks if t is not drop]
             return
         end = self.buffer[-1].index + 1
         jumped = jumpers(self.tracks)
@@ -235,7 +236,7 @@ class Discoverer:
             scores = np.frombuffer(t.scores, np.float32)
             if (id(t) not in jumped and max(scores[max(0, end - RETIRE):end], default=0.0) < LOW
                     and verdict(t, scores, False) is None):
-                self.tracks.remove(t)
+                self.tracks = [k for k in self.tracks if k is not t]
                 return
 
     def _fit_steps(self, track: Track) -> None:
