@@ -235,7 +235,7 @@ class Discoverer:
         for t in sorted(self.tracks, key=lambda t: t.first_frame):
             scores = np.frombuffer(t.scores, np.float32)
             if (id(t) not in jumped and max(scores[max(0, end - RETIRE):end], default=0.0) < LOW
-                    and verdict(t, scores, False) is None):
+                    and verdict(t, scores, set()) is None):
                 self.tracks = [k for k in self.tracks if k is not t]
                 return
 
@@ -356,13 +356,13 @@ class Discoverer:
             scores[:m] = np.frombuffer(track.scores, np.float32, m)
             # An overlay is exactly still: its edges match the template all visit long (a face
             # or a body that holds nearly still drifts and deforms).
-            on = verdict(track, scores, id(track) in jumped)
+            on = verdict(track, scores, jumped)
             if on is not None:
                 kept.append((track, on))
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
         area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
         limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
-        confirmed = [(t, bounded(t, on)) for t, on in merge(kept, limit) if t.confirmed]
+        confirmed = [(t, bounded(t, on, jumped)) for t, on in merge(kept, limit) if t.confirmed]
         kept = paired([(t, on) for t, on in confirmed if steady(on, short_edges=id(t) in jumped)
                        and self._mark_sized(t)], confirmed)
         share_extent(kept, self.size)

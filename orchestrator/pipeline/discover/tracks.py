@@ -36,7 +36,7 @@ class StepFit:
     alpha: tuple[float, float, float]  # α per channel of the body's solid part (80th percentile)
     consistent: float  # share of the body within 0.2 of that α (edges are partial: information)
     body: int  # pixels that brightened with the overlay
-    darker: int  # pixels that darkened (moving texture does both as much)
+    darker: int  # pixels that darkened outside the body's silhouette (moving texture does both as much)
     shape: np.ndarray | None = field(default=None, compare=False, repr=False)  # α map over the body's box
 
     @property
@@ -135,8 +135,9 @@ class Track:
         room = 255.0 - b
         change = delta.mean(2)
         room_g = room.mean(2)
-        body = (change > np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)) & (room_g > 20)
-        darker = int((change < -np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)).sum())
+        brighter = change > np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)
+        body = brighter & (room_g > 20)
+        darker = int(((change < -np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)) & ~_silhouette(brighter)).sum())
         if body.sum() < 8:
             return None
         grey_alpha = change[body] / room_g[body]
@@ -153,6 +154,16 @@ class Track:
             weighted = replace(fit, alpha=_channel_alpha(delta, room, body, grey_alpha, level))
             fit = weighted if weighted.fits else fit
         return fit
+
+
+def _silhouette(body: np.ndarray) -> np.ndarray:
+    """The body with its holes filled: a mark's own dark parts (the Sora cloud's eyes) darken
+    inside it; moving texture darkens beside what it brightens."""
+    closed = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    outside = np.pad(1 - closed, 1, constant_values=1)
+    mask = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
+    cv2.floodFill(outside, mask, (0, 0), 2)
+    return outside[1:-1, 1:-1] != 2
 
 
 def _shape(change: np.ndarray, room_g: np.ndarray, body: np.ndarray) -> np.ndarray:

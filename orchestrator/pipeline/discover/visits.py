@@ -25,6 +25,8 @@ PAIR_FRAMES = 3  # a jump's departure and arrival are this close
 PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 SHAPED_ALPHA = 0.15  # ...or α this close where their α maps also agree:
 SHAPE_MATCH = 0.75  # normalised correlation of the two steps' α maps
+STRONG = 0.5  # share of a place's largest step body that a step must show to cut its visits
+BLIP = 15  # frames: a run shorter than this between a place's departure and arrival is not a visit
 
 
 def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
@@ -39,7 +41,8 @@ def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
 
 
 def jumpers(tracks: list[Track]) -> set[int]:
-    """ids of the tracks with a shaped jump partner at another place (boxes apart)."""
+    """ids of the fitted steps that make a shaped jump with a step at another place (boxes
+    apart), and of the tracks that hold them."""
     fitted = [(t, [s for s in t.steps if s.fits]) for t in tracks]
     fitted = [(t, s) for t, s in fitted if s]
     if len(fitted) < 2:
@@ -50,8 +53,12 @@ def jumpers(tracks: list[Track]) -> set[int]:
     for i, (a, sa) in enumerate(fitted):
         for j in range(i + 1, len(fitted)):
             b, sb = fitted[j]
-            if apart[i, j] and any(jump_pair(x, y, shaped=True) for x in sa for y in sb):
-                out.update((id(a), id(b)))
+            if not apart[i, j]:
+                continue
+            for x in sa:
+                for y in sb:
+                    if jump_pair(x, y, shaped=True):
+                        out.update((id(a), id(b), id(x), id(y)))
     return out
 
 
@@ -67,29 +74,43 @@ def still_needed(track: Track, jumped: bool) -> float:
     return STILL_JUMPED if jumped else STILL_FITTED if same else STILL
 
 
-def bounded(track: Track, on: np.ndarray) -> np.ndarray:
-    """``on`` with every visit cut at the track's own fitted steps: an arrival starts its visit,
-    the last departure of a burst (the text leaves ~2 frames before the icon) ends it."""
+def bounded(track: Track, on: np.ndarray, jumps: set[int]) -> np.ndarray:
+    """``on`` with every visit cut at the track's own strong steps: those that made a jump
+    (``jumpers``) or stepped with at least half the body of its largest (a few pixels of a face
+    beside the place that fit by chance do not cut). An arrival starts its visit, the last
+    departure of a burst (the text leaves ~2 frames before the icon) ends it; a short run between
+    a departure and the next arrival (texture matching a moment) is dropped. Cuts only remove
+    frames."""
     out = on.copy()
     fits = [s for s in track.steps if s.fits]
+    largest = max((s.body for s in fits), default=0)
+    fits = [s for s in fits if id(s) in jumps or s.body >= STRONG * largest]
     leaves = sorted({s.frame for s in fits if not s.arrive})
-    for f in sorted({s.frame for s in fits if s.arrive}):
+    leaves = [f for f in leaves if not any(f < g <= f + MAX_STEP_GAP for g in leaves)]
+    arrivals = sorted({s.frame for s in fits if s.arrive})
+    for f in arrivals:
+        since = max((g for g in leaves if g < f), default=0)
         for a, b in runs(out):
             if a + 2 < f < b:
                 out[a:f] = False
+            elif since <= a and b <= f and b - a < BLIP:
+                out[a:b] = False
     for f in leaves:
-        if any(f < g <= f + MAX_STEP_GAP for g in leaves):
-            continue
+        until = min((g for g in arrivals if g > f), default=out.size)
         for a, b in runs(out):
             if a < f < b - 2:
                 out[f:b] = False
+            elif f <= a and b <= until and b - a < BLIP:
+                out[a:b] = False
     return out
 
 
-def verdict(track: Track, scores: np.ndarray, jumped: bool) -> np.ndarray | None:
+def verdict(track: Track, scores: np.ndarray, jumps: set[int]) -> np.ndarray | None:
     """The frames a confirmed-or-not track holds an overlay, or None when it does not: enough
-    frames (any, for a jump's place the video cuts short) at the stillness it needs."""
-    on = bounded(track, presence(scores))
+    frames (any, for a jump's place the video cuts short) at the stillness it needs; ``jumps``
+    from ``jumpers``."""
+    jumped = id(track) in jumps
+    on = bounded(track, presence(scores), jumps)
     if not on.any() or (on.sum() < MIN_FRAMES and not jumped):
         return None
     return on if float(np.median(scores[on])) >= still_needed(track, jumped) else None

@@ -108,13 +108,18 @@ def test_a_jump_pairs_by_alpha_or_by_alpha_and_shape():
     a = _track((0, 0, 30, 20), leave)
     b = _track((100, 100, 130, 120), arrive)
     same_place = _track((5, 0, 35, 20), arrive)
-    assert jumpers([a, b]) == {id(a), id(b)}
+    assert jumpers([a, b]) == {id(a), id(b), id(leave), id(arrive)}
     assert jumpers([a, same_place]) == set()
 
 
-def test_a_places_own_steps_bound_its_visits():
+def test_a_places_own_jump_steps_bound_its_visits():
     on = np.zeros(120, bool)
     on[5:100] = True  # a template that also matched texture before and after
-    t = _track((0, 0, 30, 20), _step(22, True, 0.8), _step(87, False, 0.6), _step(89, False, 0.8))
-    out = bounded(t, on)
+    on[105:110] = True  # ...and a moment after the departure
+    steps = (_step(22, True, 0.8), _step(87, False, 0.6), _step(89, False, 0.8))
+    chance = StepFit(59, 58, True, (0.5,) * 3, 0.9, 100, 0)  # a face's step beside, fitting by chance
+    t = _track((0, 0, 30, 20), *steps, chance)
+    out = bounded(t, on, {id(s) for s in steps})
     assert [int(i) for i in np.flatnonzero(np.diff(out.astype(np.int8)))] == [21, 88]  # [22, 89)
+    strong = bounded(t, on, set())  # the steps of 300 px cut without a jump; the one of 100 does not
+    assert [int(i) for i in np.flatnonzero(np.diff(strong.astype(np.int8)))] == [21, 88]
