@@ -362,9 +362,12 @@ class Discoverer:
         # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
         area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
         limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
-        confirmed = [(t, bounded(t, on, jumped)) for t, on in merge(kept, limit) if t.confirmed]
-        kept = paired([(t, on) for t, on in confirmed if steady(on, short_edges=id(t) in jumped)
-                       and self._mark_sized(t)], confirmed)
+        confirmed = [(t, on, bounded(t, on, jumped)) for t, on in merge(kept, limit) if t.confirmed]
+        # A place holds still over its visits; one that jumped may show it on its visits cut at
+        # its steps (a short run of texture before its arrival), any other on its whole presence.
+        steady_ones = [(t, cut) for t, on, cut in confirmed if self._mark_sized(t) and (
+            steady(on) or id(t) in jumped and steady(cut, short_edges=True))]
+        kept = paired(steady_ones, [(t, cut) for t, _, cut in confirmed])
         share_extent(kept, self.size)
         positions = []
         boxes = np.zeros((len(kept), 4))

@@ -108,9 +108,12 @@ def bounded(track: Track, on: np.ndarray, jumps: set[int]) -> np.ndarray:
 def verdict(track: Track, scores: np.ndarray, jumps: set[int]) -> np.ndarray | None:
     """The frames a confirmed-or-not track holds an overlay, or None when it does not: enough
     frames (any, for a jump's place the video cuts short) at the stillness it needs; ``jumps``
-    from ``jumpers``."""
+    from ``jumpers``. Only a place that jumped is judged on its visits cut at its steps (cuts
+    must never make a face's track look like an overlay)."""
     jumped = id(track) in jumps
-    on = bounded(track, presence(scores), jumps)
+    on = presence(scores)
+    if jumped:
+        on = bounded(track, on, jumps)
     if not on.any() or (on.sum() < MIN_FRAMES and not jumped):
         return None
     return on if float(np.median(scores[on])) >= still_needed(track, jumped) else None
