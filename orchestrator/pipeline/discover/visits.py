@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.tracks import MAX_STEP_GAP, StepFit, Track, presence, runs, same_shape
+from orchestrator.pipeline.discover.tracks import MAX_STEP_GAP, MIN_SHAPE, StepFit, Track, presence, runs, same_shape
 
 MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
 STILL = 0.85  # median presence score over a place's visits
@@ -25,19 +25,28 @@ PAIR_FRAMES = 3  # a jump's departure and arrival are this close
 PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 SHAPED_ALPHA = 0.15  # ...or α this close where their α maps also agree:
 SHAPE_MATCH = 0.75  # normalised correlation of the two steps' α maps
+PAIR_SHAPE = 0.4  # ...at least this where α agrees within PAIR_ALPHA (a face's steps: 0-0.3)
 STRONG = 0.5  # share of a place's largest step body that a step must show to cut its visits
 BLIP = 15  # frames: a run shorter than this between a place's departure and arrival is not a visit
 
 
+def _mark_sized(step: StepFit) -> bool:
+    return step.shape is not None and min(step.shape.shape) >= MIN_SHAPE[0] and step.shape.size >= MIN_SHAPE[1]
+
+
 def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
     """Two fitted steps (of two places) are one jump: opposite directions, within
-    ``PAIR_FRAMES``, the same α (or, with ``shaped`` required, a close α and the same shape)."""
+    ``PAIR_FRAMES``, each with an α map of a mark's size, the same α and roughly the same shape,
+    or a close α and the same shape (only this where ``shaped``)."""
     if not (a.fits and b.fits) or a.arrive == b.arrive or abs(a.frame - b.frame) > PAIR_FRAMES:
         return False
+    if not (_mark_sized(a) and _mark_sized(b)):
+        return False  # a few pixels of a face's edge stepping (faces make many α pairs)
     d = abs(float(np.mean(a.alpha)) - float(np.mean(b.alpha)))
-    if d <= PAIR_ALPHA and not shaped:
-        return True
-    return d <= SHAPED_ALPHA and same_shape(a.shape, b.shape) >= SHAPE_MATCH
+    if d > SHAPED_ALPHA:
+        return False
+    shape = same_shape(a.shape, b.shape)
+    return shape >= SHAPE_MATCH or (d <= PAIR_ALPHA and shape >= PAIR_SHAPE and not shaped)
 
 
 def jumpers(tracks: list[Track]) -> set[int]:
