@@ -128,8 +128,9 @@ class Discoverer:
         event's fitted step is its first."""
         frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
                                               else event.frame - EVENT_FRAMES <= f.index < event.frame)]
-        if len(frames) < 4:
-            return
+        cut = bool(frames) and (frames[0].index == 0 or frames[-1].index == self.frames - 1 and event.arrive)
+        if len(frames) < (1 if cut else 4):
+            return  # (a visit the video's start or end cuts short shows no more)
         if len(self.tracks) >= MAX_TRACKS:
             self._evict()
         if len(self.tracks) >= MAX_TRACKS:
@@ -342,6 +343,11 @@ class Discoverer:
     # ------------------------------------------------------------------ result
     def finish(self, n_frames: int | None = None) -> Discovery:
         t0, c0 = time.perf_counter(), time.thread_time()
+        area = self.picture.work_area()
+        if len(self._greys) == 4 and area is not None:  # an arrival at the last frame
+            g = list(self._greys)
+            for event in find_events(g[1], g[2], g[3], g[3], self.frames - 1, area):
+                self._on_event(event)
         for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
             self._start_from_event(event, fit)
         self._arrivals = []

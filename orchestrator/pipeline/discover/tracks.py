@@ -23,7 +23,7 @@ ALPHA_RANGE = (0.4, 0.92)  # a semi-transparent overlay's α (the real mark: 0.7
 CHANNEL_SPREAD = 0.15  # the channels' α agree this well for a white overlay
 STEP_LEVEL = 12.0  # grey levels: pixels that changed this much at the step form its body
 MAX_STEP_GAP = 4  # frames between the last full and the first empty frame of a step
-MIN_SHAPE = (6, 80)  # least side and area (small-frame pixels) of an α map worth comparing
+MIN_SHAPE = (6, 48)  # least side and area (small-frame pixels) of an α map worth comparing
 
 
 @dataclass(frozen=True)
@@ -247,9 +247,10 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray
     return box, _shape((a - b)[sub], room[sub], mine[sub])
 
 
-def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.ndarray:
+def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2, edge_run: int | None = None) -> np.ndarray:
     """Per-frame presence from scores: above HIGH, or above LOW next to a present frame
-    (hysteresis); runs shorter than ``min_run`` dropped, gaps up to ``max_gap`` filled."""
+    (hysteresis); runs shorter than ``min_run`` dropped (``edge_run`` for a run the video's
+    start or end cuts short), gaps up to ``max_gap`` filled."""
     s = np.asarray(scores, np.float32)
     on = s >= HIGH
     weak = s >= LOW
@@ -261,7 +262,7 @@ def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.nd
         changed = bool((grown != on).any())
         on = grown
     on = _fill(on, max_gap)
-    return _drop_short(on, min_run)
+    return _drop_short(on, min_run, min_run if edge_run is None else edge_run)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -279,9 +280,9 @@ def _fill(on: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
-def _drop_short(on: np.ndarray, min_run: int) -> np.ndarray:
+def _drop_short(on: np.ndarray, min_run: int, edge_run: int) -> np.ndarray:
     out = on.copy()
     for a, b in runs(on):
-        if b - a < min_run:
+        if b - a < (edge_run if a == 0 or b == on.size else min_run):
             out[a:b] = False
     return out

@@ -26,6 +26,7 @@ PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 SHAPED_ALPHA = 0.15  # ...or α this close where their α maps also agree:
 SHAPE_MATCH = 0.75  # normalised correlation of the two steps' α maps
 PAIR_SHAPE = 0.4  # ...at least this where α agrees within PAIR_ALPHA (a face's steps: 0-0.3)
+JUMP_SHAPE = 0.6  # ...for a pair that lets its places be less still and cut short (``jumpers``)
 STRONG = 0.5  # share of a place's largest step body that a step must show to cut its visits
 BLIP = 15  # frames: a run shorter than this between a place's departure and arrival is not a visit
 
@@ -36,8 +37,9 @@ def _mark_sized(step: StepFit) -> bool:
 
 def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
     """Two fitted steps (of two places) are one jump: opposite directions, within
-    ``PAIR_FRAMES``, each with an α map of a mark's size, the same α and roughly the same shape,
-    or a close α and the same shape (only this where ``shaped``)."""
+    ``PAIR_FRAMES``, each with an α map of a mark's size, the same α and roughly the same shape
+    (more alike where ``shaped``: the icon alone leaving, the icon and text arriving ~0.6), or a
+    close α and the same shape."""
     if not (a.fits and b.fits) or a.arrive == b.arrive or abs(a.frame - b.frame) > PAIR_FRAMES:
         return False
     if not (_mark_sized(a) and _mark_sized(b)):
@@ -46,7 +48,7 @@ def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
     if d > SHAPED_ALPHA:
         return False
     shape = same_shape(a.shape, b.shape)
-    return shape >= SHAPE_MATCH or (d <= PAIR_ALPHA and shape >= PAIR_SHAPE and not shaped)
+    return shape >= SHAPE_MATCH or (d <= PAIR_ALPHA and shape >= (JUMP_SHAPE if shaped else PAIR_SHAPE))
 
 
 def jumpers(tracks: list[Track]) -> set[int]:
@@ -100,7 +102,7 @@ def bounded(track: Track, on: np.ndarray, jumps: set[int]) -> np.ndarray:
     for f in arrivals:
         since = max((g for g in leaves if g < f), default=0)
         for a, b in runs(out):
-            if a + 2 < f < b:
+            if a < f < b:
                 out[a:f] = False
             elif since <= a and b <= f and b - a < BLIP:
                 out[a:b] = False
@@ -121,8 +123,8 @@ def verdict(track: Track, scores: np.ndarray, jumps: set[int]) -> np.ndarray | N
     must never make a face's track look like an overlay)."""
     jumped = id(track) in jumps
     on = presence(scores)
-    if jumped:
-        on = bounded(track, on, jumps)
+    if jumped:  # a visit the video's start or end cuts to a frame or two
+        on = bounded(track, presence(scores, edge_run=1), jumps)
     if not on.any() or (on.sum() < MIN_FRAMES and not jumped):
         return None
     return on if float(np.median(scores[on])) >= still_needed(track, jumped) else None
