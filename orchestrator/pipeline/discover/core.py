@@ -15,17 +15,17 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
                                                      small_rgb, work_size)
-from orchestrator.pipeline.discover.events import Event, find_events
+from orchestrator.pipeline.discover.events import Event, event_track, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
                                                    paired, share_extent, steady)
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, runs, step_extent
+from orchestrator.pipeline.discover.fixed import fixed_places
 from orchestrator.pipeline.discover.visits import bounded, jumpers, verdict
 
 LOGGER = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ LOGGER = logging.getLogger(__name__)
 MAX_MARK_SHARE = (0.4, 0.25)  # of the picture's width and height
 MAX_TRACKS = 48
 EVENT_FRAMES = 8  # frames that build an event's template
-EDGE_LEVEL = 8.0  # mean gradient of the template's edges
 RETIRE = 40  # frames
 
 
@@ -135,24 +134,9 @@ class Discoverer:
             self._evict()
         if len(self.tracks) >= MAX_TRACKS:
             return
-        x0, y0, x1, y1 = event.box
-        h, w = self.size[1], self.size[0]
-        pad = 2
-        wx0, wy0, wx1, wy1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
-        sgx = np.zeros((wy1 - wy0, wx1 - wx0), np.float32)
-        sgy = np.zeros_like(sgx)
-        for f in frames:
-            gx, gy = gradients(grey(f.rgb[wy0:wy1, wx0:wx1]))
-            sgx += gx
-            sgy += gy
-        mean_g = [np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)]
-        mean_g[0][wy0:wy1, wx0:wx1] = sgx / len(frames)
-        mean_g[1][wy0:wy1, wx0:wx1] = sgy / len(frames)
-        stepped = cv2.dilate(event.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        strong = (np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL) & stepped
-        if strong.sum() < 8:
+        track = event_track(event, [f.rgb for f in frames], self.buffer[0].index)
+        if track is None:
             return
-        track = Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), self.buffer[0].index)
         for f in self.buffer:
             track.set_score(f.index, track.score(f.rgb))
         track.steps.append(fit)
@@ -343,37 +327,9 @@ class Discoverer:
     # ------------------------------------------------------------------ result
     def finish(self, n_frames: int | None = None) -> Discovery:
         t0, c0 = time.perf_counter(), time.thread_time()
-        area = self.picture.work_area()
-        if len(self._greys) == 4 and area is not None:  # an arrival at the last frame
-            g = list(self._greys)
-            for event in find_events(g[1], g[2], g[3], g[3], self.frames - 1, area):
-                self._on_event(event)
-        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
-            self._start_from_event(event, fit)
-        self._arrivals = []
-        if self.stats.n:
-            self._close_chunk(last=True)
+        self._flush()
         n = self.frames if n_frames is None else n_frames
-        kept = []
-        jumped = jumpers(self.tracks)
-        for track in self.tracks:
-            scores = np.zeros(n, np.float32)
-            m = min(n, len(track.scores))
-            scores[:m] = np.frombuffer(track.scores, np.float32, m)
-            # An overlay is exactly still: its edges match the template all visit long (a face
-            # or a body that holds nearly still drifts and deforms).
-            on = verdict(track, scores, jumped)
-            if on is not None:
-                kept.append((track, on))
-        # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
-        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
-        limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
-        confirmed = [(t, on, bounded(t, on, jumped)) for t, on in merge(kept, limit) if t.confirmed]
-        # A place holds still over its visits; one that jumped may show it on its visits cut at
-        # its steps (a short run of texture before its arrival), any other on its whole presence.
-        steady_ones = [(t, cut) for t, on, cut in confirmed if self._mark_sized(t) and (
-            steady(on) or id(t) in jumped and steady(cut, short_edges=True))]
-        kept = paired(steady_ones, [(t, cut) for t, _, cut in confirmed])
+        kept = self._places(n)
         share_extent(kept, self.size)
         positions = []
         boxes = np.zeros((len(kept), 4))
@@ -394,3 +350,43 @@ class Discoverer:
                     len(positions), result.marks, len(self.tracks), result.picture.box,
                     1000 * self.seconds / max(n, 1))
         return result
+
+    def _flush(self) -> None:
+        """The video ended: an arrival at its last frame, arrivals still waiting, the last chunk."""
+        area = self.picture.work_area()
+        if len(self._greys) == 4 and area is not None:
+            g = list(self._greys)
+            for event in find_events(g[1], g[2], g[3], g[3], self.frames - 1, area):
+                self._on_event(event)
+        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
+            self._start_from_event(event, fit)
+        self._arrivals = []
+        if self.stats.n:
+            self._close_chunk(last=True)
+
+    def _places(self, n: int) -> list[tuple[Track, np.ndarray]]:
+        """The places that hold an overlay, with their presence over the ``n`` frames."""
+        kept, all_scores = [], {}
+        jumped = jumpers(self.tracks)
+        for track in self.tracks:
+            scores = np.zeros(n, np.float32)
+            m = min(n, len(track.scores))
+            scores[:m] = np.frombuffer(track.scores, np.float32, m)
+            all_scores[id(track)] = scores
+            # An overlay is exactly still: its edges match the template all visit long (a face
+            # or a body that holds nearly still drifts and deforms).
+            on = verdict(track, scores, jumped)
+            if on is not None:
+                kept.append((track, on))
+        # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
+        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
+        limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
+        merged = merge(kept, limit)
+        confirmed = [(t, on, bounded(t, on, jumped)) for t, on in merged if t.confirmed]
+        # A place holds still over its visits; one that jumped may show it on its visits cut at
+        # its steps (a short run of texture before its arrival), any other on its whole presence.
+        steady_ones = [(t, cut) for t, on, cut in confirmed if self._mark_sized(t) and (
+            steady(on) or id(t) in jumped and steady(cut, short_edges=True))]
+        places = paired(steady_ones, [(t, cut) for t, _, cut in confirmed])
+        loose = [(t, on) for t, on in merged if not t.confirmed and self._mark_sized(t)]
+        return places + fixed_places(loose, all_scores, self.buffer)

@@ -66,6 +66,7 @@ class Track:
     steps: list[StepFit] = field(default_factory=list)
     chunks: int = 1
     extent: tuple[int, int, int, int] | None = None  # the whole overlay, from its steps (else box)
+    fixed: float | None = None  # α of a fixed overlay (no step) measured from the picture under it
     _cache: tuple | None = field(default=None, repr=False)
 
     @classmethod
@@ -86,7 +87,7 @@ class Track:
 
     def alpha(self) -> float | None:
         fits = [float(np.mean(s.alpha)) for s in self.steps if s.fits]
-        return float(np.median(fits)) if fits else None
+        return float(np.median(fits)) if fits else self.fixed
 
     def update(self, mean_g: tuple[np.ndarray, np.ndarray]) -> None:
         """Average the template with a chunk in which the overlay was there (what moves under it
