@@ -216,11 +216,13 @@ class Discoverer:
             self.tracks = [t for t in self.tracks if t is not drop]
             return
         end = self.buffer[-1].index + 1
-        jumped = jumpers(self.tracks)
+        jumped = None
         for t in sorted(self.tracks, key=lambda t: t.first_frame):
             scores = np.frombuffer(t.scores, np.float32)
-            if (id(t) not in jumped and max(scores[max(0, end - RETIRE):end], default=0.0) < LOW
-                    and verdict(t, scores, set()) is None):
+            if max(scores[max(0, end - RETIRE):end], default=0.0) >= LOW or verdict(t, scores, set()) is not None:
+                continue
+            jumped = jumpers(self.tracks) if jumped is None else jumped
+            if id(t) not in jumped:
                 self.tracks = [k for k in self.tracks if k is not t]
                 return
 

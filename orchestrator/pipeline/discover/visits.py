@@ -40,7 +40,7 @@ def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
     ``PAIR_FRAMES``, each with an α map of a mark's size, the same α and roughly the same shape
     (more alike where ``shaped``: the icon alone leaving, the icon and text arriving ~0.6), or a
     close α and the same shape."""
-    if not (a.fits and b.fits) or a.arrive == b.arrive or abs(a.frame - b.frame) > PAIR_FRAMES:
+    if a.arrive == b.arrive or abs(a.frame - b.frame) > PAIR_FRAMES or not (a.fits and b.fits):
         return False
     if not (_mark_sized(a) and _mark_sized(b)):
         return False  # a few pixels of a face's edge stepping (faces make many α pairs)
@@ -54,22 +54,18 @@ def jump_pair(a: StepFit, b: StepFit, *, shaped: bool = False) -> bool:
 def jumpers(tracks: list[Track]) -> set[int]:
     """ids of the fitted steps that make a shaped jump with a step at another place (boxes
     apart), and of the tracks that hold them."""
-    fitted = [(t, [s for s in t.steps if s.fits]) for t in tracks]
-    fitted = [(t, s) for t, s in fitted if s]
-    if len(fitted) < 2:
+    steps = sorted(((s.frame, k, s) for k, t in enumerate(tracks) for s in t.steps if s.fits), key=lambda x: x[0])
+    if len({k for _, k, _ in steps}) < 2:
         return set()
-    boxes = np.array([t.box for t, _ in fitted], np.float64)
+    boxes = np.array([t.box for t in tracks], np.float64)
     apart = bx.iou_matrix(boxes, boxes) == 0
     out: set[int] = set()
-    for i, (a, sa) in enumerate(fitted):
-        for j in range(i + 1, len(fitted)):
-            b, sb = fitted[j]
-            if not apart[i, j]:
-                continue
-            for x in sa:
-                for y in sb:
-                    if jump_pair(x, y, shaped=True):
-                        out.update((id(a), id(b), id(x), id(y)))
+    for i, (f, k, x) in enumerate(steps):
+        for g, m, y in steps[i + 1 :]:
+            if g - f > PAIR_FRAMES:
+                break
+            if apart[k, m] and jump_pair(x, y, shaped=True):
+                out.update((id(tracks[k]), id(tracks[m]), id(x), id(y)))
     return out
 
 
