@@ -1,22 +1,28 @@
 """Discovery's jump rules: a jump's leaving and arriving steps share α and shape, so a short clip
 with a single jump is found, a visit the video cuts short is kept, a place's own steps bound its
-visits, and a track list full of moving white objects still makes room for the mark's last place."""
+visits, and a track list full of moving white objects still makes room for the mark's last place;
+and a fixed overlay that never jumps is found from how the picture moves under it."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from bench.discover import score as bench_score
-from export.clips import make
-from export.watermark import make_clip
-from orchestrator.pipeline.decode import iter_frames
-from orchestrator.pipeline.discover import Discoverer
-from orchestrator.pipeline.discover.tracks import StepFit, Track, same_shape
-from orchestrator.pipeline.discover.visits import bounded, jump_pair, jumpers
+sys.path.insert(0, str(Path(__file__).parent))
+from overlay_clips import ring_template  # noqa: E402
+
+from bench.discover import score as bench_score  # noqa: E402
+from export.clips import make  # noqa: E402
+from export.watermark import Background, composite, make_clip, sora_template  # noqa: E402
+from orchestrator.pipeline.decode import iter_frames  # noqa: E402
+from orchestrator.pipeline.discover import Discoverer  # noqa: E402
+from orchestrator.pipeline.discover.tracks import StepFit, Track, same_shape  # noqa: E402
+from orchestrator.pipeline.discover.visits import bounded, jump_pair, jumpers  # noqa: E402
 
 CLIPS = Path(tempfile.gettempdir()) / "sora-unmark-test-clips"
 
@@ -123,3 +129,31 @@ def test_a_places_own_jump_steps_bound_its_visits():
     assert [int(i) for i in np.flatnonzero(np.diff(out.astype(np.int8)))] == [21, 88]  # [22, 89)
     strong = bounded(t, on, set())  # the steps of 300 px cut without a jump; the one of 100 does not
     assert [int(i) for i in np.flatnonzero(np.diff(strong.astype(np.int8)))] == [21, 88]
+
+
+def _fixed_logo(kind: str, opacity: float, shape: str = "sora"):
+    """A mark that never moves (a channel logo) over a moving background: discovery's result."""
+    bg = Background(640, 360, seed=3, kind=kind)
+    template = sora_template(90, None) if shape == "sora" else ring_template(60)
+    d = Discoverer(640, 360)
+    for i in range(120):
+        frame = composite(bg.frame(i), template, 520, 20, opacity)
+        d.add(i, cv2.resize(frame, d.size, interpolation=cv2.INTER_AREA))
+    return (520, 20, 520 + template.width, 20 + template.height), d.finish(120)
+
+
+@pytest.mark.parametrize("kind, opacity, shape", [("ceiling", 0.8, "sora"), ("hair", 0.55, "ring")])
+def test_a_fixed_overlay_that_never_jumps_is_found(kind, opacity, shape):
+    truth, found = _fixed_logo(kind, opacity, shape)
+    assert len(found.positions) == 1, found.summary()
+    p = found.positions[0]
+    assert p.visits == ((0, 120),) and p.steps == 0 and abs(p.alpha - opacity) <= 0.1, p
+    x0, y0, x1, y1 = p.box
+    assert x0 <= truth[0] + 2 and y0 <= truth[1] + 2 and x1 >= truth[2] - 2 and y1 >= truth[3] - 2, p
+
+
+def test_an_opaque_fixed_caption_is_not_an_overlay():
+    # The same logo at full opacity: the picture does not show through, so there is no α to
+    # measure (and no white overlay to invert): nothing found.
+    _, found = _fixed_logo("ceiling", 1.0)
+    assert not found.positions, found.summary()
