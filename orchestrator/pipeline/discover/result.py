@@ -193,18 +193,19 @@ def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) ->
 
 
 def one_place_at_a_time(kept: list[tuple[Track, np.ndarray]], marks: list[int]) -> None:
-    """A mark is at one place at a time: where it fitted an arrival at one place, its visit at
-    another place that runs on over that frame ends there; where it fitted a departure, the visit
+    """A mark (one group, or two places that jumped one to the other) is at one place at a time:
+    where it fitted an arrival at one place, its visit at another place that runs on over that
+    frame ends there; where it fitted a departure, the visit
     elsewhere that started earlier starts there (a place whose template texture also matches
     reads as present long before and after its visit)."""
     for (track, _), mark in zip(kept, marks):
         for step in (s for s in track.steps if s.fits):
             f = step.frame
             for (other, on), other_mark in zip(kept, marks):
-                if other is track or other_mark != mark:
+                if other is track or other_mark != mark and not any(jump_pair(step, s) for s in other.steps):
                     continue
                 for a, b in runs(on):
-                    if a + 2 < f < b - 2:
+                    if a < f < b:
                         if step.arrive:
                             on[f:b] = False
                         else:
