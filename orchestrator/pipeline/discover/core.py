@@ -26,7 +26,7 @@ from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, gro
                                                    paired, share_extent, steady)
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, runs, step_extent
 from orchestrator.pipeline.discover.fixed import fixed_places
-from orchestrator.pipeline.discover.visits import bounded, jumpers, verdict
+from orchestrator.pipeline.discover.visits import bounded, jumpers, partnered, verdict
 
 LOGGER = logging.getLogger(__name__)
 
@@ -216,13 +216,11 @@ class Discoverer:
             self.tracks = [t for t in self.tracks if t is not drop]
             return
         end = self.buffer[-1].index + 1
-        jumped = None
         for t in sorted(self.tracks, key=lambda t: t.first_frame):
             scores = np.frombuffer(t.scores, np.float32)
             if max(scores[max(0, end - RETIRE):end], default=0.0) >= LOW or verdict(t, scores, set()) is not None:
                 continue
-            jumped = jumpers(self.tracks) if jumped is None else jumped
-            if id(t) not in jumped:
+            if not partnered(t, self.tracks):
                 self.tracks = [k for k in self.tracks if k is not t]
                 return
 

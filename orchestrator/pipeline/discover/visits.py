@@ -69,6 +69,18 @@ def jumpers(tracks: list[Track]) -> set[int]:
     return out
 
 
+def partnered(track: Track, tracks: list[Track]) -> bool:
+    """Whether a fitted step of ``track`` makes a shaped jump with one at another place."""
+    mine = [s for s in track.steps if s.fits]
+    if not mine:
+        return False
+    others = [t for t in tracks if t is not track]
+    if not others:
+        return False
+    apart = bx.iou_matrix(np.array([track.box], np.float64), np.array([t.box for t in others], np.float64))[0] == 0
+    return any(jump_pair(x, y, shaped=True) for t, ok in zip(others, apart) if ok for y in t.steps for x in mine)
+
+
 def still_needed(track: Track, jumped: bool) -> float:
     """The stillness a place must show: less where the overlay both arrived and left there with
     fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78), less
