@@ -41,6 +41,7 @@ class _Frame:
     index: int
     rgb: np.ndarray  # small
     decoded: object | None  # the full frame (for the matte's crops), when given
+    grads: tuple | None = None  # its gradients while its chunk is open (every track scores it then)
 
 
 class Discoverer:
@@ -82,8 +83,9 @@ class Discoverer:
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
         g = grey(small_rgb)
         self.picture.add(g)
-        self.stats.add(*gradients(g))
-        self.buffer.append(_Frame(index, small_rgb, decoded))
+        grads = gradients(g)
+        self.stats.add(*grads)
+        self.buffer.append(_Frame(index, small_rgb, decoded, grads))
         self.frames = index + 1
         self._greys.append(g)
         self._jumps(index)
@@ -152,7 +154,9 @@ class Discoverer:
         current = list(self.buffer)[-n:]
         for track in self.tracks:
             for f in current:
-                track.set_score(f.index, track.score(f.rgb))
+                track.set_score(f.index, track.score(f.rgb, f.grads))
+        for f in current:
+            f.grads = None
         mean_g = self.stats.mean()
         area = self.picture.work_area()
         before = self.means[0] if len(self.means) == 2 else None

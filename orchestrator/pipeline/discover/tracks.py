@@ -110,10 +110,15 @@ class Track:
             self._cache = (keep, tx, ty, float((tx * tx + ty * ty).sum()))
         return self._cache
 
-    def score(self, rgb: np.ndarray) -> float:
-        """Presence score of one small frame (see module docstring)."""
+    def score(self, rgb: np.ndarray, grads: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+        """Presence score of one small frame (see module docstring); ``grads``: the whole frame's
+        gradients when at hand (the same values on the template's pixels, which exclude the box's
+        border)."""
         x0, y0, x1, y1 = self.box
-        gx, gy = gradients(grey(rgb[y0:y1, x0:x1]))
+        if grads is None:
+            gx, gy = gradients(grey(rgb[y0:y1, x0:x1]))
+        else:
+            gx, gy = grads[0][y0:y1, x0:x1], grads[1][y0:y1, x0:x1]
         keep, tx, ty, tn = self._template()
         fx, fy = gx[keep], gy[keep]
         den = np.sqrt(tn * float((fx * fx + fy * fy).sum()))
