@@ -270,8 +270,11 @@ class Discoverer:
         """Extend the track's extent to all that stepped with it; on a departure, from a frame a
         little earlier (the Sora mark's text leaves ~2 frames before its icon)."""
         early = on - 3 if on < off else on
-        full = frames.get(early) if early in frames and track.scores[early] >= HIGH else frames[on]
-        found = step_extent(track, full.rgb, frames[off].rgb)
+        start = early if early in frames and track.scores[early] >= HIGH else on
+        between = tuple(frames[k].rgb for k in range(start + 1, off) if k in frames) if start < on else ()
+        found = step_extent(track, frames[start].rgb, frames[off].rgb)
+        if found is not None and between:  # only what stepped frame to frame (not drifting clouds)
+            found = step_extent(track, frames[start].rgb, frames[off].rgb, between) or found
         if found is None:
             return
         box, shape = found

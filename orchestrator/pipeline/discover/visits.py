@@ -81,6 +81,25 @@ def partnered(track: Track, tracks: list[Track]) -> bool:
     return any(jump_pair(x, y, shaped=True) for t, ok in zip(others, apart) if ok for y in t.steps for x in mine)
 
 
+def edge_bounded(track: Track, on: np.ndarray) -> bool:
+    """One visit that the video's start (or end) cuts and a fitted step of a mark's size ends
+    (or starts), with no fitted step the other way: the mark left for (or came from) a place
+    where it could not be seen (a white mark over a near-white sky lifts it a few levels only)."""
+    spans = runs(on)
+    if len(spans) != 1:
+        return False
+    a, b = spans[0]
+    fits = [s for s in track.steps if s.fits]
+    sized = [s for s in fits if _mark_sized(s)]
+    if a == 0 and b < on.size:  # there from the start, then left
+        return (not any(s.arrive for s in fits)
+                and any(not s.arrive and abs(s.frame - b) <= MAX_STEP_GAP for s in sized))
+    if a > 0 and b == on.size:  # arrived, then there to the end
+        return (not any(not s.arrive for s in fits)
+                and any(s.arrive and abs(s.frame - a) <= MAX_STEP_GAP for s in sized))
+    return False
+
+
 def still_needed(track: Track, jumped: bool) -> float:
     """The stillness a place must show: less where the overlay both arrived and left there with
     fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78), less
