@@ -394,6 +394,6 @@ class Discoverer:
         # its steps (a short run of texture before its arrival), any other on its whole presence.
         steady_ones = [(t, cut) for t, on, cut in confirmed if self._mark_sized(t) and (
             steady(on) or id(t) in jumped and steady(cut, short_edges=True))]
-        places = paired(steady_ones, steady_ones)  # both places of a jump hold an overlay
+        places = paired(steady_ones, steady_ones, self.tracks)  # both places of a jump hold an overlay
         loose = [(t, on) for t, on in merged if not t.confirmed and self._mark_sized(t)]
         return places + fixed_places(loose, all_scores, self.buffer)

@@ -11,7 +11,7 @@ import numpy as np
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.picture import PictureArea
 from orchestrator.pipeline.discover.tracks import Track, runs, same_shape
-from orchestrator.pipeline.discover.visits import PAIR_ALPHA, SHAPE_MATCH, edge_bounded, jump_pair
+from orchestrator.pipeline.discover.visits import PAIR_ALPHA, SHAPE_MATCH, edge_bounded, jump_pair, seen_elsewhere
 
 MIN_VISIT = 15  # frames an overlay stays at a place (the Sora mark: 67)
 
@@ -112,13 +112,15 @@ def steady(on: np.ndarray, *, short_edges: bool = False) -> bool:
             and (short_edges or min(edge, default=6) >= 6))
 
 
-def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.ndarray]]
-            ) -> list[tuple[Track, np.ndarray]]:
+def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.ndarray]],
+           tracks: list[Track] = ()) -> list[tuple[Track, np.ndarray]]:
     """Keep the places whose steps pair with another place's (``visits.jump_pair``): the mark
     leaves one place and a same-looking one arrives at another within a few frames. Where only one
     place is found (a mark that never jumps in the clip), it must arrive and leave there with
     the same α map (a few pixels of a face stepping twice do not), or hold one visit that the
-    video cuts on one side and a step of a mark's size bounds on the other (``edge_bounded``)."""
+    video cuts on one side and a step of a mark's size bounds on the other (``edge_bounded``);
+    such a visit is kept among others too where that step shows the α and map of a step at
+    another place of ``tracks`` (``seen_elsewhere``: the jump's other side was not seen)."""
     out = []
     for track, on in kept:
         mine = [s for s in track.steps if s.fits]
@@ -127,7 +129,8 @@ def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.nda
         alone = len(kept) == 1 and (edge_bounded(track, on) or any(
             a.arrive and not b.arrive and a.frame != b.frame and same_shape(a.shape, b.shape) >= SHAPE_MATCH
             for a in mine for b in mine))
-        if paired or alone:
+        cut = not (paired or alone) and edge_bounded(track, on) and seen_elsewhere(track, tracks)
+        if paired or alone or cut:
             out.append((track, on))
     return out + revisited(kept, out)
 

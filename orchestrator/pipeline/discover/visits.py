@@ -100,6 +100,26 @@ def edge_bounded(track: Track, on: np.ndarray) -> bool:
     return False
 
 
+def seen_elsewhere(track: Track, tracks: list[Track]) -> bool:
+    """A mark-sized fitted step of ``track`` has the α and the α map (of one size) of one at a place apart (the
+    same mark arriving where its departure from the previous place was not seen, or leaving for
+    a place where its arrival was not)."""
+    mine = [s for s in track.steps if s.fits and _mark_sized(s)]
+    others = [t for t in tracks if t is not track]
+    if not mine or not others:
+        return False
+    apart = bx.iou_matrix(np.array([track.box], np.float64), np.array([t.box for t in others], np.float64))[0] == 0
+    return any(abs(float(np.mean(a.alpha)) - float(np.mean(b.alpha))) <= PAIR_ALPHA and _same_size(a, b)
+               and same_shape(a.shape, b.shape) >= SHAPE_MATCH
+               for t, ok in zip(others, apart) if ok for b in t.steps if b.fits and _mark_sized(b) for a in mine)
+
+
+def _same_size(a: StepFit, b: StepFit) -> bool:
+    """Both α maps of one size (each side within 15 %): the whole mark both times, not a face's
+    edge that matches a part of it."""
+    return all(abs(p - q) <= 0.15 * max(p, q) for p, q in zip(a.shape.shape, b.shape.shape))
+
+
 def still_needed(track: Track, jumped: bool) -> float:
     """The stillness a place must show: less where the overlay both arrived and left there with
     fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78), less
