@@ -28,6 +28,7 @@ SHAPE_MATCH = 0.75  # normalised correlation of the two steps' α maps
 PAIR_SHAPE = 0.4  # ...at least this where α agrees within PAIR_ALPHA (a face's steps: 0-0.3)
 JUMP_SHAPE = 0.6  # ...for a pair that lets its places be less still and cut short (``jumpers``)
 STRONG = 0.5  # share of a place's largest step body that a step must show to cut its visits
+EDGE_VISIT = 15  # frames: the least visit that ``edge_bounded`` takes (a speck stepping near the end)
 BLIP = 15  # frames: a run shorter than this between a place's departure and arrival is not a visit
 
 
@@ -84,13 +85,15 @@ def partnered(track: Track, tracks: list[Track]) -> bool:
 def edge_bounded(track: Track, on: np.ndarray) -> bool:
     """One visit that the video's start (or end) cuts and a fitted step of a mark's size ends
     (or starts), with no fitted step the other way: the mark left for (or came from) a place
-    where it could not be seen (a white mark over a near-white sky lifts it a few levels only)."""
+    where it could not be seen (a white mark over a near-white sky lifts it a few levels only).
+    The visit lasts ``EDGE_VISIT`` frames and the step's body is a mark's (not 18 px of a speck
+    arriving 11 frames before the end: clean_bars 15)."""
     spans = runs(on)
-    if len(spans) != 1:
+    if len(spans) != 1 or spans[0][1] - spans[0][0] < EDGE_VISIT:
         return False
     a, b = spans[0]
     fits = [s for s in track.steps if s.fits]
-    sized = [s for s in fits if _mark_sized(s)]
+    sized = [s for s in fits if _mark_sized(s) and s.body >= MIN_SHAPE[1]]
     if a == 0 and b < on.size:  # there from the start, then left
         return (not any(s.arrive for s in fits)
                 and any(not s.arrive and abs(s.frame - b) <= MAX_STEP_GAP for s in sized))

@@ -90,6 +90,9 @@ def test_a_lone_visit_cut_by_the_video_and_bounded_by_a_mark_sized_step():
     assert not _lone([_step(67, False), _step(30, True)], 0, 67)  # an arrival the other way
     assert not _lone([_step(67, False, (3, 12))], 0, 67)  # a few pixels of an edge stepping
     assert not _lone([_step(90, False)], 0, 67)  # the step is not where the visit ends
+    assert not _lone([_step(110, True)], 110, 120)  # too short a visit to say
+    speck = StepFit(79, 78, True, (0.5,) * 3, 0.9, 18, 0, np.full((9, 22), 0.5, np.float32))
+    assert not _lone([speck], 79, 120)  # 18 px stepping, however wide its map
 
 
 @pytest.mark.parametrize("seed, visits, recall", [(10, [((0, 67),)], 0.55), (11, [((0, 26),), ((93, 120),)], 0.44)])
