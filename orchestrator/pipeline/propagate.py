@@ -1,0 +1,289 @@
+"""Temporal propagation: the background under a fixed mark, seen in the neighbouring frames.
+
+Why: at the real mark's alpha of about 0.8 one frame's inversion multiplies x264's coding noise by
+~5 (bench/README.md, "No ghosts"), so a single frame must lean on a smooth fill and loses texture.
+But the camera moves while the mark stays: each background pixel under the mark in frame t is
+seen in frames t±k through other parts of the matte, or through none. Warping those looks onto
+frame t (one translation per frame pair, fitted on a ring around the mark) and averaging them by
+their predicted error gives the texture with a fraction of the noise - flow-guided propagation as
+in ProPainter/E2FGVI, simplified to what a fixed overlay allows. A static camera, or a ring that
+no translation explains, gives no independent looks: the frame keeps its own result.
+
+Use (pass 2): ``observe`` every decoded frame's marks ``radius`` frames before the frame is
+removed, then ``fuse`` the frame's own result; ``forget`` what falls out of the window.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from orchestrator.pipeline import matte
+from orchestrator.pipeline.matte.image import dilate_mask
+from orchestrator.pipeline.matte.invert import invert_look, prior_blend
+
+LOGGER = logging.getLogger(__name__)
+
+_ECC = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4)
+
+
+@dataclass(frozen=True)
+class PropagateParams:
+    """Constants of the propagation (tuned on bench/ghosts.py tuning seeds, see bench/README.md)."""
+
+    radius: int = 8  # frames each side that may lend their look (pass 2 runs this far behind decode)
+    margin: int = 16  # px around the matte window: the ring the motion is fitted on, and the reach
+    min_shift: float = 1.0  # px: a look moved less than this sees the same matte pixels (correlated)
+    max_ring_rms: float = 3.0  # ring misfit (x the best look's) beyond which a look is not used
+    ring_gap: int = 4  # px between the mark's support and the ring (a few px of mark blur/offset)
+    refine: bool = True  # fit each pair directly (from the chained estimate), not only consecutive ones
+    reject: float = 3.0  # standard deviations a look may stray from the consensus per pixel
+    min_looks: int = 2  # independent looks (besides the frame's own) needed to fuse at all
+
+
+@dataclass(frozen=True, eq=False)
+class Look:
+    """One frame's pixels around a mark: ``rgb`` of the even-aligned area at ``origin`` (x0, y0)
+    that holds the matte window grown by the margin, and its luma for the motion."""
+
+    index: int
+    origin: tuple[int, int]
+    rgb: np.ndarray  # uint8 [H, W, 3]
+    gray: np.ndarray  # float32 [H, W]
+
+
+@dataclass(frozen=True, eq=False)
+class Fused:
+    """A mark's window after propagation: the restored pixels, the hole left for the inpainter,
+    and how many independent looks went in."""
+
+    rgb: np.ndarray  # uint8 [h, w, 3]
+    hole: np.ndarray  # bool [h, w]
+    looks: int
+
+
+@dataclass
+class _Track:
+    """The looks of one mark in the window, and the chained camera position of each (px)."""
+
+    looks: dict = field(default_factory=dict)  # index -> Look
+    position: dict = field(default_factory=dict)  # index -> np.ndarray [2] (dx, dy) of the camera
+    inverted: dict = field(default_factory=dict)  # (index, offset key) -> (value, gain2, matte_var) | None
+
+
+@dataclass
+class Propagator:
+    """The ring buffer of looks per mark (bounded: ``2 * radius + 1`` looks of the grown window each)."""
+
+    params: PropagateParams = field(default_factory=PropagateParams)
+    counts: dict = field(default_factory=lambda: {"fused": 0, "static": 0, "ms": 0.0})
+    _tracks: dict = field(default_factory=dict)
+
+    @property
+    def radius(self) -> int:
+        return self.params.radius
+
+    def observe(self, index: int, key, plan, read, width: int, height: int) -> None:
+        """Keep frame ``index``'s pixels around the mark ``key`` (copied: pass 2 edits frames in place)."""
+        x0, y0, cw, ch = plan.window
+        m = self.params.margin
+        ex0, ey0 = max(0, x0 - m) // 2 * 2, max(0, y0 - m) // 2 * 2
+        ex1, ey1 = min(width, (x0 + cw + m + 1) // 2 * 2), min(height, (y0 + ch + m + 1) // 2 * 2)
+        rgb = np.array(read(ex0, ey0, ex1, ey1), np.uint8)
+        look = Look(index, (ex0, ey0), rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32))
+        track = self._tracks.setdefault(key, _Track())
+        prev = track.looks.get(index - 1)
+        position = np.zeros(2)
+        if prev is not None and prev.origin == look.origin:
+            ring = _ring(plan, self.params.margin, look, plan.offset, self.params.ring_gap)
+            step = _translation(look.gray, prev.gray, ring, ring, np.zeros(2))
+            position = track.position[index - 1] + (step[0] if step is not None else 0.0)
+        track.looks[index] = look
+        track.position[index] = position
+
+    def forget(self, before: int) -> None:
+        """Drop the looks of frames before ``before``."""
+        for track in self._tracks.values():
+            for index in [i for i in track.looks if i < before]:
+                del track.looks[index], track.position[index]
+            for k in [k for k in track.inverted if k[0] < before]:
+                del track.inverted[k]
+
+    def fuse(self, index: int, key, plan, offset, crop: np.ndarray, restored: np.ndarray,
+             hole: np.ndarray) -> Fused | None:
+        """Frame ``index``'s window ``crop`` (its own result ``restored``/``hole``) with the looks of
+        its neighbours in the same visit; None when no independent look fits (keep the own result)."""
+        track = self._tracks.get(key)
+        if track is None or index not in track.looks:
+            return None
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            return self._fuse(track, index, plan, offset, crop, restored, hole)
+        finally:
+            self.counts["ms"] += (time.perf_counter() - t0) * 1e3
+
+    def _fuse(self, track: _Track, index: int, plan, offset, crop, restored, hole) -> Fused | None:
+        p = self.params
+        own = track.looks[index]
+        neighbours = _visit(track, index, p.radius)
+        ring_t = _ring(plan, p.margin, own, offset, p.ring_gap)
+        moves = []
+        for s in neighbours:
+            init = track.position[index] - track.position[s]
+            ring_s = _ring(plan, p.margin, track.looks[s], offset, p.ring_gap)
+            fit = _translation(own.gray, track.looks[s].gray, ring_t, ring_s, init, p.refine)
+            if fit is not None and np.hypot(*fit[0]) >= p.min_shift:
+                moves.append((s, fit[0], fit[1]))
+        if moves:
+            best = min(rms for _, _, rms in moves)
+            moves = [m for m in moves if m[2] <= p.max_ring_rms * max(best, 0.5)]
+        if len(moves) < p.min_looks:
+            self.counts["static"] += 1
+            return None
+        sigma2 = max(1.0, float(np.median([rms * rms for _, _, rms in moves])) / 2.0)
+        x0, y0, cw, ch = plan.window
+        window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
+        stack = []
+        for s, d, rms in [(index, np.zeros(2), 0.0)] + moves:
+            view = self._view(track, s, plan, offset)
+            if view is None:
+                continue
+            value, gain2, matte_var = view
+            extra = max(0.0, rms * rms - 2.0 * sigma2)
+            var = sigma2 * gain2 + matte_var + extra
+            stack.append(np.dstack([_warp(value, d, cv2.INTER_CUBIC, window), _warp(var, d, cv2.INTER_LINEAR, window)]))
+        if len(stack) <= p.min_looks:
+            self.counts["static"] += 1
+            return None
+        stack = np.stack(stack)
+        value, var = _combine(stack[..., :3], np.maximum(stack[..., 3], 0.25 * sigma2), p.reject)
+        self.counts["fused"] += 1
+        return _paste(crop, restored, hole, value, var, _support(plan, offset), len(stack) - 1)
+
+    def _view(self, track: _Track, s: int, plan, offset):
+        """Look ``s`` inverted with the visit's offset, over its whole grown area (cached)."""
+        k = (s, tuple(np.round(np.asarray(offset, np.float32).ravel(), 3)))
+        if k not in track.inverted:
+            track.inverted[k] = _invert_look(track.looks[s], plan, offset)
+        return track.inverted[k]
+
+
+def _invert_look(look: Look, plan, offset):
+    x0, y0, cw, ch = plan.window
+    wy, wx = y0 - look.origin[1], x0 - look.origin[0]
+    crop = look.rgb[wy : wy + ch, wx : wx + cw]
+    try:
+        opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=offset)
+    except ValueError:
+        return None
+    if residual > plan.estimate.max_residual:
+        return None
+    inner = invert_look(crop, plan.estimate, opacity, offset=offset)
+    value = look.rgb.astype(np.float32)
+    gain2 = np.ones(look.gray.shape, np.float32)
+    matte_var = np.zeros(look.gray.shape, np.float32)
+    for whole, part in zip((value, gain2, matte_var), inner):
+        whole[wy : wy + ch, wx : wx + cw] = part
+    return value, gain2, matte_var
+
+
+def _visit(track: _Track, index: int, radius: int) -> list[int]:
+    """Frames within ``radius`` of ``index`` with a look of the same visit (no gap, same area)."""
+    out = []
+    origin = track.looks[index].origin
+    for step in (-1, 1):
+        s = index + step
+        while abs(s - index) <= radius and s in track.looks and track.looks[s].origin == origin:
+            out.append(s)
+            s += step
+    return out
+
+
+def _support(plan, offset) -> np.ndarray:
+    est = plan.estimate
+    support = est.support if est.support is not None else est.alpha > 0.02
+    return matte.shift_map(support.astype(np.float32), offset) > 0.5
+
+
+def _ring(plan, margin: int, look: Look, offset, gap: int) -> np.ndarray:
+    """The look's pixels away from the mark (its support grown by ``gap``): where motion is fitted."""
+    mask = np.ones(look.gray.shape, bool)
+    x0, y0, cw, ch = plan.window
+    wy, wx = y0 - look.origin[1], x0 - look.origin[0]
+    grown = dilate_mask(np.pad(_support(plan, offset), gap), gap)
+    ya, xa = wy - gap, wx - gap
+    sub = grown[max(0, -ya) :, max(0, -xa) :]
+    ya, xa = max(0, ya), max(0, xa)
+    h, w = min(sub.shape[0], mask.shape[0] - ya), min(sub.shape[1], mask.shape[1] - xa)
+    mask[ya : ya + h, xa : xa + w] &= ~sub[:h, :w]
+    return mask
+
+
+def _translation(ref: np.ndarray, src: np.ndarray, ref_ring: np.ndarray, src_ring: np.ndarray,
+                 init: np.ndarray, refine: bool = True) -> tuple[np.ndarray, float] | None:
+    """The shift d with src(x + d) ~ ref(x) on the ring (ECC from ``init``) and the ring's rms misfit."""
+    warp = np.array([[1, 0, init[0]], [0, 1, init[1]]], np.float32)
+    mask = ref_ring & (_warp(src_ring.astype(np.float32), init, cv2.INTER_NEAREST) > 0.5)
+    if mask.sum() < 64:
+        return None
+    try:
+        if refine:
+            _, warp = cv2.findTransformECC(ref, src, warp, cv2.MOTION_TRANSLATION, _ECC,
+                                           mask.astype(np.uint8), 3)
+    except cv2.error:
+        return None
+    d = warp[:, 2].astype(np.float64)
+    moved = _warp(src, d, cv2.INTER_CUBIC)
+    ok = mask & np.isfinite(moved) & (_warp(src_ring.astype(np.float32), d, cv2.INTER_NEAREST) > 0.5)
+    if ok.sum() < 64:
+        return None
+    return d, float(np.sqrt(np.mean((moved[ok] - ref[ok]) ** 2)))
+
+
+def _warp(image: np.ndarray, d: np.ndarray, interpolation: int,
+          area: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """``image(x + d)`` over ``area`` (x0, y0, w, h; default the whole grid): NaN where it reaches
+    outside the image (or into NaN)."""
+    x0, y0, w, h = area if area is not None else (0, 0, image.shape[1], image.shape[0])
+    if not np.any(d) and area is None:
+        return image.astype(np.float32, copy=True)
+    m = np.array([[1, 0, d[0] + x0], [0, 1, d[1] + y0]], np.float32)
+    nan = (float("nan"),) * 4
+    return cv2.warpAffine(image.astype(np.float32), m, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=nan)
+
+
+def _combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance mean of the looks [N, h, w, 3] per pixel, looks far from the consensus left
+    out; returns (value, its variance) with NaN / inf where no look is valid."""
+    valid = np.isfinite(values[..., 0]) & np.isfinite(variances)
+    w = np.where(valid, 1.0 / np.where(valid, variances, 1.0), 0.0).astype(np.float32)
+    v = np.where(valid[..., None], values, 0.0).astype(np.float32)
+    total = np.maximum(w.sum(0), 1e-12)
+    mean = np.einsum("nhw,nhwc->hwc", w, v) / total[..., None]
+    dev2 = ((v - mean) ** 2).mean(-1)
+    w *= dev2 * w <= reject * reject * (1.0 + w / total)  # |dev| <= reject * sqrt(var + var_mean)
+    total = w.sum(0)
+    has = total > 0
+    mean = np.einsum("nhw,nhwc->hwc", w, v) / np.maximum(total, 1e-12)[..., None]
+    return np.where(has[..., None], mean, np.nan), np.where(has, 1.0 / np.maximum(total, 1e-12), np.inf)
+
+
+def _paste(crop, restored, hole, value, var, support, looks: int) -> Fused:
+    """The fused value where the mark is (blended with the fill by predicted error); hole pixels
+    the looks cover well enough leave the hole. Pixels off the mark keep the frame's own."""
+    from orchestrator.pipeline.matte.params import PARAMS
+
+    has = np.isfinite(var)
+    area = (support | hole) & has
+    blended = prior_blend(crop, support | hole, np.where(has[..., None], value, 0.0), np.where(has, var, 1e6))
+    filled = hole & has & (var <= PARAMS.hole_variance)
+    use = (area & ~hole) | filled
+    out = restored.copy()
+    out[use] = np.clip(np.rint(blended[use]), 0, 255).astype(np.uint8)
+    return Fused(out, hole & ~filled, looks)
