@@ -31,7 +31,9 @@ LOGGER = logging.getLogger(__name__)
 class PropagateParams:
     """Constants of the propagation (tuned on bench/ghosts.py tuning seeds, see bench/README.md)."""
 
-    radius: int = 8  # frames each side that may lend their look (pass 2 runs this far behind decode)
+    radius: int = 24  # frames each side that may lend their look (pass 2 runs this far behind decode)
+    dense: int = 8  # every frame within this many lends its look; beyond, every ``stride``-th
+    stride: int = 2
     margin: int = 16  # px around the matte window: the ring the motion is fitted on, and the reach
     refine_iterations: int = 3  # Gauss-Newton steps refining each pair from the chained consecutive fits
     min_shift: float = 1.0  # px: a look moved less than this sees the same matte pixels (correlated)
@@ -141,7 +143,7 @@ class Propagator:
     def _fuse(self, track: _Track, index: int, plan, offset, crop, restored, hole) -> Fused | None:
         p = self.params
         own = track.looks[index]
-        neighbours = _visit(track, index, p.radius)
+        neighbours = _visit(track, index, p.radius, p.dense, p.stride)
         ring_t = _ring(plan, p.margin, own, offset, p.ring_gap)
         moves = []
         for s in neighbours:
@@ -234,14 +236,17 @@ def _invert_look(look: Look, plan, offset, opacity: float):
     return value, gain2, matte_var
 
 
-def _visit(track: _Track, index: int, radius: int) -> list[int]:
-    """Frames within ``radius`` of ``index`` with a look of the same visit (no gap, same area)."""
+def _visit(track: _Track, index: int, radius: int, dense: int, stride: int) -> list[int]:
+    """Frames within ``radius`` of ``index`` with a look of the same visit (no gap, same area):
+    every frame within ``dense``, every ``stride``-th beyond (far looks add reach, near ones noise
+    reduction)."""
     out = []
     origin = track.looks[index].origin
     for step in (-1, 1):
         s = index + step
         while abs(s - index) <= radius and s in track.looks and track.looks[s].origin == origin:
-            out.append(s)
+            if abs(s - index) <= dense or (abs(s - index) - dense) % stride == 0:
+                out.append(s)
             s += step
     return out
 
