@@ -22,16 +22,17 @@ def estimate(alpha: np.ndarray) -> matte.MatteEstimate:
 
 
 def frames(n: int, *, speed: tuple[float, float] = (1.3, 0.7), opacity: float = 0.8, noise: float = 2.0,
-           seed: int = 0):
+           seed: int = 0, wobble: float = 2.0):
     """(marked uint8 [n, FH, FW, 3], clean float32 [n, FH, FW, 3], plan): the camera moves by ``speed``
-    px per frame (sub-pixel, cubic resampling of a larger texture) under a fixed mark."""
+    px per frame plus a ``wobble`` (sub-pixel, cubic resampling of a larger texture) under a fixed
+    mark; ``noise``: Gaussian noise in grey levels (the codec's, roughly)."""
     rng = np.random.default_rng(seed)
     big = texture(rng, FH + 80, FW + 80).astype(np.float32)
     x0, y0, w, h = WINDOW
     alpha = mark_alpha(h, w, h / 2, w / 2 + 10) * opacity
     marked, clean = [], []
     for t in range(n):
-        dx, dy = 8 + speed[0] * t + 2 * np.sin(t / 4), 8 + speed[1] * t
+        dx, dy = 8 + speed[0] * t + wobble * np.sin(t / 4), 8 + speed[1] * t
         m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         bg = cv2.warpAffine(big, m, (FW, FH), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
         obs = bg.copy()
@@ -42,6 +43,11 @@ def frames(n: int, *, speed: tuple[float, float] = (1.3, 0.7), opacity: float = 
         clean.append(bg)
     plan = MarkPlan(estimate(alpha / opacity), WINDOW, np.zeros(2, np.float32))
     return np.stack(marked), np.stack(clean), plan
+
+
+def shift(t: int, s: int, *, speed: tuple[float, float] = (1.3, 0.7), wobble: float = 2.0) -> np.ndarray:
+    """The true d with frame_s(x + d) = frame_t(x) of ``frames``."""
+    return np.array([speed[0] * (t - s) + wobble * (np.sin(t / 4) - np.sin(s / 4)), speed[1] * (t - s)])
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
