@@ -35,7 +35,7 @@ class PropagateParams:
     dense: int = 8  # every frame within this many lends its look; beyond, every ``stride``-th
     stride: int = 2
     margin: int = 16  # px around the matte window: the ring the motion is fitted on, and the reach
-    refine_iterations: int = 3  # Gauss-Newton steps refining each pair from the chained consecutive fits
+    refine_iterations: int = 2  # Gauss-Newton steps refining each pair from the chained consecutive fits
     min_shift: float = 1.0  # px: a look moved less than this sees the same matte pixels (correlated)
     max_ring_rms: float = 3.0  # ring misfit (x the best look's) beyond which a look is not used
     ring_gap: int = 4  # px between the mark's support and the ring (a few px of mark blur/offset)
@@ -144,12 +144,11 @@ class Propagator:
         p = self.params
         own = track.looks[index]
         neighbours = _visit(track, index, p.radius, p.dense, p.stride)
-        ring_t = _ring(plan, p.margin, own, offset, p.ring_gap)
+        ring = _ring(plan, p.margin, own, offset, p.ring_gap)  # the same in every look of the visit
         moves = []
         for s in neighbours:
             init = track.position[index] - track.position[s]
-            ring_s = _ring(plan, p.margin, track.looks[s], offset, p.ring_gap)
-            fit = _translation(own, track.looks[s], ring_t, ring_s, init, p.refine_iterations)
+            fit = _translation(own, track.looks[s], ring, ring, init, p.refine_iterations)
             if fit is not None and np.hypot(*fit[0]) >= p.min_shift:
                 moves.append((s, fit[0], fit[1]))
         if moves:
@@ -163,22 +162,24 @@ class Propagator:
         window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
         looks = [(index, np.zeros(2), 0.0)] + moves
         opacity = self._visit_opacity(track, [s for s, _, _ in looks], plan, offset)
-        stack = []
+        values = np.empty((len(looks), ch, cw, 3), np.float32)
+        variances = np.empty((len(looks), ch, cw), np.float32)
+        n = 0
         for s, d, rms in looks:
             view = self._view(track, s, plan, offset, opacity)
             if view is None:
                 continue
             value, gain2, matte_var = view
             extra = max(0.0, rms * rms - 2.0 * sigma2)
-            var = sigma2 * gain2 + matte_var + extra
-            stack.append(np.dstack([_warp(value, d, cv2.INTER_CUBIC, window), _warp(var, d, cv2.INTER_LINEAR, window)]))
-        if len(stack) <= p.min_looks:
+            values[n] = _warp(value, d, cv2.INTER_CUBIC, window)
+            variances[n] = _warp(sigma2 * gain2 + matte_var + extra, d, cv2.INTER_LINEAR, window)
+            n += 1
+        if n <= p.min_looks:
             self.counts["static"] += 1
             return None
-        stack = np.stack(stack)
-        value, var = _combine(stack[..., :3], np.maximum(stack[..., 3], 0.25 * sigma2), p.reject)
+        value, var = _combine(values[:n], np.maximum(variances[:n], 0.25 * sigma2), p.reject)
         self.counts["fused"] += 1
-        return _paste(crop, restored, hole, value, var, _support(plan, offset), len(stack) - 1, p.blend)
+        return _paste(crop, restored, hole, value, var, _support(plan, offset), n - 1, p.blend)
 
     def _fitted(self, track: _Track, s: int, plan, offset) -> float | None:
         """Look ``s``'s own least-squares opacity (None: the matte does not fit it), cached."""
@@ -273,7 +274,8 @@ def _ring(plan, margin: int, look: Look, offset, gap: int) -> np.ndarray:
 
 def _translation(ref: Look, src: Look, ref_ring: np.ndarray, src_ring: np.ndarray, init: np.ndarray,
                  iterations: int = 20) -> tuple[np.ndarray, float] | None:
-    """The shift d with src(x + d) ~ ref(x) on the ring, and the ring's rms misfit.
+    """The shift d with src(x + d) ~ ref(x) on the ring, and the ring's rms misfit (of the
+    1-px-smoothed luma).
 
     Gauss-Newton on the translation (Lucas-Kanade with the reference's gradient, residuals
     Huber-weighted so a moving object on the ring does not pull the fit) from ``init``. Why not
@@ -281,28 +283,44 @@ def _translation(ref: Look, src: Look, ref_ring: np.ndarray, src_ring: np.ndarra
     """
     d = np.asarray(init, np.float64).copy()
     ref_s, gx, gy = ref.smooth
-    ring_src = src_ring.astype(np.float32)
-    mask = ref_ring & (_warp(ring_src, d, cv2.INTER_LINEAR) > 0.99)
+    mask = ref_ring & _shifted(src_ring, np.rint(d).astype(int))  # the rings are >= 4 px from the mark
     if mask.sum() < 64:
         return None
-    jx, jy = gx[mask], gy[mask]
-    for _ in range(iterations):
-        r = _warp(src.smooth[0], d, cv2.INTER_LINEAR)[mask] - ref_s[mask]
+    jx, jy, base = gx[mask], gy[mask], ref_s[mask]
+    r = np.zeros(0, np.float32)
+    for it in range(iterations + 1):
+        r = _warp(src.smooth[0], d, cv2.INTER_LINEAR)[mask] - base
         ok = np.isfinite(r)
         r, ox, oy = r[ok], jx[ok], jy[ok]
-        w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * max(float(np.mean(np.abs(r))), 0.5)))
-        h = np.array([[np.dot(w * ox, ox), np.dot(w * ox, oy)], [np.dot(w * ox, oy), np.dot(w * oy, oy)]])
-        if r.size < 64 or np.linalg.cond(h) > 1e4:
-            return None  # a flat or one-directional ring: the shift is not determined
-        step = -np.linalg.solve(h, np.array([np.dot(w * ox, r), np.dot(w * oy, r)]))
-        d += step
-        if np.hypot(*step) < 0.005:
+        if r.size < 64:
+            return None
+        if it == iterations:
             break
-    moved = _warp(src.gray, d, cv2.INTER_CUBIC)
-    ok = ref_ring & np.isfinite(moved) & (_warp(ring_src, d, cv2.INTER_LINEAR) > 0.99)
-    if ok.sum() < 64:
-        return None
-    return d, float(np.sqrt(np.mean((moved[ok] - ref.gray[ok]) ** 2)))
+        w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * max(float(np.mean(np.abs(r))), 0.5)))
+        wx, wy = w * ox, w * oy
+        a, b, c = float(np.dot(wx, ox)), float(np.dot(wx, oy)), float(np.dot(wy, oy))
+        root = np.hypot(a - c, 2 * b)  # eigenvalues of [[a, b], [b, c]]: (a + c ± root) / 2
+        if a + c - root <= 1e-4 * (a + c + root):
+            return None  # a flat or one-directional ring: the shift is not determined
+        gx_r, gy_r = float(np.dot(wx, r)), float(np.dot(wy, r))
+        det = a * c - b * b
+        step = -np.array([c * gx_r - b * gy_r, a * gy_r - b * gx_r]) / det
+        d += step
+        if np.hypot(*step) < 0.01:
+            iterations = it + 1  # one more residual at the converged shift
+    return d, float(np.sqrt(np.mean(r * r)))
+
+
+def _shifted(mask: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``mask(x + k)`` for an integer k (False outside)."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    dx, dy = int(k[0]), int(k[1])
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = \
+        mask[max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)]
+    return out
 
 
 def _warp(image: np.ndarray, d: np.ndarray, interpolation: int,

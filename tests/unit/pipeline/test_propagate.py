@@ -91,7 +91,7 @@ def test_only_looks_of_the_same_visit_are_used():
     assert fused is not None and fused.looks <= N - 11
 
 
-def test_ring_translation_matches_the_camera_within_a_tenth_of_a_pixel():
+def test_ring_translation_matches_the_camera_within_0_15_px():
     marked, _, plan = frames(N)
     prop = _observed(marked, plan)
     track = prop._tracks["k"]
@@ -101,7 +101,7 @@ def test_ring_translation_matches_the_camera_within_a_tenth_of_a_pixel():
         init = track.position[12] - track.position[s]
         assert np.abs(init - shift(12, s)).max() < 0.25  # the chain of consecutive fits
         d, rms = _translation(ref, track.looks[s], ring, ring, init)
-        assert np.abs(d - shift(12, s)).max() < 0.1, (s, d, shift(12, s))
+        assert np.abs(d - shift(12, s)).max() < 0.15, (s, d, shift(12, s))
         assert rms < 5.0
 
 
