@@ -41,6 +41,7 @@ class PropagateParams:
     ring_gap: int = 4  # px between the mark's support and the ring (a few px of mark blur/offset)
     reject: float = 3.0  # standard deviations a look may stray from the consensus per pixel
     min_looks: int = 2  # independent looks (besides the frame's own) needed to fuse at all
+    var_floor: float = 1.0  # the fused value is never trusted beyond this many times one clean pixel's noise
     blend: bool = True  # pull the fused value towards a smooth fill by predicted error (invert.prior_blend)
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
     opacity_spread: float = 0.15  # a look whose own fit strays further is in a fade: not used
@@ -178,6 +179,7 @@ class Propagator:
             self.counts["static"] += 1
             return None
         value, var = _combine(values[:n], np.maximum(variances[:n], 0.25 * sigma2), p.reject)
+        var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
         self.counts["fused"] += 1
         return _paste(crop, restored, hole, value, var, _support(plan, offset), n - 1, p.blend)
 
