@@ -16,6 +16,7 @@ removed, then ``fuse`` the frame's own result; ``forget`` what falls out of the 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -24,6 +25,7 @@ import numpy as np
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.matte.image import dilate_mask
 from orchestrator.pipeline.matte.invert import invert_look, prior_blend
+from orchestrator.pipeline.matte.params import PARAMS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -133,8 +135,6 @@ class Propagator:
         track = self._tracks.get(key)
         if track is None or index not in track.looks:
             return None
-        import time
-
         t0 = time.perf_counter()
         try:
             return self._fuse(track, index, plan, offset, crop, restored, hole)
@@ -157,6 +157,7 @@ class Propagator:
             moves = [m for m in moves if m[2] <= p.max_ring_rms * max(best, 0.5)]
         if len(moves) < p.min_looks:
             self.counts["static"] += 1
+            LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
             return None
         sigma2 = max(1.0, float(np.median([rms * rms for _, _, rms in moves])) / 2.0)
         x0, y0, cw, ch = plan.window
@@ -363,8 +364,6 @@ def _combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[
 def _paste(crop, restored, hole, value, var, support, looks: int, blend: bool = True) -> Fused:
     """The fused value where the mark is (blended with the fill by predicted error); hole pixels
     the looks cover well enough leave the hole. Pixels off the mark keep the frame's own."""
-    from orchestrator.pipeline.matte.params import PARAMS
-
     has = np.isfinite(var)
     area = (support | hole) & has
     blended = value
