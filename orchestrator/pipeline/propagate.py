@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 
 from orchestrator.pipeline import matte
-from orchestrator.pipeline.matte.image import dilate_mask
+from orchestrator.pipeline.matte.image import dilate_mask, fill
 from orchestrator.pipeline.matte.invert import invert_look, prior_blend
 from orchestrator.pipeline.matte.params import PARAMS
+from orchestrator.pipeline.matte.refine import texture_prior
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class PropagateParams:
     ring_gap: int = 4  # px between the mark's support and the ring (a few px of mark blur/offset)
     reject: float = 3.0  # standard deviations a look may stray from the consensus per pixel
     min_looks: int = 2  # independent looks (besides the frame's own) needed to fuse at all
+    min_texture: float = 20.0  # grey levels^2: ring texture below which the fill is as good (own result kept)
     var_floor: float = 1.0  # the fused value is never trusted beyond this many times one clean pixel's noise
     blend: bool = True  # pull the fused value towards a smooth fill by predicted error (invert.prior_blend)
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
@@ -160,6 +162,10 @@ class Propagator:
             LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
             return None
         sigma2 = max(1.0, float(np.median([rms * rms for _, _, rms in moves])) / 2.0)
+        support = _support(plan, offset)
+        if _flat(crop, support | hole, p.min_texture):
+            self.counts["flat"] = self.counts.get("flat", 0) + 1
+            return None
         x0, y0, cw, ch = plan.window
         window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
         looks = [(index, np.zeros(2), 0.0)] + moves
@@ -182,7 +188,7 @@ class Propagator:
         value, var = _combine(values[:n], np.maximum(variances[:n], 0.25 * sigma2), p.reject)
         var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
         self.counts["fused"] += 1
-        return _paste(crop, restored, hole, value, var, _support(plan, offset), n - 1, p.blend)
+        return _paste(crop, restored, hole, value, var, support, n - 1, p.blend)
 
     def _fitted(self, track: _Track, s: int, plan, offset) -> float | None:
         """Look ``s``'s own least-squares opacity (None: the matte does not fit it), cached."""
@@ -359,6 +365,16 @@ def _combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[
     has = total > 0
     mean = np.einsum("nhw,nhwc->hwc", w, v) / np.maximum(total, 1e-12)[..., None]
     return np.where(has[..., None], mean, np.nan), np.where(has, 1.0 / np.maximum(total, 1e-12), np.inf)
+
+
+def _flat(crop: np.ndarray, support: np.ndarray, min_texture: float) -> bool:
+    """Whether the background around the mark is so flat that the smooth fill is as close as the
+    looks can get (bright walls lost 0.6-2.4 dB to propagation without this; their ring texture
+    measured 4-20 grey levels^2, hair and ceilings 30-150)."""
+    if min_texture <= 0 or not support.any():
+        return False
+    tau2 = texture_prior(np.asarray(crop, np.float32), support, PARAMS.ring_px, fill)
+    return float(np.median(tau2[support])) < min_texture
 
 
 def _paste(crop, restored, hole, value, var, support, looks: int, blend: bool = True) -> Fused:

@@ -22,12 +22,14 @@ def estimate(alpha: np.ndarray) -> matte.MatteEstimate:
 
 
 def frames(n: int, *, speed: tuple[float, float] = (1.3, 0.7), opacity: float = 0.8, noise: float = 2.0,
-           seed: int = 0, wobble: float = 2.0):
+           seed: int = 0, wobble: float = 2.0, flat: bool = False):
     """(marked uint8 [n, FH, FW, 3], clean float32 [n, FH, FW, 3], plan): the camera moves by ``speed``
     px per frame plus a ``wobble`` (sub-pixel, cubic resampling of a larger texture) under a fixed
     mark; ``noise``: Gaussian noise in grey levels (the codec's, roughly)."""
     rng = np.random.default_rng(seed)
     big = texture(rng, FH + 80, FW + 80).astype(np.float32)
+    if flat:  # a wall: a faint gradient, no texture
+        big = np.broadcast_to(np.linspace(150, 170, FW + 80, dtype=np.float32)[None, :, None], big.shape).copy()
     x0, y0, w, h = WINDOW
     alpha = mark_alpha(h, w, h / 2, w / 2 + 10) * opacity
     marked, clean = [], []

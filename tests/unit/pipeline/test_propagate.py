@@ -133,3 +133,12 @@ def test_plan_frame_pastes_the_fused_window_and_sends_fewer_pixels_to_the_inpain
     ry, rx = y0 - fused.roi[1], x0 - fused.roi[0]
     got = fused.rgb[ry : ry + h, rx : rx + w]
     assert psnr(got, _window(clean[12]), mask) > psnr(alone.rgb[ry : ry + h, rx : rx + w], _window(clean[12]), mask) + 8
+
+
+def test_flat_background_keeps_the_frames_own_result():
+    marked, _, plan = frames(N, flat=True)
+    prop = _observed(marked, plan)
+    crop = _window(marked[12])
+    own, hole = _own(crop, plan)
+    assert prop.fuse(12, "k", plan, plan.offset, crop, own, hole) is None
+    assert prop.counts["flat"] == 1 and prop.counts["fused"] == 0
