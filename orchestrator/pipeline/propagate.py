@@ -96,7 +96,7 @@ class Propagator:
     """The ring buffer of looks per mark (bounded: ``2 * radius + 1`` looks of the grown window each)."""
 
     params: PropagateParams = field(default_factory=PropagateParams)
-    counts: dict = field(default_factory=lambda: {"fused": 0, "static": 0, "ms": 0.0})
+    counts: dict = field(default_factory=lambda: {"fused": 0, "static": 0, "flat": 0, "ms": 0.0})
     _tracks: dict = field(default_factory=dict)
 
     @property
@@ -145,6 +145,10 @@ class Propagator:
 
     def _fuse(self, track: _Track, index: int, plan, offset, crop, restored, hole) -> Fused | None:
         p = self.params
+        support = _support(plan, offset)
+        if _flat(crop, support | hole, p.min_texture):
+            self.counts["flat"] += 1
+            return None
         own = track.looks[index]
         neighbours = _visit(track, index, p.radius, p.dense, p.stride)
         ring = _ring(plan, p.margin, own, offset, p.ring_gap)  # the same in every look of the visit
@@ -162,10 +166,6 @@ class Propagator:
             LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
             return None
         sigma2 = max(1.0, float(np.median([rms * rms for _, _, rms in moves])) / 2.0)
-        support = _support(plan, offset)
-        if _flat(crop, support | hole, p.min_texture):
-            self.counts["flat"] = self.counts.get("flat", 0) + 1
-            return None
         x0, y0, cw, ch = plan.window
         window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
         looks = [(index, np.zeros(2), 0.0)] + moves
