@@ -11,14 +11,14 @@ is registered on its own; if it still fails it goes to the inpainter (whole box)
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from orchestrator.pipeline.matte.estimate import MatteEstimate
-from orchestrator.pipeline.matte.image import fill_rgb
+from orchestrator.pipeline.matte.image import box_mean, fill_rgb
 from orchestrator.pipeline.matte.invert import fit_opacity, remove_with_matte
-from orchestrator.pipeline.matte.refine import ghost_score, refine_offset
+from orchestrator.pipeline.matte.refine import LUMA, ghost_score, moving_dark, refine_offset
 from orchestrator.pipeline.matte.register import shift_map
 
 LOGGER = logging.getLogger(__name__)
@@ -31,11 +31,13 @@ GHOST_MAX = 0.15
 @dataclass
 class VisitTracker:
     """Offsets of the marks' current visits; ``start_frame`` with each frame's mark keys, then
-    ``remove`` per mark. ``counts``: visits registered, frames re-registered, frames rejected."""
+    ``remove`` per mark. ``counts``: visits registered, frames re-registered, frames rejected.
+    ``chroma_subsampled``: as ``remove_with_matte`` (False for 4:4:4 / RGB crops)."""
 
     offsets: dict = field(default_factory=dict)
     counts: dict = field(default_factory=lambda: {"visits": 0, "reregistered": 0, "rejected": 0})
     _live: set = field(default_factory=set)
+    chroma_subsampled: bool = True
 
     def start_frame(self, keys) -> None:
         """A mark absent from the previous frame starts a new visit: it is registered again."""
@@ -52,11 +54,11 @@ class VisitTracker:
             offset = _register(crop, estimate, planned)
             self.offsets[key] = offset
             self.counts["visits"] += 1
-        result = _invert(crop, estimate, offset)
+        result = _invert(crop, estimate, offset, self.chroma_subsampled)
         if result is not None and result[2] <= GHOST_MAX:
             return result[0], result[1]
         own = _register(crop, estimate, offset)  # the mark moved within the visit, or a bad start
-        again = _invert(crop, estimate, own)
+        again = _invert(crop, estimate, own, self.chroma_subsampled)
         self.counts["reregistered"] += 1
         if again is not None and (result is None or again[2] < result[2]):
             self.offsets[key] = own
@@ -75,16 +77,38 @@ def _register(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray) -> 
     return refine_offset(crop, estimate.alpha, color, offset, max(opacity, 0.3), shift_map)
 
 
-def _invert(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray):
+def _invert(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray, chroma_subsampled: bool = True):
     """(restored, hole, ghost score), or None when the fixed matte does not fit the frame."""
     opacity, residual = fit_opacity(crop, estimate, offset=offset)
     if residual > estimate.max_residual:
         return None
-    restored, hole = remove_with_matte(crop, estimate, opacity, offset=offset)
-    support = estimate.support if estimate.support is not None else estimate.alpha > 0.02
-    support = shift_map(support.astype(np.float32), offset) > 0.5
-    x = crop.astype(np.float32)
-    filled = fill_rgb(x, ~support)
-    alpha = shift_map(estimate.alpha, offset) * opacity
-    score = ghost_score(restored, filled, alpha, estimate.color_at(offset), support & ~hole)
+    frame = for_frame(crop, estimate, offset, opacity)
+    restored, hole = remove_with_matte(crop, frame, opacity, chroma_subsampled=chroma_subsampled)
+    support = frame.support if frame.support is not None else frame.alpha > 0.02
+    filled = fill_rgb(crop.astype(np.float32), ~support)
+    score = ghost_score(restored, filled, frame.alpha * opacity, frame.color_at(None), support & ~hole)
     return restored, hole, score
+
+
+def for_frame(crop: np.ndarray, estimate: MatteEstimate, offset, opacity: float) -> MatteEstimate:
+    """The estimate moved into this crop (offset 0), its moving parts narrowed to where they are
+    dark in this frame (``refine.moving_dark``); the rest of their zone is inverted as white."""
+    def moved(m):
+        return None if m is None else shift_map(m, offset)
+
+    support = estimate.support if estimate.support is not None else estimate.alpha > 0.02
+    frame = replace(estimate, alpha=moved(estimate.alpha), alpha_se=moved(estimate.alpha_se),
+                    support=moved(support.astype(np.float32)) > 0.5, color_map=moved(estimate.color_map),
+                    unstable=None if estimate.unstable is None else moved(estimate.unstable.astype(np.float32)) > 0.3)
+    if frame.unstable is None:
+        return frame
+    zone = frame.unstable
+    white = frame.alpha
+    if frame.color_map is not None:  # the white share of each pixel's coverage
+        white = frame.alpha * (frame.color_map.mean(-1) / max(float(frame.color.mean()), 1e-3))
+    a = np.clip(white * opacity, 0.0, 0.98)[..., None]
+    restored = (crop.astype(np.float32) - a * frame.color) / (1.0 - a)
+    dark = moving_dark(restored @ LUMA, zone, frame.support, box_mean)
+    cmap = None if frame.color_map is None else np.where(zone[..., None], frame.color, frame.color_map)
+    return replace(frame, alpha=np.where(zone, white, frame.alpha).astype(np.float32),
+                   color_map=None if cmap is None else cmap.astype(np.float32), unstable=dark)
