@@ -341,6 +341,13 @@ def ghost_score(restored: np.ndarray, fill: np.ndarray, alpha: np.ndarray, color
     (The background's own texture is not the pattern: projecting on ``observed - fill`` called a
     clean result on a textured ceiling a ghost.)
     """
+    return ghost_parts(restored, fill, alpha, color, valid)[0]
+
+
+def ghost_parts(restored: np.ndarray, fill: np.ndarray, alpha: np.ndarray, color: np.ndarray,
+                valid: np.ndarray) -> tuple[float, float]:
+    """(``ghost_score``, the signed share of the mark's own pattern): positive when the mark is
+    under-removed (the frame's opacity is higher than used), negative when over-removed."""
     y_r = (np.asarray(restored, np.float32) - fill) @ LUMA
     y_m = (alpha[..., None] * (np.asarray(color, np.float32) - fill)) @ LUMA
     hr, hm = _hp(y_r), _hp(y_m)
@@ -351,14 +358,14 @@ def ghost_score(restored: np.ndarray, fill: np.ndarray, alpha: np.ndarray, color
     sel = valid
     den = float((hm[sel] ** 2).sum())
     if den <= 1e-6:
-        return 0.0
+        return 0.0, 0.0
     # A derivative pattern d of strength s leaves s * d; score it on the mark's scale.
     scores = []
     for basis in (hm, gy, gx):
         b = basis[sel]
         bb = float((b * b).sum())
         if bb <= 1e-9:
+            scores.append(0.0)
             continue
-        coef = float((hr[sel] * b).sum()) / bb
-        scores.append(abs(coef) * np.sqrt(bb / den))
-    return float(max(scores)) if scores else 0.0
+        scores.append(float((hr[sel] * b).sum()) / bb * np.sqrt(bb / den))
+    return float(max(abs(v) for v in scores)), scores[0]

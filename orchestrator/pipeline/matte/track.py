@@ -18,7 +18,7 @@ import numpy as np
 from orchestrator.pipeline.matte.estimate import MatteEstimate
 from orchestrator.pipeline.matte.image import box_mean, fill_rgb
 from orchestrator.pipeline.matte.invert import fit_opacity, remove_with_matte
-from orchestrator.pipeline.matte.refine import LUMA, ghost_score, moving_dark, refine_offset
+from orchestrator.pipeline.matte.refine import LUMA, ghost_parts, moving_dark, refine_offset
 from orchestrator.pipeline.matte.register import shift_map
 
 LOGGER = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ class VisitTracker:
     ``chroma_subsampled``: as ``remove_with_matte`` (False for 4:4:4 / RGB crops)."""
 
     offsets: dict = field(default_factory=dict)
-    counts: dict = field(default_factory=lambda: {"visits": 0, "reregistered": 0, "rejected": 0})
+    counts: dict = field(default_factory=lambda: {"visits": 0, "reopacified": 0, "reregistered": 0,
+                                                  "rejected": 0})
     _live: set = field(default_factory=set)
     chroma_subsampled: bool = True
 
@@ -54,40 +55,63 @@ class VisitTracker:
             offset = _register(crop, estimate, planned)
             self.offsets[key] = offset
             self.counts["visits"] += 1
-        result = _invert(crop, estimate, offset, self.chroma_subsampled)
-        if result is not None and result[2] <= GHOST_MAX:
-            return result[0], result[1]
+        result = self._invert(crop, estimate, offset)
+        if result is not None and result.score <= GHOST_MAX:
+            return result.restored, result.hole
+        if result is not None:  # the mark's own pattern left (or over-removed): the opacity is off
+            again = self._invert(crop, estimate, offset, result.opacity_fixed)
+            result = again if again is not None and again.score < result.score else result
+            if result.score <= GHOST_MAX:
+                self.counts["reopacified"] += 1
+                return result.restored, result.hole
         own = _register(crop, estimate, offset)  # the mark moved within the visit, or a bad start
-        again = _invert(crop, estimate, own, self.chroma_subsampled)
+        again = self._invert(crop, estimate, own)
         self.counts["reregistered"] += 1
-        if again is not None and (result is None or again[2] < result[2]):
+        if again is not None and (result is None or again.score < result.score):
             self.offsets[key] = own
             result = again
-        if result is None or result[2] > GHOST_MAX:
+        if result is None or result.score > GHOST_MAX:
             self.counts["rejected"] += 1
             LOGGER.debug("matte gate: %s keeps %.2f of the mark: box inpainted", key,
-                         float("inf") if result is None else result[2])
+                         float("inf") if result is None else result.score)
             return None
-        return result[0], result[1]
+        return result.restored, result.hole
+
+    def _invert(self, crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray,
+                opacity: float | None = None) -> "_Inverted | None":
+        """The inversion at ``offset`` (opacity fitted unless given), or None when the fixed matte
+        does not fit the frame."""
+        fitted, residual = fit_opacity(crop, estimate, offset=offset)
+        if residual > estimate.max_residual:
+            return None
+        opacity = fitted if opacity is None else opacity
+        frame = for_frame(crop, estimate, offset, opacity)
+        restored, hole = remove_with_matte(crop, frame, opacity, chroma_subsampled=self.chroma_subsampled)
+        support = frame.support
+        filled = fill_rgb(crop.astype(np.float32), ~support)
+        a = frame.alpha * opacity
+        valid = support & ~hole
+        score, own = ghost_parts(restored, filled, a, frame.color_at(None), valid)
+        # restored - B = (o_true / o - 1) * pattern / (1 - a): the pattern's share over the gain
+        aa = np.where(valid, a, 0.0) ** 2
+        gain = float((aa / np.maximum(1.0 - a, 0.02)).sum() / max(float(aa.sum()), 1e-9))
+        return _Inverted(restored, hole, score, opacity * max(0.0, 1.0 + own / max(gain, 1.0)))
+
+
+@dataclass(frozen=True)
+class _Inverted:
+    """One inversion of a crop: the result, its ghost score, and the opacity its pattern implies."""
+
+    restored: np.ndarray
+    hole: np.ndarray
+    score: float
+    opacity_fixed: float
 
 
 def _register(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray) -> np.ndarray:
     opacity, _ = fit_opacity(crop, estimate, offset=offset)
     color = estimate.color if estimate.color_map is None else estimate.color_map
     return refine_offset(crop, estimate.alpha, color, offset, max(opacity, 0.3), shift_map)
-
-
-def _invert(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray, chroma_subsampled: bool = True):
-    """(restored, hole, ghost score), or None when the fixed matte does not fit the frame."""
-    opacity, residual = fit_opacity(crop, estimate, offset=offset)
-    if residual > estimate.max_residual:
-        return None
-    frame = for_frame(crop, estimate, offset, opacity)
-    restored, hole = remove_with_matte(crop, frame, opacity, chroma_subsampled=chroma_subsampled)
-    support = frame.support if frame.support is not None else frame.alpha > 0.02
-    filled = fill_rgb(crop.astype(np.float32), ~support)
-    score = ghost_score(restored, filled, frame.alpha * opacity, frame.color_at(None), support & ~hole)
-    return restored, hole, score
 
 
 def for_frame(crop: np.ndarray, estimate: MatteEstimate, offset, opacity: float) -> MatteEstimate:
