@@ -32,6 +32,8 @@ DARK_MIN = 0.1
 # Fewer dark pixels than this are noise, not a part of the mark (the pillarboxed mark's pupils
 # are about 2x2 px each).
 DARK_MIN_PX = 6
+ROBUST_ROUNDS = 2
+ROBUST_C = 2.0
 # Steps by which significant dark coverage grows into weaker neighbours (``_significant``).
 HYSTERESIS_STEPS = 3
 # Search radius (px) of the per-visit registration.
@@ -93,13 +95,19 @@ def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allow
     d = x - bg
     g_w = (wcol[None, :, None, None] - bg) * o
     g_k = -bg * o
-    s_ww = _sum_fc(g_w * g_w * wt) + ridge
-    s_kk = _sum_fc(g_k * g_k * wt) + ridge
-    s_wk = _sum_fc(g_w * g_k * wt)
-    s_dw = _sum_fc(d * g_w * wt)
-    s_dk = _sum_fc(d * g_k * wt)
-    det = np.maximum(s_ww * s_kk - s_wk * s_wk, 1e-6 * s_ww * s_kk)
-    a_w, a_k = _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det)
+    wt0 = wt
+    for it in range(ROBUST_ROUNDS + 1):
+        s_ww = _sum_fc(g_w * g_w * wt) + ridge
+        s_kk = _sum_fc(g_k * g_k * wt) + ridge
+        s_wk = _sum_fc(g_w * g_k * wt)
+        s_dw = _sum_fc(d * g_w * wt)
+        s_dk = _sum_fc(d * g_k * wt)
+        det = np.maximum(s_ww * s_kk - s_wk * s_wk, 1e-6 * s_ww * s_kk)
+        a_w, a_k = _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det)
+        if it < ROBUST_ROUNDS:
+            rr = np.sqrt(((d - a_w * g_w - a_k * g_k) ** 2).mean(1, keepdims=True))  # [N, 1, h, w]
+            c = ROBUST_C * np.maximum(np.median(rr, axis=0, keepdims=True), 1.0)
+            wt = wt0 / (1.0 + (rr / c) ** 2)
     resid = d - a_w * g_w - a_k * g_k
     total_w = weight.sum(0) if weight is not None and weight.ndim == 3 else float(wt.sum())
     dof = np.maximum(1.0, np.asarray(total_w) * x.shape[1] - 2.0)
