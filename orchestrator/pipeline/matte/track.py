@@ -24,7 +24,10 @@ from orchestrator.pipeline.matte.register import shift_map
 LOGGER = logging.getLogger(__name__)
 
 # Share of the mark's pattern (or of its derivative: a misregistration) a frame may keep: a
-# correctly registered inversion scores 0.05-0.15 on textured crops, 1 px off about 0.5.
+# correctly registered inversion scores 0.05-0.15 on textured crops, 1 px off about 0.5. The
+# floor is the matte's and the fill's error, not the frame's noise: with noise 1.5-8 grey levels
+# and opacity 0.3-0.6 correct frames scored at most 0.13, the noise alone (the score's chance
+# level) 0.015-0.025, 1 px off 0.47-0.48 (tests/unit/pipeline/matte, bench/README.md).
 GHOST_MAX = 0.15
 
 
