@@ -4,8 +4,10 @@ Why: pass 1 gives each position one median offset, but a mark is re-placed at ev
 1 px error leaves the mark's outline twice (17.8 instead of 33.8 dB on generated crops) while the
 residual test still passed the frame. So each visit of a mark is registered on its first frame
 (``refine.refine_offset``), and every inverted frame is checked for what a viewer would see: the
-mark's pattern or its derivative left in the result (``refine.ghost_score``). A frame that fails
-is registered on its own; if it still fails it goes to the inpainter (whole box), reported.
+mark's pattern or its derivative left in the result (``refine.ghost_score``). A frame that keeps
+the mark's own pattern gets the opacity that pattern implies; one that still fails is registered
+on its own; if it still fails it goes to the inpainter (whole box), reported. The mark's moving
+parts (the pupils) are inpainted only where they are dark in the frame (``for_frame``).
 """
 
 from __future__ import annotations
