@@ -31,6 +31,9 @@ LOGGER = logging.getLogger(__name__)
 # and opacity 0.3-0.6 correct frames scored at most 0.13, the noise alone (the score's chance
 # level) 0.015-0.025, 1 px off 0.47-0.48 (tests/unit/pipeline/matte, bench/README.md).
 GHOST_MAX = 0.15
+# Corrections of a frame's opacity from the pattern it leaves (each removes about 2/3 of the error:
+# the blend towards the fill hides part of the pattern).
+OPACITY_STEPS = 2
 
 
 @dataclass
@@ -63,9 +66,11 @@ class VisitTracker:
         result = self._invert(crop, estimate, offset)
         if result is not None and result.score <= GHOST_MAX:
             return result.restored, result.hole
-        if result is not None:  # the mark's own pattern left (or over-removed): the opacity is off
-            again = self._invert(crop, estimate, offset, result.opacity_fixed)
-            result = again if again is not None and again.score < result.score else result
+        for _ in range(OPACITY_STEPS if result is not None else 0):  # the mark's own pattern left
+            again = self._invert(crop, estimate, offset, result.opacity_fixed)  # (or over-removed)
+            if again is None or again.score >= result.score:
+                break
+            result = again
             if result.score <= GHOST_MAX:
                 self.counts["reopacified"] += 1
                 return result.restored, result.hole

@@ -141,3 +141,17 @@ def _white_only(est: matte.MatteEstimate) -> matte.MatteEstimate:
     from dataclasses import replace
 
     return replace(est, color_map=None, unstable=None)
+
+
+def test_a_left_over_pattern_gives_the_frames_opacity():
+    """An inversion at the wrong opacity leaves (or over-removes) the mark's own pattern; its
+    share gives the opacity back, which the tracker tries before re-registering the frame."""
+    crops, clean, alphas, _ = _clip(40, 0.6)
+    est = matte.estimate_matte(crops)
+    tracker = _tracker()
+    right = tracker._invert(crops[3], est, est.offsets[3])
+    for factor in (0.8, 1.2):
+        off = tracker._invert(crops[3], est, est.offsets[3], right.opacity_fixed * factor)
+        print(f"opacity x{factor}: ghost {off.score:.2f}, implied {off.opacity_fixed / right.opacity_fixed:.3f}")
+        assert off.score > 0.15 >= right.score  # the gate sees it
+        assert abs(off.opacity_fixed / right.opacity_fixed - 1.0) < 0.35 * abs(factor - 1.0)
