@@ -13,11 +13,12 @@ detector still finds it, and on a false position the matte's alpha ~ 0 leaves it
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.discover.handover import Place, settle
 from orchestrator.pipeline.discover.result import Discovery
 
 LOGGER = logging.getLogger(__name__)
@@ -61,8 +62,11 @@ def _match(box: np.ndarray, others: np.ndarray) -> int:
     return best if ious[best] > 0.2 or hold[best] > 0.6 else -1
 
 
-def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str) -> Fused:
-    """One timeline from both (see module docstring); ``weights`` is the detector's provenance."""
+def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str,
+         observations: dict[int, np.ndarray] | None = None) -> Fused:
+    """One timeline from both (see module docstring); ``weights`` is the detector's provenance;
+    ``observations`` (the detector's boxes on the frames it saw) place each jump
+    (``handover.settle``)."""
     n = discovery.timeline.n_frames if discovery is not None else (detected.n_frames if detected else 0)
     det_boxes = detected.positions if detected is not None else np.zeros((0, 4))
     det_present = detected.present if detected is not None else np.zeros((0, n), bool)
@@ -99,7 +103,11 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
         rows.append(disc.present[j])
         info.append(FusedPosition("discovery", True, pos.visits, pos.alpha, pos.mark))
     positions = np.asarray(boxes, np.float64).reshape(-1, 4)
-    present = np.asarray(rows, bool).reshape(-1, n)
+    present = np.asarray(rows, bool).reshape(-1, n).copy()
+    places = [Place(b, p.mark, p.source == "discovery" or (p.source == "both" and not lead_detector))
+              for b, p in zip(positions, info)]
+    if settle(present, places, observations):
+        info = [replace(p, visits=tuple(bx._runs(r))) for p, r in zip(info, present)]
     timeline = bx.Timeline(positions, present, [int(r.sum()) for r in present])
     if unconfirmed:
         LOGGER.info("detector positions not confirmed by discovery (demo weights), kept for the matte to judge: %s",

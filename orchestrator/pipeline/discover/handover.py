@@ -1,0 +1,99 @@
+"""Where one mark's visit hands over to the next: the frame a jump happens, once, for both places.
+
+Discovery ends a visit where the wordmark leaves, ~2 frames before the cloud does (DESIGN: the
+text leaves first; the new place shows at full strength on the next frame), so those cloud-only
+frames were in no visit; and a visit's start scored back over texture, or the detector's timeline
+giving both places to the frames between two samples, let the next place start before the old one
+ended (one mark in two places). At each handover from place A to place B of one mark the frames
+are split at one frame ``h``: A until ``h``, B from it. ``h`` is B's first detector sighting after
+the detector's last sighting of A when the detector saw both (discovery's arrival when it falls in
+that bracket: it is exact to the frame); without the detector, a gap of at most ``MAX_GAP`` frames
+goes to A (the cloud is still there) and an overlap is left as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.pipeline import boxes as bx
+
+MAX_GAP = 3  # frames between A's end and B's start that are A's lingering cloud
+NEAR = 24  # frames around a handover searched for the detector's sightings
+SIGHT_IOU = 0.3  # the detector's strongest box is at a place when it overlaps its box this much
+SAME_SIZE = 0.4  # places without a discovery mark id are one mark when their sizes agree this well
+
+
+@dataclass(frozen=True)
+class Place:
+    """One timeline position as the handover sees it."""
+
+    box: np.ndarray  # (x1, y1, x2, y2)
+    mark: int | None  # discovery's mark id (places of one mark share it), None for detector-only
+    exact_start: bool  # its visits start where discovery saw an arrival (not the detector's fill)
+
+
+def one_mark(a: Place, b: Place) -> bool:
+    """Two places of one mark: discovery says so, or (without its word) they are of one size."""
+    if a.mark is not None and b.mark is not None:
+        return a.mark == b.mark
+    wa, ha = a.box[2] - a.box[0], a.box[3] - a.box[1]
+    wb, hb = b.box[2] - b.box[0], b.box[3] - b.box[1]
+    return abs(wa - wb) <= SAME_SIZE * max(wa, wb) and abs(ha - hb) <= SAME_SIZE * max(ha, hb)
+
+
+def sightings(observations: dict[int, np.ndarray] | None, boxes: np.ndarray) -> dict[int, int]:
+    """Frame -> the place the detector's strongest box was at (only frames where it was at one)."""
+    out: dict[int, int] = {}
+    if not observations or not len(boxes):
+        return out
+    for f, dets in observations.items():
+        dets = np.asarray(dets, np.float64)
+        if dets.ndim != 2 or not len(dets):
+            continue
+        top = dets[int(np.argmax(dets[:, 4]))] if dets.shape[1] > 4 else dets[0]
+        ious = bx.iou_matrix(top[None, :4], boxes)[0]
+        k = int(np.argmax(ious))
+        if ious[k] >= SIGHT_IOU:
+            out[f] = k
+    return out
+
+
+def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int], exact_start: bool) -> int | None:
+    """The frame B takes over from A (module doc), or None to leave both as they are."""
+    lo, hi = min(a_end, b_start) - NEAR, max(a_end, b_start) + NEAR
+    frames = sorted(f for f in seen if lo <= f <= hi)
+    first_b = next((f for f in frames if seen[f] == b and any(seen[g] == a for g in frames if g < f)), None)
+    if first_b is not None:
+        last_a = max(g for g in frames if g < first_b and seen[g] == a)
+        return b_start if exact_start and last_a < b_start <= first_b else first_b
+    if 0 < b_start - a_end <= MAX_GAP:
+        return b_start
+    return None
+
+
+def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.ndarray] | None) -> int:
+    """Split every handover between two places of one mark at one frame (in place); returns the
+    number of frame-place flags changed."""
+    boxes = np.asarray([p.box for p in places], np.float64).reshape(-1, 4)
+    seen = sightings(observations, boxes)
+    changed = 0
+    for a, pa in enumerate(places):
+        for b, pb in enumerate(places):
+            if a == b or not one_mark(pa, pb) or bx.iou_matrix(boxes[a][None], boxes[b][None])[0, 0] > 0.1:
+                continue
+            for a_start, a_end in bx._runs(present[a]):
+                # B's visit that starts during A's (or just after it) and goes on past its end.
+                nxt = [(s, e) for s, e in bx._runs(present[b]) if a_start < s <= a_end + MAX_GAP and e > a_end]
+                if not nxt:
+                    continue
+                h = handover_frame(a_end, nxt[0][0], a, b, seen, pb.exact_start)
+                if h is None:
+                    continue
+                h = min(max(h, a_start + 1), nxt[0][1] - 1)  # each keeps a frame of its visit
+                nxt = [s for s, _ in nxt]
+                present[a, min(a_end, h) : max(a_end, h)] = h > a_end
+                present[b, min(nxt[0], h) : max(nxt[0], h)] = h < nxt[0]
+                changed += abs(h - a_end) + abs(h - nxt[0])
+    return changed

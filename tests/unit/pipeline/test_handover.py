@@ -1,0 +1,69 @@
+"""One mark's jump split at one frame (``discover.handover``): the cloud-only exit frames go to the
+old place, an overlap of two places is settled by the detector's sightings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from orchestrator.pipeline.discover.handover import Place, settle
+
+A = np.array([20.0, 40, 110, 75])
+B = np.array([300.0, 220, 390, 255])
+N = 120
+
+
+def rows(*visits_per_place):
+    present = np.zeros((len(visits_per_place), N), bool)
+    for k, visits in enumerate(visits_per_place):
+        for a, b in visits:
+            present[k, a:b] = True
+    return present
+
+
+def seen_at(box, frames):
+    return {f: np.array([[*box, 0.8]], np.float32) for f in frames}
+
+
+def test_cloud_only_exit_frames_go_to_the_old_place():
+    present = rows([(0, 55)], [(57, 120)])  # discovery ended A where the text left (55), B arrives at 57
+    places = [Place(A, 0, True), Place(B, 0, True)]
+    assert settle(present, places, None) == 2
+    assert present[0, :57].all() and not present[0, 57:].any()
+    assert present[1, 57:].all() and not present[1, :57].any()
+
+
+def test_a_longer_gap_is_not_closed_without_the_detector():
+    present = rows([(0, 50)], [(57, 120)])
+    assert settle(present, [Place(A, 0, True), Place(B, 0, True)], None) == 0
+    assert not present[:, 50:57].any()
+
+
+def test_an_overlap_is_split_where_the_detector_saw_the_mark_move():
+    # B's visit was scored back over texture to frame 5 while the mark stayed at A until 22.
+    present = rows([(0, 21)], [(5, 90)])
+    obs = {**seen_at(A, [0, 8, 16, 20, 21]), **seen_at(B, [22, 24, 32, 40])}
+    settle(present, [Place(A, 0, True), Place(B, 0, False)], obs)
+    assert present[0, :22].all() and not present[0, 22:].any()
+    assert present[1, 22:90].all() and not present[1, :22].any()
+
+
+def test_discoverys_exact_arrival_inside_the_detectors_bracket_wins():
+    present = rows([(0, 60)], [(58, 120)])  # the detector's fill gave both places 58..59
+    obs = {**seen_at(A, [48, 56]), **seen_at(B, [60, 64])}
+    settle(present, [Place(A, 0, True), Place(B, 0, True)], obs)
+    assert present[0, :58].all() and not present[0, 58:].any()
+    assert present[1, 58:].all()
+    present = rows([(0, 60)], [(58, 120)])  # a detector-only place: its first sighting decides
+    settle(present, [Place(A, None, False), Place(B, None, False)], obs)
+    assert present[0, :60].all() and not present[0, 60:].any() and present[1, 60:].all()
+    assert not present[1, :60].any()
+
+
+def test_two_marks_at_once_are_left_alone():
+    present = rows([(0, 55)], [(40, 120)])
+    obs = {**seen_at(A, [0, 8, 16, 24, 32, 40, 48]), **seen_at(B, [56, 64])}
+    before = present.copy()
+    assert settle(present, [Place(A, 0, True), Place(B, 1, True)], obs) == 0  # discovery: two marks
+    big = np.array([300.0, 150, 500, 300])  # no mark ids and another size: another overlay
+    assert settle(present, [Place(A, None, False), Place(big, None, False)], obs) == 0
+    assert (present == before).all()
