@@ -149,7 +149,7 @@ def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False) -
                 if show_misses:
                     print("   ", misses(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n)))
                     for m in details.get("marks", []):
-                        print("    mark", {k: m.get(k) for k in ("box", "source", "confirmed", "method", "visits", "reason")})
+                        print("    mark", {k: m.get(k) for k in ("box", "source", "mark", "confirmed", "method", "visits", "reason")})
     finally:
         server.stop()
 

@@ -8,6 +8,8 @@ discovery leads: a detector position discovery does not confirm stays in the tim
 *unconfirmed*, and planning alters its pixels only when the matte fits an overlay there
 (``plan.leave_unmarked``); on a clip discovery misses (a mark over a saturated colour) the demo
 detector still finds it, and on a false position the matte's alpha ~ 0 leaves it untouched.
+At a place both found, the detector adds the visits discovery missed there. Each jump of one mark
+is then split at one frame (``handover.settle``: the cloud-only exit frames, overlaps).
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def _match(box: np.ndarray, others: np.ndarray) -> int:
     return best if ious[best] > 0.2 or hold[best] > 0.6 else -1
 
 
+def _add_missed_visits(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Discovery's presence at a place it confirmed, plus the detector's visits there that overlap
+    none of discovery's (a video's first or last visit, whose arrival or departure discovery never
+    saw); discovery's own visits keep their frame-exact ends."""
+    out = found.copy()
+    for a, b in bx._runs(detected):
+        if not found[a:b].any():
+            out[a:b] = True
+    return out
+
+
 def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str,
          observations: dict[int, np.ndarray] | None = None) -> Fused:
     """One timeline from both (see module docstring); ``weights`` is the detector's provenance;
@@ -83,7 +96,7 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
         row = det_present[k, :n] if det_present.shape[1] >= n else np.pad(det_present[k], (0, n - det_present.shape[1]))
         if j >= 0:
             used.add(j)
-            merged = row | disc.present[j] if lead_detector else disc.present[j]
+            merged = row | disc.present[j] if lead_detector else _add_missed_visits(disc.present[j], row)
             boxes.append(np.asarray(box if lead_detector else disc.positions[j], np.float64))
             rows.append(merged)
             info.append(FusedPosition("both", True, tuple(bx._runs(merged)), found[j].alpha, found[j].mark))

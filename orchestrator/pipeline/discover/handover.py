@@ -60,15 +60,17 @@ def sightings(observations: dict[int, np.ndarray] | None, boxes: np.ndarray) -> 
     return out
 
 
-def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int], exact_start: bool) -> int | None:
-    """The frame B takes over from A (module doc), or None to leave both as they are."""
+def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int], exact_start: bool,
+                   sighted_only: bool = False) -> int | None:
+    """The frame B takes over from A (module doc), or None to leave both as they are
+    (``sighted_only``: unless the detector saw the mark at A and then at B)."""
     lo, hi = min(a_end, b_start) - NEAR, max(a_end, b_start) + NEAR
     frames = sorted(f for f in seen if lo <= f <= hi)
     first_b = next((f for f in frames if seen[f] == b and any(seen[g] == a for g in frames if g < f)), None)
     if first_b is not None:
         last_a = max(g for g in frames if g < first_b and seen[g] == a)
         return b_start if exact_start and last_a < b_start <= first_b else first_b
-    if 0 < b_start - a_end <= MAX_GAP:
+    if not sighted_only and 0 < b_start - a_end <= MAX_GAP:
         return b_start
     return None
 
@@ -81,14 +83,20 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
     changed = 0
     for a, pa in enumerate(places):
         for b, pb in enumerate(places):
-            if a == b or not one_mark(pa, pb) or bx.iou_matrix(boxes[a][None], boxes[b][None])[0, 0] > 0.1:
+            if a == b or bx.iou_matrix(boxes[a][None], boxes[b][None])[0, 0] > 0.1:
                 continue
+            same = one_mark(pa, pb)
             for a_start, a_end in bx._runs(present[a]):
-                # B's visit that starts during A's (or just after it) and goes on past its end.
+                # B's visit that starts during A's (or just after it) and goes on past its end; one
+                # starting just after another ended is a jump even where discovery's mark ids differ
+                # (it tells a box clipped at the frame's edge from the others by size).
                 nxt = [(s, e) for s, e in bx._runs(present[b]) if a_start < s <= a_end + MAX_GAP and e > a_end]
                 if not nxt:
                     continue
-                h = handover_frame(a_end, nxt[0][0], a, b, seen, pb.exact_start)
+                # Two overlays seen at once by discovery are one mark moving only when the detector
+                # saw it leave one place for the other.
+                h = handover_frame(a_end, nxt[0][0], a, b, seen, pb.exact_start,
+                                   sighted_only=not same and nxt[0][0] <= a_end)
                 if h is None:
                     continue
                 h = min(max(h, a_start + 1), nxt[0][1] - 1)  # each keeps a frame of its visit

@@ -61,9 +61,17 @@ def test_discoverys_exact_arrival_inside_the_detectors_bracket_wins():
 
 def test_two_marks_at_once_are_left_alone():
     present = rows([(0, 55)], [(40, 120)])
-    obs = {**seen_at(A, [0, 8, 16, 24, 32, 40, 48]), **seen_at(B, [56, 64])}
+    obs = seen_at(A, [0, 8, 16, 24, 32, 40, 48])  # the detector knows A's mark only
     before = present.copy()
     assert settle(present, [Place(A, 0, True), Place(B, 1, True)], obs) == 0  # discovery: two marks
     big = np.array([300.0, 150, 500, 300])  # no mark ids and another size: another overlay
     assert settle(present, [Place(A, None, False), Place(big, None, False)], obs) == 0
     assert (present == before).all()
+
+
+def test_the_detector_seeing_the_move_joins_places_discovery_told_apart():
+    present = rows([(0, 55)], [(40, 120)])
+    obs = {**seen_at(A, [0, 8, 16, 24, 32, 40, 48]), **seen_at(B, [56, 64])}
+    settle(present, [Place(A, 0, True), Place(B, 1, True)], obs)
+    assert present[0, :56].all() and not present[0, 56:].any()  # unseen frames after A's last sighting: A's
+    assert present[1, 56:].all() and not present[1, :56].any()
