@@ -21,7 +21,7 @@ from orchestrator.pipeline import boxes as bx
 
 MAX_GAP = 3  # frames between A's end and B's start that are A's lingering cloud
 NEAR = 24  # frames around a handover searched for the detector's sightings
-SIGHT_IOU = 0.3  # the detector's strongest box is at a place when it overlaps its box this much
+SIGHT_IOU = 0.3  # the detector's strongest box is at a place when it overlaps its box this much (or lies inside it)
 SAME_SIZE = 0.4  # places without a discovery mark id are one mark when their sizes agree this well
 
 
@@ -53,11 +53,21 @@ def sightings(observations: dict[int, np.ndarray] | None, boxes: np.ndarray) -> 
         if dets.ndim != 2 or not len(dets):
             continue
         top = dets[int(np.argmax(dets[:, 4]))] if dets.shape[1] > 4 else dets[0]
-        ious = bx.iou_matrix(top[None, :4], boxes)[0]
-        k = int(np.argmax(ious))
-        if ious[k] >= SIGHT_IOU:
+        k = _at(top[:4], boxes)
+        if k >= 0:
             out[f] = k
     return out
+
+
+def _at(box: np.ndarray, boxes: np.ndarray) -> int:
+    """The place a detector box is at: IoU >= ``SIGHT_IOU``, or mostly inside a place's (larger) box."""
+    ious = bx.iou_matrix(box[None], boxes)[0]
+    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inside = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None) / max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+    score = np.where(inside >= 0.7, np.maximum(ious, SIGHT_IOU), ious)
+    k = int(np.argmax(score))
+    return k if score[k] >= SIGHT_IOU else -1
 
 
 def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int], exact_start: bool,
