@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.handover import Place, settle
+from orchestrator.pipeline.discover.handover import Place, jumped_to, settle
 from orchestrator.pipeline.discover.result import Discovery
 
 LOGGER = logging.getLogger(__name__)
@@ -87,6 +87,22 @@ def _add_missed_visits(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
     return out
 
 
+def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition],
+            observations: dict[int, np.ndarray] | None, *, exact: bool) -> list[FusedPosition]:
+    """One frame per jump (``handover.settle``, in place on ``present``), and a detector place the
+    confirmed mark jumped to confirmed by that jump; the positions' visits follow."""
+    places = [Place(b, p.mark, p.source == "discovery" or (p.source == "both" and exact))
+              for b, p in zip(positions, info)]
+    changed = settle(present, places, observations)
+    jumped = jumped_to(present, places, [p.confirmed for p in info])
+    if jumped:
+        LOGGER.info("detector positions the confirmed mark jumped to: %s", [positions[k].round(1).tolist() for k in jumped])
+    if not changed and not jumped:
+        return info
+    return [replace(p, visits=tuple(bx._runs(r)), confirmed=p.confirmed or k in jumped)
+            for k, (p, r) in enumerate(zip(info, present))]
+
+
 def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str,
          observations: dict[int, np.ndarray] | None = None) -> Fused:
     """One timeline from both (see module docstring); ``weights`` is the detector's provenance;
@@ -101,7 +117,6 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
     boxes: list[np.ndarray] = []
     rows: list[np.ndarray] = []
     info: list[FusedPosition] = []
-    unconfirmed = []
     used = set()
     for k, box in enumerate(det_boxes):
         j = _match(np.asarray(box, np.float64), disc.positions)
@@ -119,7 +134,6 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
             rows.append(row)
             info.append(FusedPosition("detector", True, tuple(bx._runs(row))))
         else:
-            unconfirmed.append(tuple(round(float(v), 1) for v in box))
             boxes.append(np.asarray(box, np.float64))
             rows.append(row)
             info.append(FusedPosition("detector", False, tuple(bx._runs(row))))
@@ -131,10 +145,8 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
         info.append(FusedPosition("discovery", True, pos.visits, pos.alpha, pos.mark))
     positions = np.asarray(boxes, np.float64).reshape(-1, 4)
     present = np.asarray(rows, bool).reshape(-1, n).copy()
-    places = [Place(b, p.mark, p.source == "discovery" or (p.source == "both" and not lead_detector))
-              for b, p in zip(positions, info)]
-    if settle(present, places, observations):
-        info = [replace(p, visits=tuple(bx._runs(r))) for p, r in zip(info, present)]
+    info = _settle(positions, present, info, observations, exact=not lead_detector)
+    unconfirmed = [tuple(round(float(v), 1) for v in b) for b, p in zip(positions, info) if not p.confirmed]
     timeline = bx.Timeline(positions, present, [int(r.sum()) for r in present])
     if unconfirmed:
         LOGGER.info("detector positions not confirmed by discovery (demo weights), kept for the matte to judge: %s",

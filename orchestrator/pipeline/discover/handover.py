@@ -8,7 +8,8 @@ ended (one mark in two places). At each handover from place A to place B of one 
 are split at one frame ``h``: A until ``h``, B from it. ``h`` is B's first detector sighting after
 the detector's last sighting of A when the detector saw both (discovery's arrival when it falls in
 that bracket: it is exact to the frame); without the detector, a gap of at most ``MAX_GAP`` frames
-goes to A (the cloud is still there) and an overlap is left as it is.
+goes to A (the cloud is still there) and an overlap is left as it is. A detector place the
+confirmed mark jumps to is confirmed by that jump (``jumped_to``).
 """
 
 from __future__ import annotations
@@ -115,3 +116,17 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
                 present[b, min(nxt[0], h) : max(nxt[0], h)] = h < nxt[0]
                 changed += abs(h - a_end) + abs(h - nxt[0])
     return changed
+
+
+def jumped_to(present: np.ndarray, places: list[Place], confirmed: list[bool]) -> list[int]:
+    """Unconfirmed places with a visit that starts within a frame of where a confirmed place of one
+    mark left (not at the video's end): the confirmed mark jumped there, which confirms the place
+    (a video's last visit, too short for discovery's track or the matte's crops)."""
+    n = present.shape[1]
+    ends = [(a, e) for a, ok in enumerate(confirmed) if ok for _, e in bx._runs(present[a]) if e < n]
+    out = []
+    for b, ok in enumerate(confirmed):
+        starts = [s for s, _ in bx._runs(present[b]) if s > 0]
+        if not ok and any(abs(s - e) <= 1 and one_mark(places[a], places[b]) for a, e in ends for s in starts):
+            out.append(b)
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from orchestrator.pipeline.discover.handover import Place, settle
+from orchestrator.pipeline.discover.handover import Place, jumped_to, settle
 
 A = np.array([20.0, 40, 110, 75])
 B = np.array([300.0, 220, 390, 255])
@@ -75,3 +75,21 @@ def test_the_detector_seeing_the_move_joins_places_discovery_told_apart():
     settle(present, [Place(A, 0, True), Place(B, 1, True)], obs)
     assert present[0, :56].all() and not present[0, 56:].any()  # unseen frames after A's last sighting: A's
     assert present[1, 56:].all() and not present[1, :56].any()
+
+
+def test_a_detector_box_inside_a_larger_place_is_a_sighting_there():
+    big_b = np.array([280.0, 180, 430, 280])  # discovery's extent took texture along
+    present = rows([(0, 83)], [(70, 90)])
+    obs = {**seen_at(A, [64, 72, 80, 82]), **seen_at(B, [83, 88])}  # the detector's box: the mark alone
+    settle(present, [Place(A, 0, True), Place(big_b, 1, True)], obs)
+    assert present[0, :83].all() and not present[0, 83:].any() and present[1, 83:90].all()
+    assert not present[1, :83].any()
+
+
+def test_a_place_the_confirmed_mark_jumps_to_is_confirmed():
+    present = rows([(0, 52)], [(52, 119)], [(119, 120)], [(60, 70)])
+    c = np.array([555.0, 160, 635, 188])
+    far = np.array([400.0, 10, 480, 38])
+    places = [Place(A, 0, True), Place(B, 0, True), Place(c, None, False), Place(far, None, False)]
+    assert jumped_to(present, places, [True, True, False, False]) == [2]  # not the one in mid-visit
+    assert jumped_to(present, places, [False, False, False, False]) == []
