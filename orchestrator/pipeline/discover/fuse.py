@@ -64,27 +64,26 @@ def _match(box: np.ndarray, others: np.ndarray) -> int:
     return best if ious[best] > 0.2 or hold[best] > 0.6 else -1
 
 
-MAX_JOINED_GROWTH = 3.0  # a joined box at most this many times discovery's (else the two disagree)
+JOIN_SPAN = 1.5  # a joined box is at most this share larger than the larger of the two...
+JOIN_GROWTH = 6.0  # ...and than discovery's (else the two disagree about the place)
 
 
 def _joined_box(found, detected) -> np.ndarray:
     """Discovery's box widened to the detector's at one place: discovery's extent can hold the
-    wordmark alone (a box clipped at the frame's edge), and the cloud is what stays last."""
+    wordmark alone (a box clipped at the frame's edge) or a part of the mark, and the cloud is
+    what stays last."""
     f, d = np.asarray(found, np.float64), np.asarray(detected, np.float64)[:4]
     u = np.array([min(f[0], d[0]), min(f[1], d[1]), max(f[2], d[2]), max(f[3], d[3])])
     area = lambda b: max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)  # noqa: E731
-    return u if area(u) <= MAX_JOINED_GROWTH * area(f) else f
+    return u if area(u) <= min(JOIN_SPAN * max(area(f), area(d)), JOIN_GROWTH * area(f)) else f
 
 
-def _add_missed_visits(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
-    """Discovery's presence at a place it confirmed, plus the detector's visits there that overlap
-    none of discovery's (a video's first or last visit, whose arrival or departure discovery never
-    saw); discovery's own visits keep their frame-exact ends."""
-    out = found.copy()
-    for a, b in bx._runs(detected):
-        if not found[a:b].any():
-            out[a:b] = True
-    return out
+def _with_detected(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Discovery's presence at a place it confirmed, with the detector's there: its visits
+    discovery missed (a video's first or last visit: an arrival or departure never seen), and the
+    ends it places to the frame (bisection down to one frame; it still sees the mark while only
+    the cloud is left, which discovery's steps end before)."""
+    return found | detected
 
 
 def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition],
@@ -125,7 +124,7 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
             continue  # a second detector box at a place discovery leads: its box was joined already
         if j >= 0:
             used.add(j)
-            merged = row | disc.present[j] if lead_detector else _add_missed_visits(disc.present[j], row)
+            merged = row | disc.present[j] if lead_detector else _with_detected(disc.present[j], row)
             boxes.append(np.asarray(box, np.float64) if lead_detector else _joined_box(disc.positions[j], box))
             rows.append(merged)
             info.append(FusedPosition("both", True, tuple(bx._runs(merged)), found[j].alpha, found[j].mark))

@@ -9,7 +9,8 @@ are split at one frame ``h``: A until ``h``, B from it. ``h`` is B's first detec
 the detector's last sighting of A when the detector saw both (discovery's arrival when it falls in
 that bracket: it is exact to the frame); without the detector, a gap of at most ``MAX_GAP`` frames
 goes to A (the cloud is still there) and an overlap is left as it is. A detector place the
-confirmed mark jumps to is confirmed by that jump (``jumped_to``).
+confirmed mark jumps to (or from) is confirmed by that jump (``jumped_to``); a visit the
+detector contradicts (it saw the mark elsewhere all along) is dropped (``drop_contradicted``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
     number of frame-place flags changed."""
     boxes = np.asarray([p.box for p in places], np.float64).reshape(-1, 4)
     seen = sightings(observations, boxes)
-    changed = 0
+    changed = drop_contradicted(present, places, seen)
     for a, pa in enumerate(places):
         for b, pb in enumerate(places):
             if a == b or bx.iou_matrix(boxes[a][None], boxes[b][None])[0, 0] > 0.1:
@@ -120,13 +121,33 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
 
 def jumped_to(present: np.ndarray, places: list[Place], confirmed: list[bool]) -> list[int]:
     """Unconfirmed places with a visit that starts within a frame of where a confirmed place of one
-    mark left (not at the video's end): the confirmed mark jumped there, which confirms the place
-    (a video's last visit, too short for discovery's track or the matte's crops)."""
+    mark's ends, or ends where one starts (not at the video's ends): the confirmed mark jumped there
+    or came from there, which confirms the place (a video's first or last visit, too short for
+    discovery's track or the matte's crops)."""
     n = present.shape[1]
-    ends = [(a, e) for a, ok in enumerate(confirmed) if ok for _, e in bx._runs(present[a]) if e < n]
+    runs = [bx._runs(r) for r in present]
+    edges = [(a, e, s) for a, ok in enumerate(confirmed) if ok for s, e in runs[a]]
     out = []
     for b, ok in enumerate(confirmed):
-        starts = [s for s, _ in bx._runs(present[b]) if s > 0]
-        if not ok and any(abs(s - e) <= 1 and one_mark(places[a], places[b]) for a, e in ends for s in starts):
-            out.append(b)
+        if ok:
+            continue
+        for s, e in runs[b]:
+            if any(one_mark(places[a], places[b]) and ((0 < s and ea < n and abs(s - ea) <= 1)
+                                                      or (e < n and 0 < sa and abs(e - sa) <= 1)) for a, ea, sa in edges):
+                out.append(b)
+                break
     return out
+
+
+def drop_contradicted(present: np.ndarray, places: list[Place], seen: dict[int, int]) -> int:
+    """Drop a place's run during which the detector saw the mark at least twice, always at other
+    places of one mark whose visits cover those frames, never at this one (one mark is at one
+    place at a time); returns the frames dropped."""
+    dropped = 0
+    for b, pb in enumerate(places):
+        for s, e in bx._runs(present[b]):
+            sights = [(f, seen[f]) for f in range(s, e) if f in seen]
+            if len(sights) >= 2 and all(k != b and present[k, f] and one_mark(places[k], pb) for f, k in sights):
+                present[b, s:e] = False
+                dropped += e - s
+    return dropped

@@ -39,6 +39,12 @@ def test_discoverys_box_is_widened_to_the_detectors_and_the_exit_frames_join_the
     assert (fused.timeline.present.sum(0) == 1).all()  # one box per frame
 
 
+def test_a_partial_box_inside_the_detectors_is_widened_to_it():
+    found = discovery([((550.0, 174.0, 580.0, 192.0), [(0, N)])])  # a part of the mark
+    fused = fuse(detected([(WHOLE, [(0, N)])]), found, weights="demo")
+    np.testing.assert_allclose(fused.timeline.positions[0], (550, 163, 633, 192))
+
+
 def test_a_box_far_larger_than_discoverys_is_not_joined():
     found = discovery([(OTHER, [(0, N)])])
     det = detected([((0.0, 250.0, 300.0, 360.0), [(0, N)])])  # holds discovery's place, 11x its size
@@ -48,11 +54,11 @@ def test_a_box_far_larger_than_discoverys_is_not_joined():
 
 def test_the_detector_adds_a_visit_discovery_missed_at_a_place_it_confirmed():
     # discovery saw the place's middle visit but not the video's last one (no departure to fit)
-    found = discovery([(WHOLE, [(30, 60)]), (OTHER, [(0, 30), (60, 90)])])
-    det = detected([(WHOLE, [(28, 62), (90, N)]), (OTHER, [(0, 30), (60, 90)])])
+    found = discovery([(WHOLE, [(30, 58)]), (OTHER, [(0, 30), (60, 90)])])
+    det = detected([(WHOLE, [(30, 60), (90, N)]), (OTHER, [(0, 30), (60, 90)])])
     fused = fuse(det, found, weights="demo")
-    assert fused.positions[0].visits == ((30, 60), (90, N))  # discovery's exact ends kept
-    assert fused.timeline.frames_with_boxes() == N
+    assert fused.positions[0].visits == ((30, 60), (90, N))  # and the cloud-only frames 58, 59
+    assert fused.timeline.frames_with_boxes() == N and (fused.timeline.present.sum(0) == 1).all()
 
 
 def test_two_detector_boxes_at_one_place_make_one_entry():

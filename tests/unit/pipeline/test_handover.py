@@ -93,3 +93,20 @@ def test_a_place_the_confirmed_mark_jumps_to_is_confirmed():
     places = [Place(A, 0, True), Place(B, 0, True), Place(c, None, False), Place(far, None, False)]
     assert jumped_to(present, places, [True, True, False, False]) == [2]  # not the one in mid-visit
     assert jumped_to(present, places, [False, False, False, False]) == []
+
+
+def test_a_place_the_mark_came_from_is_confirmed_too():
+    present = rows([(0, 1)], [(1, 68)])  # a departure on the video's second frame
+    c = np.array([555.0, 160, 635, 188])
+    assert jumped_to(present, [Place(c, None, False), Place(B, 0, True)], [False, True]) == [0]
+
+
+def test_a_visit_the_detector_saw_elsewhere_all_along_is_dropped():
+    far = np.array([290.0, 300, 360, 330])
+    present = rows([(113, 180)], [(180, 247)], [(178, 182)])  # a 4-frame place inside a jump
+    obs = {**seen_at(A, [176, 178, 179]), **seen_at(B, [180, 181, 184])}
+    settle(present, [Place(A, 0, True), Place(B, 0, True), Place(far, 0, True)], obs)
+    assert not present[2].any() and present[0, 113:180].all() and present[1, 180:247].all()
+    present = rows([(113, 180)], [(178, 182)])  # seen there once: kept
+    settle(present, [Place(A, 0, True), Place(far, 0, True)], seen_at(A, [179]))
+    assert present[1, 180:182].all()
