@@ -158,7 +158,7 @@ def _jump_partners(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: d
         return set()
     kept = [(m.found or {}).get("confirmed", True) or (m.key in plans and _white_overlay(reports.get(m.key, MarkReport()).matte))
             for m in positions]
-    places = [Place(np.asarray(m.box, np.float64), None, False) for m in positions]
+    places = [Place(np.asarray(m.box, np.float64), None) for m in positions]
     rows = timeline.present[[m.key.index for m in positions]]
     return {positions[k].key.index for k in jumped_to(rows, places, kept)}
 

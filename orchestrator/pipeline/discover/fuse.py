@@ -87,11 +87,10 @@ def _with_detected(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
 
 
 def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition],
-            observations: dict[int, np.ndarray] | None, *, exact: bool) -> list[FusedPosition]:
+            observations: dict[int, np.ndarray] | None) -> list[FusedPosition]:
     """One frame per jump (``handover.settle``, in place on ``present``), and a detector place the
     confirmed mark jumped to confirmed by that jump; the positions' visits follow."""
-    places = [Place(b, p.mark, p.source == "discovery" or (p.source == "both" and exact))
-              for b, p in zip(positions, info)]
+    places = [Place(b, p.mark) for b, p in zip(positions, info)]
     changed = settle(present, places, observations)
     jumped = jumped_to(present, places, [p.confirmed for p in info])
     if jumped:
@@ -144,7 +143,7 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
         info.append(FusedPosition("discovery", True, pos.visits, pos.alpha, pos.mark))
     positions = np.asarray(boxes, np.float64).reshape(-1, 4)
     present = np.asarray(rows, bool).reshape(-1, n).copy()
-    info = _settle(positions, present, info, observations, exact=not lead_detector)
+    info = _settle(positions, present, info, observations)
     unconfirmed = [tuple(round(float(v), 1) for v in b) for b, p in zip(positions, info) if not p.confirmed]
     timeline = bx.Timeline(positions, present, [int(r.sum()) for r in present])
     if unconfirmed:

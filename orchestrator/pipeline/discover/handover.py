@@ -6,9 +6,10 @@ frames were in no visit; and a visit's start scored back over texture, or the de
 giving both places to the frames between two samples, let the next place start before the old one
 ended (one mark in two places). At each handover from place A to place B of one mark the frames
 are split at one frame ``h``: A until ``h``, B from it. ``h`` is B's first detector sighting after
-the detector's last sighting of A when the detector saw both (discovery's arrival when it falls in
-that bracket: it is exact to the frame); without the detector, a gap of at most ``MAX_GAP`` frames
-goes to A (the cloud is still there) and an overlap is left as it is. A detector place the
+the detector's last sighting of A when the detector saw both (bisection brackets the change to one
+frame; frames in between where it saw nothing are A's cloud, and the new place shows at full
+strength at once); without the detector, a gap of at most ``MAX_GAP`` frames goes to A (the cloud
+is still there) and an overlap is left as it is. A detector place the
 confirmed mark jumps to (or from) is confirmed by that jump (``jumped_to``); a visit the
 detector contradicts (it saw the mark elsewhere all along) is dropped (``drop_contradicted``).
 """
@@ -33,7 +34,6 @@ class Place:
 
     box: np.ndarray  # (x1, y1, x2, y2)
     mark: int | None  # discovery's mark id (places of one mark share it), None for detector-only
-    exact_start: bool  # its visits start where discovery saw an arrival (not the detector's fill)
 
 
 def one_mark(a: Place, b: Place) -> bool:
@@ -72,7 +72,7 @@ def _at(box: np.ndarray, boxes: np.ndarray) -> int:
     return k if score[k] >= SIGHT_IOU else -1
 
 
-def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int], exact_start: bool,
+def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int],
                    sighted_only: bool = False) -> int | None:
     """The frame B takes over from A (module doc), or None to leave both as they are
     (``sighted_only``: unless the detector saw the mark at A and then at B)."""
@@ -80,8 +80,7 @@ def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int
     frames = sorted(f for f in seen if lo <= f <= hi)
     first_b = next((f for f in frames if seen[f] == b and any(seen[g] == a for g in frames if g < f)), None)
     if first_b is not None:
-        last_a = max(g for g in frames if g < first_b and seen[g] == a)
-        return b_start if exact_start and last_a < b_start <= first_b else first_b
+        return first_b
     if not sighted_only and 0 < b_start - a_end <= MAX_GAP:
         return b_start
     return None
@@ -107,8 +106,7 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
                     continue
                 # Two overlays seen at once by discovery are one mark moving only when the detector
                 # saw it leave one place for the other.
-                h = handover_frame(a_end, nxt[0][0], a, b, seen, pb.exact_start,
-                                   sighted_only=not same and nxt[0][0] <= a_end)
+                h = handover_frame(a_end, nxt[0][0], a, b, seen, sighted_only=not same and nxt[0][0] <= a_end)
                 if h is None:
                     continue
                 h = min(max(h, a_start + 1), nxt[0][1] - 1)  # each keeps a frame of its visit

@@ -26,7 +26,7 @@ def seen_at(box, frames):
 
 def test_cloud_only_exit_frames_go_to_the_old_place():
     present = rows([(0, 55)], [(57, 120)])  # discovery ended A where the text left (55), B arrives at 57
-    places = [Place(A, 0, True), Place(B, 0, True)]
+    places = [Place(A, 0), Place(B, 0)]
     assert settle(present, places, None) == 2
     assert present[0, :57].all() and not present[0, 57:].any()
     assert present[1, 57:].all() and not present[1, :57].any()
@@ -34,7 +34,7 @@ def test_cloud_only_exit_frames_go_to_the_old_place():
 
 def test_a_longer_gap_is_not_closed_without_the_detector():
     present = rows([(0, 50)], [(57, 120)])
-    assert settle(present, [Place(A, 0, True), Place(B, 0, True)], None) == 0
+    assert settle(present, [Place(A, 0), Place(B, 0)], None) == 0
     assert not present[:, 50:57].any()
 
 
@@ -42,37 +42,35 @@ def test_an_overlap_is_split_where_the_detector_saw_the_mark_move():
     # B's visit was scored back over texture to frame 5 while the mark stayed at A until 22.
     present = rows([(0, 21)], [(5, 90)])
     obs = {**seen_at(A, [0, 8, 16, 20, 21]), **seen_at(B, [22, 24, 32, 40])}
-    settle(present, [Place(A, 0, True), Place(B, 0, False)], obs)
+    settle(present, [Place(A, 0), Place(B, 0)], obs)
     assert present[0, :22].all() and not present[0, 22:].any()
     assert present[1, 22:90].all() and not present[1, :22].any()
 
 
-def test_discoverys_exact_arrival_inside_the_detectors_bracket_wins():
-    present = rows([(0, 60)], [(58, 120)])  # the detector's fill gave both places 58..59
-    obs = {**seen_at(A, [48, 56]), **seen_at(B, [60, 64])}
-    settle(present, [Place(A, 0, True), Place(B, 0, True)], obs)
-    assert present[0, :58].all() and not present[0, 58:].any()
-    assert present[1, 58:].all()
-    present = rows([(0, 60)], [(58, 120)])  # a detector-only place: its first sighting decides
-    settle(present, [Place(A, None, False), Place(B, None, False)], obs)
-    assert present[0, :60].all() and not present[0, 60:].any() and present[1, 60:].all()
-    assert not present[1, :60].any()
+def test_the_detectors_first_sighting_of_the_new_place_decides():
+    # The detector's fill gave both places the frames 58..59, where it saw nothing (the cloud only).
+    present = rows([(0, 60)], [(58, 120)])
+    obs = {**seen_at(A, [48, 56, 57]), 58: np.zeros((0, 5), np.float32), 59: np.zeros((0, 5), np.float32),
+           **seen_at(B, [60, 64])}
+    settle(present, [Place(A, 0), Place(B, 0)], obs)
+    assert present[0, :60].all() and not present[0, 60:].any()
+    assert present[1, 60:].all() and not present[1, :60].any()
 
 
 def test_two_marks_at_once_are_left_alone():
     present = rows([(0, 55)], [(40, 120)])
     obs = seen_at(A, [0, 8, 16, 24, 32, 40, 48])  # the detector knows A's mark only
     before = present.copy()
-    assert settle(present, [Place(A, 0, True), Place(B, 1, True)], obs) == 0  # discovery: two marks
+    assert settle(present, [Place(A, 0), Place(B, 1)], obs) == 0  # discovery: two marks
     big = np.array([300.0, 150, 500, 300])  # no mark ids and another size: another overlay
-    assert settle(present, [Place(A, None, False), Place(big, None, False)], obs) == 0
+    assert settle(present, [Place(A, None), Place(big, None)], obs) == 0
     assert (present == before).all()
 
 
 def test_the_detector_seeing_the_move_joins_places_discovery_told_apart():
     present = rows([(0, 55)], [(40, 120)])
     obs = {**seen_at(A, [0, 8, 16, 24, 32, 40, 48]), **seen_at(B, [56, 64])}
-    settle(present, [Place(A, 0, True), Place(B, 1, True)], obs)
+    settle(present, [Place(A, 0), Place(B, 1)], obs)
     assert present[0, :56].all() and not present[0, 56:].any()  # unseen frames after A's last sighting: A's
     assert present[1, 56:].all() and not present[1, :56].any()
 
@@ -81,7 +79,7 @@ def test_a_detector_box_inside_a_larger_place_is_a_sighting_there():
     big_b = np.array([280.0, 180, 430, 280])  # discovery's extent took texture along
     present = rows([(0, 83)], [(70, 90)])
     obs = {**seen_at(A, [64, 72, 80, 82]), **seen_at(B, [83, 88])}  # the detector's box: the mark alone
-    settle(present, [Place(A, 0, True), Place(big_b, 1, True)], obs)
+    settle(present, [Place(A, 0), Place(big_b, 1)], obs)
     assert present[0, :83].all() and not present[0, 83:].any() and present[1, 83:90].all()
     assert not present[1, :83].any()
 
@@ -90,7 +88,7 @@ def test_a_place_the_confirmed_mark_jumps_to_is_confirmed():
     present = rows([(0, 52)], [(52, 119)], [(119, 120)], [(60, 70)])
     c = np.array([555.0, 160, 635, 188])
     far = np.array([400.0, 10, 480, 38])
-    places = [Place(A, 0, True), Place(B, 0, True), Place(c, None, False), Place(far, None, False)]
+    places = [Place(A, 0), Place(B, 0), Place(c, None), Place(far, None)]
     assert jumped_to(present, places, [True, True, False, False]) == [2]  # not the one in mid-visit
     assert jumped_to(present, places, [False, False, False, False]) == []
 
@@ -98,15 +96,15 @@ def test_a_place_the_confirmed_mark_jumps_to_is_confirmed():
 def test_a_place_the_mark_came_from_is_confirmed_too():
     present = rows([(0, 1)], [(1, 68)])  # a departure on the video's second frame
     c = np.array([555.0, 160, 635, 188])
-    assert jumped_to(present, [Place(c, None, False), Place(B, 0, True)], [False, True]) == [0]
+    assert jumped_to(present, [Place(c, None), Place(B, 0)], [False, True]) == [0]
 
 
 def test_a_visit_the_detector_saw_elsewhere_all_along_is_dropped():
     far = np.array([290.0, 300, 360, 330])
     present = rows([(113, 180)], [(180, 247)], [(178, 182)])  # a 4-frame place inside a jump
     obs = {**seen_at(A, [176, 178, 179]), **seen_at(B, [180, 181, 184])}
-    settle(present, [Place(A, 0, True), Place(B, 0, True), Place(far, 0, True)], obs)
+    settle(present, [Place(A, 0), Place(B, 0), Place(far, 0)], obs)
     assert not present[2].any() and present[0, 113:180].all() and present[1, 180:247].all()
     present = rows([(113, 180)], [(178, 182)])  # seen there once: kept
-    settle(present, [Place(A, 0, True), Place(far, 0, True)], seen_at(A, [179]))
+    settle(present, [Place(A, 0), Place(far, 0)], seen_at(A, [179]))
     assert present[1, 180:182].all()
