@@ -26,6 +26,8 @@ MAX_GAP = 3  # frames between A's end and B's start that are A's lingering cloud
 NEAR = 24  # frames around a handover searched for the detector's sightings
 SIGHT_IOU = 0.3  # the detector's strongest box is at a place when it overlaps its box this much (or lies inside it)
 SAME_SIZE = 0.4  # places without a discovery mark id are one mark when their sizes agree this well
+JUMP_SIZE = 0.5  # ...and looser where one's visit starts on the frame the other's ends (a discovery
+# extent can take texture along: 90×50 for a 77×26 mark)
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,13 @@ class Place:
     mark: int | None  # discovery's mark id (places of one mark share it), None for detector-only
 
 
-def one_mark(a: Place, b: Place) -> bool:
+def one_mark(a: Place, b: Place, tolerance: float = SAME_SIZE) -> bool:
     """Two places of one mark: discovery says so, or (without its word) they are of one size."""
     if a.mark is not None and b.mark is not None:
         return a.mark == b.mark
     wa, ha = a.box[2] - a.box[0], a.box[3] - a.box[1]
     wb, hb = b.box[2] - b.box[0], b.box[3] - b.box[1]
-    return abs(wa - wb) <= SAME_SIZE * max(wa, wb) and abs(ha - hb) <= SAME_SIZE * max(ha, hb)
+    return abs(wa - wb) <= tolerance * max(wa, wb) and abs(ha - hb) <= tolerance * max(ha, hb)
 
 
 def sightings(observations: dict[int, np.ndarray] | None, boxes: np.ndarray) -> dict[int, int]:
@@ -130,7 +132,7 @@ def jumped_to(present: np.ndarray, places: list[Place], confirmed: list[bool]) -
         if ok:
             continue
         for s, e in runs[b]:
-            if any(one_mark(places[a], places[b]) and ((0 < s and ea < n and abs(s - ea) <= 1)
+            if any(one_mark(places[a], places[b], JUMP_SIZE) and ((0 < s and ea < n and abs(s - ea) <= 1)
                                                       or (e < n and 0 < sa and abs(e - sa) <= 1)) for a, ea, sa in edges):
                 out.append(b)
                 break
