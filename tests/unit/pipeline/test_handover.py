@@ -108,3 +108,10 @@ def test_a_visit_the_detector_saw_elsewhere_all_along_is_dropped():
     present = rows([(113, 180)], [(178, 182)])  # seen there once: kept
     settle(present, [Place(A, 0), Place(far, 0)], seen_at(A, [179]))
     assert present[1, 180:182].all()
+
+
+def test_a_jump_on_the_frame_confirms_a_place_beside_a_loose_discovery_box():
+    present = rows([(49, 116)], [(116, 120)])
+    loose = np.array([10.0, 31, 100, 81])  # discovery's 90x50 extent of a 77x26 mark
+    c = np.array([555.0, 162, 634, 189])
+    assert jumped_to(present, [Place(loose, 1), Place(c, None)], [True, False]) == [1]
