@@ -167,7 +167,8 @@ def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: d
                    timeline: bx.Timeline | None) -> None:
     """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
     untouched, instead of falling back to inpainting a box of clean picture. A position discovery
-    confirmed (its steps fit a semi-transparent overlay) is evidence of its own: it keeps the
+    confirmed (its steps fit a semi-transparent overlay), or one the confirmed mark jumped to or
+    from on the frame (``discover.handover.jumped_to``), is evidence of its own: it keeps the
     inpainting fallback when its matte fails. A demo-detector position discovery did not confirm
     has only the matte as evidence: without a usable plan of a white overlay it is left untouched."""
     partners = _jump_partners(marks, plans, reports, timeline)
@@ -175,10 +176,14 @@ def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: d
         if mark.key.kind != "position":
             continue
         found = mark.found or {}
-        if found.get("source") in ("discovery", "both"):
-            continue
         report = reports.get(mark.key, MarkReport())
         alpha_max = (report.matte or {}).get("alpha_max", 1.0)
+        if found.get("source") == "jump" and report.matte and alpha_max < NO_OVERLAY_ALPHA:
+            plans.pop(mark.key, None)  # the jump says the mark is there: a matte of nothing failed
+            reports[mark.key] = MarkReport(method="inpaint", matte=report.matte,
+                                           reason=f"the matte found no overlay (alpha_max {alpha_max})")
+        if found.get("source") in ("discovery", "both", "jump"):
+            continue
         confirmed = found.get("confirmed", True) or mark.key.index in partners
         if not confirmed and not (mark.key in plans and _white_overlay(report.matte)):
             reason = f"an unconfirmed detection and no white overlay fitted there ({report.reason or 'no matte'})"

@@ -32,7 +32,7 @@ TRUSTED_WEIGHTS = ("real", "")  # "" = the repository does not say (a hand-made 
 class FusedPosition:
     """Where one timeline position came from and whether it is a confirmed mark."""
 
-    source: str  # "detector" | "discovery" | "both"
+    source: str  # "detector" | "discovery" | "both" | "jump" (a detector place the confirmed mark jumped to/from)
     confirmed: bool
     visits: tuple[tuple[int, int], ...]
     alpha: float | None = None
@@ -97,7 +97,8 @@ def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition
         LOGGER.info("detector positions the confirmed mark jumped to: %s", [positions[k].round(1).tolist() for k in jumped])
     if not changed and not jumped:
         return info
-    return [replace(p, visits=tuple(bx._runs(r)), confirmed=p.confirmed or k in jumped)
+    return [replace(p, visits=tuple(bx._runs(r)), confirmed=p.confirmed or k in jumped,
+                    source="jump" if k in jumped else p.source)
             for k, (p, r) in enumerate(zip(info, present))]
 
 

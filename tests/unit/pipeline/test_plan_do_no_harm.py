@@ -93,3 +93,12 @@ def test_an_unconfirmed_place_the_kept_mark_jumps_from_keeps_the_fallback():
     _leave_unmarked(marks, {MarkKey.position(1): object()}, reports, timeline)
     assert reports[MarkKey.position(0)].method == "inpaint" and timeline.present[0, :56].all()
     assert reports[MarkKey.position(2)].method == "untouched" and not timeline.present[2].any()
+
+
+def test_a_place_the_mark_jumped_to_is_inpainted_when_its_matte_finds_nothing():
+    timeline = bx.Timeline(np.array([[57.0, 890, 268, 964]]), np.ones((1, 10), bool), [10])
+    marks = [Mark(MarkKey.position(0), timeline.positions[0], found={"source": "jump", "confirmed": True})]
+    reports = {MarkKey.position(0): MarkReport(method="matte", matte={"alpha_max": 0.0, "reliable": True})}
+    plans = {MarkKey.position(0): object()}
+    _leave_unmarked(marks, plans, reports, timeline)
+    assert reports[MarkKey.position(0)].method == "inpaint" and not plans and timeline.present[0].all()
