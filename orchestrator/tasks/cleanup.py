@@ -57,11 +57,13 @@ async def remove_expired(store: TaskStore, result_ttl_s: float, storage: Storage
     cutoff = utcnow() - timedelta(seconds=result_ttl_s)
     expired = await store.expired(cutoff)
     for task in expired:
-        await asyncio.to_thread(storage.remove, task.output_path)
-        await asyncio.to_thread(storage.remove, task.input_path)
+        # Forget the paths before deleting: a download racing the janitor then gets the clear
+        # "expired" answer instead of a path whose file has just gone.
         details = dict(task.details)
         details["result_expired"] = True
         await store.update_fields(task.id, output_path=None, input_path=None, details=details)
+        await asyncio.to_thread(storage.remove, task.output_path)
+        await asyncio.to_thread(storage.remove, task.input_path)
     if expired:
         LOGGER.info("removed files of %d expired tasks", len(expired))
     return len(expired)
