@@ -1,6 +1,7 @@
 """Discovery benchmark (a script, not a test): marked-frame recall/precision and cost per frame.
 
     .venv/bin/python -m bench.discover [--seeds tuning|heldout|1,2] [--kinds dark,pillarbox,...]
+    .venv/bin/python -m bench.discover --end-to-end WORKDIR [--misses] [--seeds ...] [--kinds ...]
 
 Each clip of ``export.clips`` (kind × seed) is written as mp4 (cached under bench/out/clips),
 decoded with PyAV and fed to ``discover.Discoverer`` exactly as pass 1 does (``tap``: a small
