@@ -178,14 +178,14 @@ def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: d
         found = mark.found or {}
         report = reports.get(mark.key, MarkReport())
         alpha_max = (report.matte or {}).get("alpha_max", 1.0)
-        if found.get("source") == "jump" and report.matte and alpha_max < NO_OVERLAY_ALPHA:
+        jumped = found.get("source") == "jump" or mark.key.index in partners
+        if jumped and report.matte and alpha_max < NO_OVERLAY_ALPHA:
             plans.pop(mark.key, None)  # the jump says the mark is there: a matte of nothing failed
             reports[mark.key] = MarkReport(method="inpaint", matte=report.matte,
                                            reason=f"the matte found no overlay (alpha_max {alpha_max})")
-        if found.get("source") in ("discovery", "both", "jump"):
+        if jumped or found.get("source") in ("discovery", "both"):
             continue
-        confirmed = found.get("confirmed", True) or mark.key.index in partners
-        if not confirmed and not (mark.key in plans and _white_overlay(report.matte)):
+        if not found.get("confirmed", True) and not (mark.key in plans and _white_overlay(report.matte)):
             reason = f"an unconfirmed detection and no white overlay fitted there ({report.reason or 'no matte'})"
         elif report.matte and alpha_max < NO_OVERLAY_ALPHA:
             reason = f"no overlay there (matte alpha_max {alpha_max} < {NO_OVERLAY_ALPHA})"

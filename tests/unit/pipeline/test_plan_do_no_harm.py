@@ -86,7 +86,7 @@ def test_an_unconfirmed_place_the_kept_mark_jumps_from_keeps_the_fallback():
                            [56, 64, 20])
     guess = {"source": "detector", "confirmed": False}
     marks = [Mark(MarkKey.position(k), timeline.positions[k], found=guess) for k in range(3)]
-    reports = {MarkKey.position(0): MarkReport(reason="too few frames (7 < 8)"),
+    reports = {MarkKey.position(0): MarkReport(reason="too few frames (7 < 8)", matte={"alpha_max": 0.0}),
                MarkKey.position(1): MarkReport(method="matte", matte={"alpha_max": 0.8, "reliable": True,
                                                                       "color": [250.0, 250.0, 250.0]}),
                MarkKey.position(2): MarkReport(reason="too few crops")}
