@@ -12,31 +12,27 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
                                                      small_rgb, work_size)
-from orchestrator.pipeline.discover.events import Event, find_events
+from orchestrator.pipeline.discover.events import Event, event_track, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
                                                    paired, share_extent, steady)
-from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, presence, runs, step_extent
+from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, runs, step_extent
+from orchestrator.pipeline.discover.fixed import fixed_places
+from orchestrator.pipeline.discover.visits import bounded, jumpers, partnered, verdict
 
 LOGGER = logging.getLogger(__name__)
 
-MIN_FRAMES = 6  # a confirmed place must hold the overlay this many frames in all
 MAX_MARK_SHARE = (0.4, 0.25)  # of the picture's width and height
-STILL = 0.85  # median presence score over a place's visits
-STILL_FITTED = 0.7  # ...of a place where the overlay both arrived and left with a fitting step
-SAME_ALPHA = 0.06  # ...of one α
 MAX_TRACKS = 48
 EVENT_FRAMES = 8  # frames that build an event's template
-EDGE_LEVEL = 8.0  # mean gradient of the template's edges
 RETIRE = 40  # frames
 
 
@@ -45,16 +41,7 @@ class _Frame:
     index: int
     rgb: np.ndarray  # small
     decoded: object | None  # the full frame (for the matte's crops), when given
-
-
-def _still(track: Track) -> float:
-    """The stillness a place must show: less where the overlay both arrived and left there with
-    fitting white steps of one α (an icon with animated eyes over busy texture scores ~0.78; a
-    face's steps that happen to fit show different α)."""
-    fits = [s for s in track.steps if s.fits]
-    same = any(a.arrive and not b.arrive and abs(np.mean(a.alpha) - np.mean(b.alpha)) <= SAME_ALPHA
-               for a in fits for b in fits)
-    return STILL_FITTED if same else STILL
+    grads: tuple | None = None  # its gradients while its chunk is open (every track scores it then)
 
 
 class Discoverer:
@@ -96,8 +83,9 @@ class Discoverer:
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
         g = grey(small_rgb)
         self.picture.add(g)
-        self.stats.add(*gradients(g))
-        self.buffer.append(_Frame(index, small_rgb, decoded))
+        grads = gradients(g)
+        self.stats.add(*grads)
+        self.buffer.append(_Frame(index, small_rgb, decoded, grads))
         self.frames = index + 1
         self._greys.append(g)
         self._jumps(index)
@@ -141,30 +129,16 @@ class Discoverer:
         event's fitted step is its first."""
         frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
                                               else event.frame - EVENT_FRAMES <= f.index < event.frame)]
-        if len(frames) < 4:
-            return
+        cut = bool(frames) and (frames[0].index == 0 or frames[-1].index == self.frames - 1 and event.arrive)
+        if len(frames) < (1 if cut else 4):
+            return  # (a visit the video's start or end cuts short shows no more)
         if len(self.tracks) >= MAX_TRACKS:
             self._evict()
         if len(self.tracks) >= MAX_TRACKS:
             return
-        x0, y0, x1, y1 = event.box
-        h, w = self.size[1], self.size[0]
-        pad = 2
-        wx0, wy0, wx1, wy1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
-        sgx = np.zeros((wy1 - wy0, wx1 - wx0), np.float32)
-        sgy = np.zeros_like(sgx)
-        for f in frames:
-            gx, gy = gradients(grey(f.rgb[wy0:wy1, wx0:wx1]))
-            sgx += gx
-            sgy += gy
-        mean_g = [np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)]
-        mean_g[0][wy0:wy1, wx0:wx1] = sgx / len(frames)
-        mean_g[1][wy0:wy1, wx0:wx1] = sgy / len(frames)
-        stepped = cv2.dilate(event.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        strong = (np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL) & stepped
-        if strong.sum() < 8:
+        track = event_track(event, [f.rgb for f in frames], self.buffer[0].index)
+        if track is None:
             return
-        track = Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), self.buffer[0].index)
         for f in self.buffer:
             track.set_score(f.index, track.score(f.rgb))
         track.steps.append(fit)
@@ -180,7 +154,9 @@ class Discoverer:
         current = list(self.buffer)[-n:]
         for track in self.tracks:
             for f in current:
-                track.set_score(f.index, track.score(f.rgb))
+                track.set_score(f.index, track.score(f.rgb, f.grads))
+        for f in current:
+            f.grads = None
         mean_g = self.stats.mean()
         area = self.picture.work_area()
         before = self.means[0] if len(self.means) == 2 else None
@@ -235,10 +211,22 @@ class Discoverer:
         self.tracks = keep
 
     def _evict(self) -> None:
-        """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many)."""
+        """Drop the unconfirmed track seen in the fewest chunks (a still scene makes many); when
+        every track is confirmed (a moving white object fits a step here and there), the oldest
+        one gone for ``RETIRE`` frames that holds no overlay and jumped with no other place."""
         loose = [t for t in self.tracks if not t.confirmed]
         if loose:
-            self.tracks.remove(min(loose, key=lambda t: (t.chunks, t.first_frame)))
+            drop = min(loose, key=lambda t: (t.chunks, t.first_frame))
+            self.tracks = [t for t in self.tracks if t is not drop]
+            return
+        end = self.buffer[-1].index + 1
+        for t in sorted(self.tracks, key=lambda t: t.first_frame):
+            scores = np.frombuffer(t.scores, np.float32)
+            if max(scores[max(0, end - RETIRE):end], default=0.0) >= LOW or verdict(t, scores, set()) is not None:
+                continue
+            if not partnered(t, self.tracks):
+                self.tracks = [k for k in self.tracks if k is not t]
+                return
 
     def _fit_steps(self, track: Track) -> None:
         """Fit every step of the track's score that lies inside the buffer (each once; the first
@@ -283,9 +271,13 @@ class Discoverer:
         little earlier (the Sora mark's text leaves ~2 frames before its icon)."""
         early = on - 3 if on < off else on
         full = frames.get(early) if early in frames and track.scores[early] >= HIGH else frames[on]
-        box = step_extent(track, full.rgb, frames[off].rgb)
-        if box is None:
+        found = step_extent(track, full.rgb, frames[off].rgb)
+        if found is None:
             return
+        box, shape = found
+        for k, s in enumerate(track.steps):  # the fitted step's shape: the whole overlay's
+            if (s.on, s.off) == (on, off):
+                track.steps[k] = replace(s, shape=shape)
         old = track.extent or track.box
         track.extent = (min(old[0], box[0]), min(old[1], box[1]), max(old[2], box[2]), max(old[3], box[3]))
 
@@ -339,27 +331,9 @@ class Discoverer:
     # ------------------------------------------------------------------ result
     def finish(self, n_frames: int | None = None) -> Discovery:
         t0, c0 = time.perf_counter(), time.thread_time()
-        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
-            self._start_from_event(event, fit)
-        self._arrivals = []
-        if self.stats.n:
-            self._close_chunk(last=True)
+        self._flush()
         n = self.frames if n_frames is None else n_frames
-        kept = []
-        for track in self.tracks:
-            scores = np.zeros(n, np.float32)
-            m = min(n, len(track.scores))
-            scores[:m] = np.frombuffer(track.scores, np.float32, m)
-            on = presence(scores)
-            # An overlay is exactly still: its edges match the template all visit long (a face
-            # or a body that holds nearly still drifts and deforms).
-            if on.sum() >= MIN_FRAMES and float(np.median(scores[on])) >= _still(track):
-                kept.append((track, on))
-        # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
-        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
-        limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
-        confirmed = [(t, on) for t, on in merge(kept, limit) if t.confirmed]
-        kept = paired([(t, on) for t, on in confirmed if steady(on) and self._mark_sized(t)], confirmed)
+        kept = self._places(n)
         share_extent(kept, self.size)
         positions = []
         boxes = np.zeros((len(kept), 4))
@@ -380,3 +354,43 @@ class Discoverer:
                     len(positions), result.marks, len(self.tracks), result.picture.box,
                     1000 * self.seconds / max(n, 1))
         return result
+
+    def _flush(self) -> None:
+        """The video ended: an arrival at its last frame, arrivals still waiting, the last chunk."""
+        area = self.picture.work_area()
+        if len(self._greys) == 4 and area is not None:
+            g = list(self._greys)
+            for event in find_events(g[1], g[2], g[3], g[3], self.frames - 1, area):
+                self._on_event(event)
+        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
+            self._start_from_event(event, fit)
+        self._arrivals = []
+        if self.stats.n:
+            self._close_chunk(last=True)
+
+    def _places(self, n: int) -> list[tuple[Track, np.ndarray]]:
+        """The places that hold an overlay, with their presence over the ``n`` frames."""
+        kept, all_scores = [], {}
+        jumped = jumpers(self.tracks)
+        for track in self.tracks:
+            scores = np.zeros(n, np.float32)
+            m = min(n, len(track.scores))
+            scores[:m] = np.frombuffer(track.scores, np.float32, m)
+            all_scores[id(track)] = scores
+            # An overlay is exactly still: its edges match the template all visit long (a face
+            # or a body that holds nearly still drifts and deforms).
+            on = verdict(track, scores, jumped)
+            if on is not None:
+                kept.append((track, on))
+        # An icon's track is confirmed by its steps; its text's track (found apart) joins it.
+        area = self.picture.work_area() or (0, 0, self.size[0], self.size[1])
+        limit = (MAX_MARK_SHARE[0] * (area[2] - area[0]), MAX_MARK_SHARE[1] * (area[3] - area[1]))
+        merged = merge(kept, limit)
+        confirmed = [(t, on, bounded(t, on, jumped)) for t, on in merged if t.confirmed]
+        # A place holds still over its visits; one that jumped may show it on its visits cut at
+        # its steps (a short run of texture before its arrival), any other on its whole presence.
+        steady_ones = [(t, cut) for t, on, cut in confirmed if self._mark_sized(t) and (
+            steady(on) or id(t) in jumped and steady(cut, short_edges=True))]
+        places = paired(steady_ones, steady_ones)  # both places of a jump hold an overlay
+        loose = [(t, on) for t, on in merged if not t.confirmed and self._mark_sized(t)]
+        return places + fixed_places(loose, all_scores, self.buffer)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from orchestrator.pipeline.discover.features import blobs
+from orchestrator.pipeline.discover.features import blobs, gradients, grey
+from orchestrator.pipeline.discover.tracks import Track
 
 STEP = 12.0  # grey levels a pixel must change at the event...
 RATIO = 3.0  # ...and this many times more than in the frames just before and after
 MAX_SHARE = 0.05  # more of the picture than this changing at once is a cut or a flash
+EDGE_LEVEL = 8.0  # mean gradient of an event template's edges
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,25 @@ def find_events(g0: np.ndarray, g1: np.ndarray, g2: np.ndarray, g3: np.ndarray, 
         for blob in blobs(mask, area, min_pixels=10):
             out.append(Event(frame, blob.box, blob.mask, arrive))
     return out
+
+
+def event_track(event: Event, frames: list[np.ndarray], first_frame: int, pad: int = 2) -> Track | None:
+    """A track from the small frames where the overlay is (after an arrival, before a
+    departure); its template keeps the edges of what stepped, not the picture's edges around it."""
+    x0, y0, x1, y1 = event.box
+    h, w = frames[0].shape[:2]
+    wx0, wy0, wx1, wy1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
+    sgx = np.zeros((wy1 - wy0, wx1 - wx0), np.float32)
+    sgy = np.zeros_like(sgx)
+    for rgb in frames:
+        gx, gy = gradients(grey(rgb[wy0:wy1, wx0:wx1]))
+        sgx += gx
+        sgy += gy
+    mean_g = [np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)]
+    mean_g[0][wy0:wy1, wx0:wx1] = sgx / len(frames)
+    mean_g[1][wy0:wy1, wx0:wx1] = sgy / len(frames)
+    stepped = cv2.dilate(event.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    strong = (np.hypot(mean_g[0], mean_g[1])[y0:y1, x0:x1] > EDGE_LEVEL) & stepped
+    if strong.sum() < 8:
+        return None
+    return Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), first_frame)

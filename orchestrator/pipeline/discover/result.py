@@ -10,11 +10,10 @@ import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.picture import PictureArea
-from orchestrator.pipeline.discover.tracks import Track, runs
+from orchestrator.pipeline.discover.tracks import Track, runs, same_shape
+from orchestrator.pipeline.discover.visits import PAIR_ALPHA, SHAPE_MATCH, jump_pair
 
 MIN_VISIT = 15  # frames an overlay stays at a place (the Sora mark: 67)
-PAIR_FRAMES = 3  # a jump's departure and arrival are this close
-PAIR_ALPHA = 0.08  # ...and show the same α (one mark)
 
 
 @dataclass(frozen=True)
@@ -102,29 +101,30 @@ def merge(kept: list[tuple[Track, np.ndarray]], limit: tuple[float, float] | Non
     return out
 
 
-def steady(on: np.ndarray) -> bool:
+def steady(on: np.ndarray, *, short_edges: bool = False) -> bool:
     """An overlay holds still for its visits: few runs, and every visit the video does not cut
-    short lasts ``MIN_VISIT`` frames (a face or a hand flickers in and out of a fixed place)."""
+    short lasts ``MIN_VISIT`` frames (a face or a hand flickers in and out of a fixed place); a
+    visit the video cuts short lasts 6 frames, or any where the place jumped (``short_edges``)."""
     spans = runs(on)
     inner = [b - a for a, b in spans if a > 0 and b < on.size]
-    return bool(spans) and len(spans) <= 2 + on.size / 30 and min(inner, default=MIN_VISIT) >= MIN_VISIT and min(b - a for a, b in spans) >= 6
+    edge = [b - a for a, b in spans if a == 0 or b == on.size]
+    return (bool(spans) and len(spans) <= 2 + on.size / 30 and min(inner, default=MIN_VISIT) >= MIN_VISIT
+            and (short_edges or min(edge, default=6) >= 6))
 
 
 def paired(kept: list[tuple[Track, np.ndarray]], every: list[tuple[Track, np.ndarray]]
             ) -> list[tuple[Track, np.ndarray]]:
-    """Keep the places whose steps pair with another place's: the mark leaves one place and a
-    same-looking one (α within 0.15) arrives at another within a few frames. Where only one
-    place is found (a mark that never jumps in the clip), its own steps must number at least 2."""
-    def fitted(t: Track) -> list[tuple[int, bool, float]]:
-        return [(max(s.on, s.off), s.arrive, float(np.mean(s.alpha))) for s in t.steps if s.fits]
-
+    """Keep the places whose steps pair with another place's (``visits.jump_pair``): the mark
+    leaves one place and a same-looking one arrives at another within a few frames. Where only one
+    place is found (a mark that never jumps in the clip), it must arrive and leave there with
+    the same α map (a few pixels of a face stepping twice do not)."""
     out = []
     for track, on in kept:
-        mine = fitted(track)
-        paired = any(abs(f1 - f2) <= PAIR_FRAMES and a1 != a2 and abs(al1 - al2) <= PAIR_ALPHA
-                     for other, _ in every if other is not track
-                     for f1, a1, al1 in mine for f2, a2, al2 in fitted(other))
-        alone = len(kept) == 1 and len({f for f, _, _ in mine}) >= 2
+        mine = [s for s in track.steps if s.fits]
+        paired = any(jump_pair(a, b) for other, _ in every if other is not track
+                     for a in mine for b in other.steps)
+        alone = len(kept) == 1 and any(a.arrive and not b.arrive and a.frame != b.frame
+                                       and same_shape(a.shape, b.shape) >= SHAPE_MATCH for a in mine for b in mine)
         if paired or alone:
             out.append((track, on))
     return out + revisited(kept, out)
@@ -193,18 +193,19 @@ def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) ->
 
 
 def one_place_at_a_time(kept: list[tuple[Track, np.ndarray]], marks: list[int]) -> None:
-    """A mark is at one place at a time: where it fitted an arrival at one place, its visit at
-    another place that runs on over that frame ends there; where it fitted a departure, the visit
+    """A mark (one group, or two places that jumped one to the other) is at one place at a time:
+    where it fitted an arrival at one place, its visit at another place that runs on over that
+    frame ends there; where it fitted a departure, the visit
     elsewhere that started earlier starts there (a place whose template texture also matches
     reads as present long before and after its visit)."""
     for (track, _), mark in zip(kept, marks):
         for step in (s for s in track.steps if s.fits):
-            f = max(step.on, step.off)
+            f = step.frame
             for (other, on), other_mark in zip(kept, marks):
-                if other is track or other_mark != mark:
+                if other is track or other_mark != mark and not any(jump_pair(step, s) for s in other.steps):
                     continue
                 for a, b in runs(on):
-                    if a + 2 < f < b - 2:
+                    if a < f < b:
                         if step.arrive:
                             on[f:b] = False
                         else:

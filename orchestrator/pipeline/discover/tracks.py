@@ -23,6 +23,7 @@ ALPHA_RANGE = (0.4, 0.92)  # a semi-transparent overlay's α (the real mark: 0.7
 CHANNEL_SPREAD = 0.15  # the channels' α agree this well for a white overlay
 STEP_LEVEL = 12.0  # grey levels: pixels that changed this much at the step form its body
 MAX_STEP_GAP = 4  # frames between the last full and the first empty frame of a step
+MIN_SHAPE = (6, 48)  # least side and area (small-frame pixels) of an α map worth comparing
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,20 @@ class StepFit:
     alpha: tuple[float, float, float]  # α per channel of the body's solid part (80th percentile)
     consistent: float  # share of the body within 0.2 of that α (edges are partial: information)
     body: int  # pixels that brightened with the overlay
-    darker: int  # pixels that darkened (moving texture does both as much)
+    darker: int  # pixels that darkened outside the body's silhouette (moving texture does both as much)
+    shape: np.ndarray | None = field(default=None, compare=False, repr=False)  # α map over the body's box
+
+    @property
+    def frame(self) -> int:
+        """The first frame of the new state: the first full frame of an arrival, the frame after
+        the last full one of a departure (the first empty frame may be a few later)."""
+        return self.on if self.arrive else self.on + 1
 
     @property
     def fits(self) -> bool:
         lo, hi = ALPHA_RANGE
-        a = np.asarray(self.alpha)
-        return bool(lo <= a.min() and a.max() <= hi and np.ptp(a) <= CHANNEL_SPREAD
-                    and self.body >= 4 * self.darker)
+        least, most = min(self.alpha), max(self.alpha)  # (plain Python: called ~10^5 times in a clip)
+        return lo <= least and most <= hi and most - least <= CHANNEL_SPREAD and self.body >= 4 * self.darker
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Track:
     steps: list[StepFit] = field(default_factory=list)
     chunks: int = 1
     extent: tuple[int, int, int, int] | None = None  # the whole overlay, from its steps (else box)
+    fixed: float | None = None  # α of a fixed overlay (no step) measured from the picture under it
     _cache: tuple | None = field(default=None, repr=False)
 
     @classmethod
@@ -78,7 +86,7 @@ class Track:
 
     def alpha(self) -> float | None:
         fits = [float(np.mean(s.alpha)) for s in self.steps if s.fits]
-        return float(np.median(fits)) if fits else None
+        return float(np.median(fits)) if fits else self.fixed
 
     def update(self, mean_g: tuple[np.ndarray, np.ndarray]) -> None:
         """Average the template with a chunk in which the overlay was there (what moves under it
@@ -102,10 +110,15 @@ class Track:
             self._cache = (keep, tx, ty, float((tx * tx + ty * ty).sum()))
         return self._cache
 
-    def score(self, rgb: np.ndarray) -> float:
-        """Presence score of one small frame (see module docstring)."""
+    def score(self, rgb: np.ndarray, grads: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+        """Presence score of one small frame (see module docstring); ``grads``: the whole frame's
+        gradients when at hand (the same values on the template's pixels, which exclude the box's
+        border)."""
         x0, y0, x1, y1 = self.box
-        gx, gy = gradients(grey(rgb[y0:y1, x0:x1]))
+        if grads is None:
+            gx, gy = gradients(grey(rgb[y0:y1, x0:x1]))
+        else:
+            gx, gy = grads[0][y0:y1, x0:x1], grads[1][y0:y1, x0:x1]
         keep, tx, ty, tn = self._template()
         fx, fy = gx[keep], gy[keep]
         den = np.sqrt(tn * float((fx * fx + fy * fy).sum()))
@@ -127,10 +140,16 @@ class Track:
         room = 255.0 - b
         change = delta.mean(2)
         room_g = room.mean(2)
-        body = (change > np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)) & (room_g > 20)
-        darker = int((change < -np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)).sum())
-        if body.sum() < 8:
+        level_g = np.maximum(STEP_LEVEL * 0.5, 0.2 * room_g)
+        brighter = change > level_g
+        body = brighter & (room_g > 20)
+        n_body = int(body.sum())
+        if n_body < 8:
             return None
+        darkened = change < -level_g
+        darker = int(darkened.sum())
+        if n_body < 4 * darker:  # (only then can the silhouette decide: it costs ~0.5 ms)
+            darker = int((darkened & ~_silhouette(brighter)).sum())
         grey_alpha = change[body] / room_g[body]
         level = float(np.percentile(grey_alpha, 80))
         consistent = float((np.abs(grey_alpha - level) < 0.2).mean())
@@ -139,11 +158,49 @@ class Track:
             ok = body & (room[..., c] > 40)
             plain.append(round(float(np.percentile(delta[..., c][ok] / room[..., c][ok], 80)), 3)
                          if ok.sum() >= 8 else round(level, 3))
-        fit = StepFit(on, off, on > off, tuple(plain), round(consistent, 3), int(body.sum()), darker)
+        fit = StepFit(on, off, on > off, tuple(plain), round(consistent, 3), n_body, darker)
         if not fit.fits:  # a channel near 255 or coding noise may have decided: weigh by room
             weighted = replace(fit, alpha=_channel_alpha(delta, room, body, grey_alpha, level))
             fit = weighted if weighted.fits else fit
-        return fit
+        return replace(fit, shape=_shape(change, room_g, body)) if fit.fits else fit
+
+
+def _silhouette(body: np.ndarray) -> np.ndarray:
+    """The body with its holes filled: a mark's own dark parts (the Sora cloud's eyes) darken
+    inside it; moving texture darkens beside what it brightens."""
+    closed = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    outside = np.pad(1 - closed, 1, constant_values=1)
+    mask = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
+    cv2.floodFill(outside, mask, (0, 0), 2)
+    return outside[1:-1, 1:-1] != 2
+
+
+def _shape(change: np.ndarray, room_g: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """The step's grey α map (0 where nothing brightened) over the body's bounding box: what a
+    jump's leaving and arriving steps share."""
+    ys, xs = np.nonzero(body)
+    alpha = np.where(body, np.clip(change / np.maximum(room_g, 1.0), 0, 1), 0).astype(np.float32)
+    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def same_shape(a: np.ndarray | None, b: np.ndarray | None, shift: int = 2) -> float:
+    """How well two steps' α maps agree (normalised correlation, best over shifts of ``shift``
+    px and over the places of the smaller inside the larger): ~1 for one overlay leaving one place
+    and arriving at another. The smaller may be a part of the larger, at least a quarter of it (an
+    icon alone against the icon with its text; a step's map that took some texture along); 0 when
+    either is missing, too small to say (a few pixels of a face's edge match anything) or they are
+    sized otherwise."""
+    if a is None or b is None or min(a.shape + b.shape) < MIN_SHAPE[0] or min(a.size, b.size) < MIN_SHAPE[1]:
+        return 0.0
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    if a.size > b.size:
+        a, b = b, a
+    if a.size < b.size / 4 or any(p > 1.3 * q for p, q in zip(a.shape, b.shape)):
+        return 0.0
+    dy, dx = max(0, a.shape[0] - b.shape[0]), max(0, a.shape[1] - b.shape[1])
+    big = cv2.copyMakeBorder(b, shift + dy, shift, shift + dx, shift, cv2.BORDER_CONSTANT, value=0)
+    return float(np.nan_to_num(cv2.matchTemplate(big, a, cv2.TM_CCOEFF_NORMED), nan=0.0, posinf=0.0).max())
 
 
 def _channel_alpha(delta: np.ndarray, room: np.ndarray, body: np.ndarray, grey_alpha: np.ndarray,
@@ -162,10 +219,12 @@ def _channel_alpha(delta: np.ndarray, room: np.ndarray, body: np.ndarray, grey_a
     return tuple(out)
 
 
-def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray
+                ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box of everything that stepped with the track's place (the text beside an icon whose
     edges made the track): the connected brightened region over the box, searched in a window
-    1.5 box widths to either side and one height above and below."""
+    1.5 box widths to either side and one height above and below; with the step's grey α map
+    over that box (what every visit of one overlay shares)."""
     x0, y0, x1, y1 = track.box
     w, h = x1 - x0, y1 - y0
     H, W = on_rgb.shape[:2]
@@ -183,7 +242,8 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[
     ids = [i for i in np.unique(inside) if i > 0]
     if not ids:
         return None
-    ys, xs = np.nonzero(np.isin(labels, ids) & body)
+    mine = np.isin(labels, ids) & body
+    ys, xs = np.nonzero(mine)
     if ys.size < 8:
         return None
     box = (int(xs.min()) + wx0, int(ys.min()) + wy0, int(xs.max()) + 1 + wx0, int(ys.max()) + 1 + wy0)
@@ -192,12 +252,14 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray) -> tuple[
     # around it, nor the whole window (a cut or a flash).
     if bw > 3.2 * w or bh > 1.6 * h or ys.size < 0.15 * bw * bh:
         return None
-    return box
+    sub = (slice(box[1] - wy0, box[3] - wy0), slice(box[0] - wx0, box[2] - wx0))
+    return box, _shape((a - b)[sub], room[sub], mine[sub])
 
 
-def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.ndarray:
+def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2, edge_run: int | None = None) -> np.ndarray:
     """Per-frame presence from scores: above HIGH, or above LOW next to a present frame
-    (hysteresis); runs shorter than ``min_run`` dropped, gaps up to ``max_gap`` filled."""
+    (hysteresis); runs shorter than ``min_run`` dropped (``edge_run`` for a run the video's
+    start or end cuts short), gaps up to ``max_gap`` filled."""
     s = np.asarray(scores, np.float32)
     on = s >= HIGH
     weak = s >= LOW
@@ -209,7 +271,7 @@ def presence(scores: np.ndarray, *, min_run: int = 3, max_gap: int = 2) -> np.nd
         changed = bool((grown != on).any())
         on = grown
     on = _fill(on, max_gap)
-    return _drop_short(on, min_run)
+    return _drop_short(on, min_run, min_run if edge_run is None else edge_run)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -227,9 +289,9 @@ def _fill(on: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
-def _drop_short(on: np.ndarray, min_run: int) -> np.ndarray:
+def _drop_short(on: np.ndarray, min_run: int, edge_run: int) -> np.ndarray:
     out = on.copy()
     for a, b in runs(on):
-        if b - a < min_run:
+        if b - a < (edge_run if a == 0 or b == on.size else min_run):
             out[a:b] = False
     return out
