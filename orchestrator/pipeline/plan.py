@@ -8,7 +8,7 @@ One region's visit alone gave a flat sky's matte 2-3 independent frames and left
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -181,8 +181,11 @@ def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: d
         jumped = found.get("source") == "jump" or mark.key.index in partners
         if jumped and report.matte and alpha_max < NO_OVERLAY_ALPHA:
             plans.pop(mark.key, None)  # the jump says the mark is there: a matte of nothing failed
-            reports[mark.key] = MarkReport(method="inpaint", matte=report.matte,
-                                           reason=f"the matte found no overlay (alpha_max {alpha_max})")
+            report = MarkReport(method="inpaint", matte=report.matte,
+                                reason=f"the matte found no overlay (alpha_max {alpha_max})")
+        if jumped and not found.get("confirmed", True):
+            report = replace(report, confirmed_by="jump")
+        reports[mark.key] = report
         if jumped or found.get("source") in ("discovery", "both"):
             continue
         if not found.get("confirmed", True) and not (mark.key in plans and _white_overlay(report.matte)):

@@ -8,7 +8,7 @@ import numpy as np
 from orchestrator.cli import describe_outcome
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkReport
-from orchestrator.pipeline.marks import outcome
+from orchestrator.pipeline.marks import mark_details, outcome
 from orchestrator.pipeline.plan import leave_unmarked as _leave_unmarked
 
 
@@ -93,6 +93,10 @@ def test_an_unconfirmed_place_the_kept_mark_jumps_from_keeps_the_fallback():
     _leave_unmarked(marks, {MarkKey.position(1): object()}, reports, timeline)
     assert reports[MarkKey.position(0)].method == "inpaint" and timeline.present[0, :56].all()
     assert reports[MarkKey.position(2)].method == "untouched" and not timeline.present[2].any()
+    # The task details say why the first place was altered: the jump confirmed it.
+    first = mark_details(marks[0], reports[MarkKey.position(0)])
+    assert first["confirmed"] is True and first["confirmed_by"] == "jump"
+    assert "confirmed_by" not in mark_details(marks[2], reports[MarkKey.position(2)])
 
 
 def test_a_place_the_mark_jumped_to_is_inpainted_when_its_matte_finds_nothing():
