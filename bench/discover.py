@@ -1,6 +1,7 @@
 """Discovery benchmark (a script, not a test): marked-frame recall/precision and cost per frame.
 
     .venv/bin/python -m bench.discover [--seeds tuning|heldout|1,2] [--kinds dark,pillarbox,...]
+    .venv/bin/python -m bench.discover --end-to-end WORKDIR [--misses] [--seeds ...] [--kinds ...]
 
 Each clip of ``export.clips`` (kind × seed) is written as mp4 (cached under bench/out/clips),
 decoded with PyAV and fed to ``discover.Discoverer`` exactly as pass 1 does (``tap``: a small
@@ -65,6 +66,31 @@ class _Timeline:
         return int(self.present.any(0).sum())
 
 
+def misses(truth_boxes, timeline) -> str:
+    """Runs of marked frames not found and of frames with a wrong box (what to look at next)."""
+    from export.clips import covers
+
+    missed, wrong = [], []
+    for i, truth in enumerate(truth_boxes):
+        got = timeline.boxes_at(i) if timeline.positions.size else np.zeros((0, 4))
+        hits = [truth is not None and covers(b, truth) for b in got]
+        if truth is not None and not any(hits):
+            missed.append(i)
+        if not all(hits):
+            wrong.append(i)
+
+    def spans(frames: list[int]) -> str:
+        out, start = [], None
+        for k, f in enumerate(frames):
+            start = f if start is None else start
+            if k + 1 == len(frames) or frames[k + 1] != f + 1:
+                out.append(f"{start}-{f}" if f > start else str(f))
+                start = None
+        return ",".join(out) or "-"
+
+    return f"missed {spans(missed)}; wrong {spans(wrong)}"
+
+
 def worst_tile(a_path: Path, b_path: Path, tile: int = 32) -> float:
     import av
 
@@ -79,7 +105,7 @@ def worst_tile(a_path: Path, b_path: Path, tile: int = 32) -> float:
     return worst
 
 
-def end_to_end(kinds: list[str], seeds, work: Path) -> None:
+def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False) -> None:
     """Each clip through ``process_video`` with default options against a local Triton on the
     repository ``export.prepare`` makes offline (the demo detector: discovery leads)."""
     from export.prepare import prepare
@@ -121,6 +147,10 @@ def end_to_end(kinds: list[str], seeds, work: Path) -> None:
                       f"{tile:8.2f} {plain:8.2f} {1000 * t.get('discover', 0) / n:9.2f} "
                       f"{t.get('discover', 0) / t['total']:6.1%} {1000 * t.get('discover_cpu', 0) / n:8.2f} "
                       f"{t.get('discover_cpu', 0) / t['total']:9.1%} {t['total']:7.1f}", flush=True)
+                if show_misses:
+                    print("   ", misses(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n)))
+                    for m in details.get("marks", []):
+                        print("    mark", {k: m.get(k) for k in ("box", "source", "mark", "confirmed", "method", "visits", "reason")})
     finally:
         server.stop()
 
@@ -131,12 +161,13 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--end-to-end", type=Path, default=None, metavar="WORKDIR",
                         help="run process_video through a local Triton (demo detector) instead")
+    parser.add_argument("--misses", action="store_true", help="end to end: print missed/wrong frames and marks")
     args = parser.parse_args(argv)
     seeds = {"tuning": TUNING_SEEDS[:3], "heldout": HELDOUT_SEEDS}.get(args.seeds)
     seeds = seeds or tuple(int(s) for s in args.seeds.split(","))
     if args.end_to_end is not None:
         args.end_to_end.mkdir(parents=True, exist_ok=True)
-        end_to_end(args.kinds.split(","), seeds, args.end_to_end)
+        end_to_end(args.kinds.split(","), seeds, args.end_to_end, args.misses)
         return 0
     print(f"{'kind':18s} {'seed':>5s} {'frames':>6s} {'recall':>7s} {'prec':>6s} {'boxes':>6s} {'pos':>4s} "
           f"{'bars':>5s} {'ms/f':>6s} {'dec ms/f':>8s}")

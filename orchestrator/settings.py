@@ -85,7 +85,7 @@ class Settings:
     crf: int = 18
     preset: str = "veryfast"
     detect_stride: int = 8  # detector on every k-th frame; intervals that change are bisected
-    detect_refine_span: int = 4  # ...until this short (frames left in between get both boxes)
+    detect_refine_span: int = 1  # ...until this short (frames left in between get both boxes)
     detect_conf: float = 0.25  # a box this strong counts alone (and triggers bisection)
     detect_conf_low: float = 0.1  # weaker boxes count only when consistent over time at one place
     detect_iou: float = 0.45

@@ -338,11 +338,12 @@ def _fill_and_clean(present: np.ndarray, known_frames: np.ndarray, n_frames: int
             present[pid, : known_frames[0]] = True
         if states.size and states[-1]:
             present[pid, known_frames[-1]:] = True
-    # 2. Drop short runs (false positives), unless the whole video is that short.
+    # 2. Drop short runs (false positives), unless the whole video is that short; a run at the
+    #    video's first or last frame may be a visit the video cuts short (a jump on its last frame).
     if n_frames > min_run:
         for pid in range(k):
             for a, b in _runs(present[pid]):
-                if b - a < min_run:
+                if b - a < min_run and 0 < a and b < n_frames:
                     present[pid, a:b] = False
     # 3. Fill short absences of the same position.
     for pid in range(k):

@@ -23,62 +23,15 @@ from typing import Callable, Iterable, Protocol
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.decode import Decoded, letterbox_params
+from orchestrator.pipeline.decode import Decoded
+from orchestrator.pipeline.detector import DETECTOR_SIZE, PAD_VALUE, Detector
 from orchestrator.pipeline.scan_refs import PartialFrame, RegionReferences
 from orchestrator.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 
-DETECTOR_SIZE = 640
-PAD_VALUE = 114
-
-
-class Detector:
-    """Letterboxed uint8 NHWC batches -> per-image [n,5] boxes (frame pixels) after NMS."""
-
-    def __init__(self, client, *, width: int, height: int, conf: float = 0.25, iou: float = 0.45,
-                 model: str = "detector", batch: int = 8) -> None:
-        self.client = client
-        self.model = model
-        self.batch = max(1, batch)
-        self.conf, self.iou = conf, iou
-        self.width, self.height = width, height
-        self.scale, self.new_w, self.new_h, self.pad_x, self.pad_y = letterbox_params(width, height, DETECTOR_SIZE)
-        self.images_sent = 0
-
-    def resize(self, decoded: Decoded) -> np.ndarray:
-        """The frame scaled into the letterbox (without the padding): [new_h,new_w,3]."""
-        small = decoded.frame.reformat(width=self.new_w, height=self.new_h, format="rgb24",
-                                       interpolation="BILINEAR")
-        return small.to_ndarray()
-
-    def _batch(self, images: list[np.ndarray]) -> np.ndarray:
-        out = np.full((len(images), DETECTOR_SIZE, DETECTOR_SIZE, 3), PAD_VALUE, np.uint8)
-        for i, img in enumerate(images):
-            out[i, self.pad_y : self.pad_y + self.new_h, self.pad_x : self.pad_x + self.new_w] = img
-        return out
-
-    def submit(self, images: list[np.ndarray]) -> list:
-        """Send ``images`` in batches; returns the futures in order."""
-        futures = []
-        for start in range(0, len(images), self.batch):
-            chunk = images[start : start + self.batch]
-            futures.append(self.client.submit(self.model, {"images": self._batch(chunk)}, ["output0"]))
-            self.images_sent += len(chunk)
-        return futures
-
-    def collect(self, futures: list) -> list[np.ndarray]:
-        results = []
-        for future in futures:
-            outputs = future.result()["output0"]
-            for out in outputs:
-                results.append(bx.decode_detections(
-                    out, conf=self.conf, iou=self.iou, scale=self.scale, pad_x=self.pad_x,
-                    pad_y=self.pad_y, width=self.width, height=self.height))
-        return results
-
-    def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        return self.collect(self.submit(images)) if images else []
+__all__ = ["DETECTOR_SIZE", "PAD_VALUE", "Detector", "MarkListener", "ScanParams", "ScanResult", "detector_for", "scan",
+           "scan_params", "timeline_of"]
 
 
 class MarkListener(Protocol):

@@ -53,11 +53,14 @@ class MarkPlan:
 @dataclass(frozen=True)
 class MarkReport:
     """How a mark is removed and why: ``method`` "matte" or "inpaint", ``reason`` when the matte
-    is not used, ``matte`` the estimate's summary (``MatteEstimate.summary`` plus its scope)."""
+    is not used, ``matte`` the estimate's summary (``MatteEstimate.summary`` plus its scope),
+    ``confirmed_by`` the evidence planning found for a position pass 1 left unconfirmed (``jump``:
+    the confirmed mark jumped to or from it on the frame)."""
 
     method: str = "inpaint"
     reason: str | None = None
     matte: dict | None = None
+    confirmed_by: str | None = None
 
 
 def mark_details(mark: Mark, report: MarkReport) -> dict:
@@ -73,6 +76,9 @@ def mark_details(mark: Mark, report: MarkReport) -> dict:
         entry["matte"] = report.matte
     if report.reason is not None:
         entry["reason"] = report.reason
+    if report.confirmed_by is not None:
+        entry["confirmed"] = True
+        entry["confirmed_by"] = report.confirmed_by
     return entry
 
 

@@ -82,7 +82,7 @@ def _find_marks(job: Job, result: ScanResult, discoverer: Discoverer | None, wei
     discovery = discoverer.finish(result.n_frames)
     job.timer["discover"] = discovery.seconds
     job.timer["discover_cpu"] = discovery.cpu_seconds
-    fused = fuse(detected, discovery, weights=weights)
+    fused = fuse(detected, discovery, weights=weights, observations=result.observations)
     marks = [Mark(MarkKey.position(i), box, found=found)
              for i, (box, found) in enumerate(zip(fused.timeline.positions, found_details(fused)))]
     summary = {**discovery.summary(), "detector_weights": weights or "unknown", "leader": fused.leader,

@@ -8,12 +8,13 @@ One region's visit alone gave a flat sky's matte 2-3 independent frames and left
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline import matte
+from orchestrator.pipeline.discover.handover import Place, jumped_to
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport
 
 # A matte whose strongest alpha stays below this found no overlay: its pixels are left alone.
@@ -148,21 +149,45 @@ def _white_overlay(summary: dict | None) -> bool:
     return white and summary.get("alpha_max", 0.0) >= UNCONFIRMED_MIN_ALPHA
 
 
+def _jump_partners(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
+                   timeline: bx.Timeline | None) -> set[int]:
+    """Unconfirmed detector positions the mark jumps to or from, at a position that is kept (its
+    matte fits a white overlay): the jump confirms them (a visit too short for the matte's crops)."""
+    positions = [m for m in marks if m.key.kind == "position"]
+    if timeline is None or not positions:
+        return set()
+    kept = [(m.found or {}).get("confirmed", True) or (m.key in plans and _white_overlay(reports.get(m.key, MarkReport()).matte))
+            for m in positions]
+    places = [Place(np.asarray(m.box, np.float64), None) for m in positions]
+    rows = timeline.present[[m.key.index for m in positions]]
+    return {positions[k].key.index for k in jumped_to(rows, places, kept)}
+
+
 def leave_unmarked(marks: list[Mark], plans: dict[MarkKey, MarkPlan], reports: dict[MarkKey, MarkReport],
                    timeline: bx.Timeline | None) -> None:
     """Do no harm: a detected position whose matte estimate shows no overlay (alpha ~ 0) is left
     untouched, instead of falling back to inpainting a box of clean picture. A position discovery
-    confirmed (its steps fit a semi-transparent overlay) is evidence of its own: it keeps the
+    confirmed (its steps fit a semi-transparent overlay), or one the confirmed mark jumped to or
+    from on the frame (``discover.handover.jumped_to``), is evidence of its own: it keeps the
     inpainting fallback when its matte fails. A demo-detector position discovery did not confirm
     has only the matte as evidence: without a usable plan of a white overlay it is left untouched."""
+    partners = _jump_partners(marks, plans, reports, timeline)
     for mark in marks:
         if mark.key.kind != "position":
             continue
         found = mark.found or {}
-        if found.get("source") in ("discovery", "both"):
-            continue
         report = reports.get(mark.key, MarkReport())
         alpha_max = (report.matte or {}).get("alpha_max", 1.0)
+        jumped = found.get("source") == "jump" or mark.key.index in partners
+        if jumped and report.matte and alpha_max < NO_OVERLAY_ALPHA:
+            plans.pop(mark.key, None)  # the jump says the mark is there: a matte of nothing failed
+            report = MarkReport(method="inpaint", matte=report.matte,
+                                reason=f"the matte found no overlay (alpha_max {alpha_max})")
+        if jumped and not found.get("confirmed", True):
+            report = replace(report, confirmed_by="jump")
+        reports[mark.key] = report
+        if jumped or found.get("source") in ("discovery", "both"):
+            continue
         if not found.get("confirmed", True) and not (mark.key in plans and _white_overlay(report.matte)):
             reason = f"an unconfirmed detection and no white overlay fitted there ({report.reason or 'no matte'})"
         elif report.matte and alpha_max < NO_OVERLAY_ALPHA:

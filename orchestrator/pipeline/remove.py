@@ -17,6 +17,7 @@ from orchestrator.pipeline import matte
 from orchestrator.pipeline.boxes import Timeline
 from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops
 from orchestrator.pipeline.marks import MarkKey, MarkPlan
+from orchestrator.pipeline.propagate import Propagator
 
 Read = Callable[[int, int, int, int], np.ndarray]
 
@@ -82,10 +83,12 @@ def frame_keys(timeline: Timeline | None, index: int, t: float, regions: Sequenc
 
 
 def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
-                 plans: dict[MarkKey, MarkPlan], tracker: matte.VisitTracker | None = None) -> dict[int, Restored]:
+                 plans: dict[MarkKey, MarkPlan], tracker: matte.VisitTracker | None = None,
+                 propagation: Propagation | None = None) -> dict[int, Restored]:
     """Box index -> the matte's result, for the boxes whose plan fits this frame (the others, and
     frames with a fade or animation the matte does not explain, go to the inpainter). With a
-    ``tracker`` (one per pass 2) each visit is registered and every frame gated for ghosts."""
+    ``tracker`` (one per pass 2) each visit is registered and every frame gated for ghosts; with
+    ``propagation`` the result is fused with the neighbouring frames' looks (``propagate``)."""
     out: dict[int, Restored] = {}
     if tracker is not None:
         tracker.start_frame([k for k in keys if k in plans])
@@ -102,7 +105,8 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
             except ValueError:
                 continue
             if result is not None:
-                out[j] = Restored(x0, y0, *result)
+                offset = tracker.offsets.get(key, plan.offset)
+                out[j] = _propagated(Restored(x0, y0, *result), propagation, key, plan, offset, crop)
             continue
         try:
             opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=plan.offset)
@@ -111,8 +115,26 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
         if residual > plan.estimate.max_residual:
             continue
         restored, hole = matte.remove_with_matte(crop, plan.estimate, opacity, offset=plan.offset)
-        out[j] = Restored(x0, y0, restored, hole)
+        out[j] = _propagated(Restored(x0, y0, restored, hole), propagation, key, plan, plan.offset, crop)
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class Propagation:
+    """Pass 2's temporal propagation for one frame: the propagator and the frame's index."""
+
+    propagator: Propagator
+    index: int
+
+
+def _propagated(restored: Restored, propagation: Propagation | None, key: MarkKey, plan: MarkPlan, offset,
+                crop: np.ndarray) -> Restored:
+    if propagation is None:
+        return restored
+    fused = propagation.propagator.fuse(propagation.index, key, plan, offset, crop, restored.rgb, restored.hole)
+    if fused is None:
+        return restored
+    return Restored(restored.x0, restored.y0, fused.rgb, fused.hole)
 
 
 def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float,
@@ -139,13 +161,14 @@ def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], co
 def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: list[MarkKey],
                plans: dict[MarkKey, MarkPlan], sizes: list[int], context: float, *,
                picture: tuple[int, int, int, int] | None = None,
-               tracker: matte.VisitTracker | None = None) -> EditArea | None:
+               tracker: matte.VisitTracker | None = None,
+               propagation: Propagation | None = None) -> EditArea | None:
     """Plan the removal of one frame's boxes (``boxes.frame_boxes``; ``keys`` their marks);
     None when nothing changes. ``picture``: the area inside black bars, which crops never take
-    colour from (``inpaint.Crop.picture``)."""
+    colour from (``inpaint.Crop.picture``); ``propagation``: fuse with the neighbouring frames."""
     restored: dict[int, Restored] = {}
     if plans and len(keys) == len(boxes):  # (else a box was clipped away: no matte this frame)
-        restored = invert_marks(read, width, height, keys, plans, tracker)
+        restored = invert_marks(read, width, height, keys, plans, tracker, propagation)
     crops: list[Crop] = []
     left = [box for j, box in enumerate(boxes) if j not in restored]
     if left:

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,7 +37,8 @@ from orchestrator.pipeline.marks import marks_details, outcome
 from orchestrator.pipeline.options import TaskOptions
 from orchestrator.pipeline.pass_one import PassOne, pass_one
 from orchestrator.pipeline.progress import Progress, Reporter, checker
-from orchestrator.pipeline.remove import FrameEdit, canvas_of, frame_keys, plan_frame
+from orchestrator.pipeline.propagate import Propagator
+from orchestrator.pipeline.remove import FrameEdit, Propagation, canvas_of, frame_keys, plan_frame
 from orchestrator.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -206,14 +208,12 @@ def _edits(job: Job, first: PassOne, counts: _Counts) -> Iterator:
     batch = max(1, job.settings.inpaint_batch)
     chunk: list[FrameEdit] = []
     items: list[CropJob] = []
-    first_pts: list[int] = []
     t_work = 0.0
     tracker = matte.VisitTracker()
-    for d in job.frames():
+    propagator = Propagator() if first.plans else None
+    for prepared in _prepared(job, first, counts, propagator):
         t0 = time.perf_counter()
-        if not first_pts:
-            first_pts.append(d.pts)
-        edit = _edit(job, first, d, float((d.pts - first_pts[0]) * job.info.time_base), counts, tracker)
+        edit = _edit(job, first, prepared, counts, tracker, propagator)
         if edit.area is not None:
             size = (job.info.width, job.info.height)
             items.extend(CropJob(edit.area.rgb, c, (edit.area.roi[0], edit.area.roi[1]), size) for c in edit.area.crops)
@@ -229,28 +229,72 @@ def _edits(job: Job, first: PassOne, counts: _Counts) -> Iterator:
         counts.crops += len(items)
     job.timer["remove"] = t_work
     counts.matte_gate = dict(tracker.counts)
+    if propagator is not None:
+        counts.matte_gate["propagated"] = dict(propagator.counts, ms=round(propagator.counts["ms"], 1))
 
 
-def _edit(job: Job, first: PassOne, d: Decoded, t: float, counts: _Counts,
-          tracker: matte.VisitTracker | None = None) -> FrameEdit:
-    """One frame's boxes (``boxes.frame_boxes``) planned for removal (``remove.plan_frame``)."""
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """A decoded frame with its boxes, mark keys and editable canvas (None: no boxes)."""
+
+    decoded: Decoded
+    boxes: object  # np.ndarray [n, 4]
+    keys: list
+    canvas: object = None
+    read: Callable | None = None
+
+
+def _prepared(job: Job, first: PassOne, counts: _Counts, propagator: Propagator | None) -> Iterator[_Prepared]:
+    """Decoded frames with their boxes, ``propagator.radius`` frames ahead of their removal: each
+    frame's looks at its marks are kept as it is decoded, so a frame's removal sees its future too.
+    Holds at most radius + 1 decoded frames beyond the decode queue."""
     width, height, settings = job.info.width, job.info.height, job.settings
-    timeline = first.timeline if first.timeline is not None and d.index < first.timeline.n_frames else None
-    fboxes = bx.frame_boxes(timeline, d.index, t, job.options.regions, width, height,
-                            frac=settings.box_margin_frac, px=settings.box_margin_px)
     bars = first.picture.box if first.picture is not None and first.picture.has_bars else None
-    if bars is not None and len(fboxes):
-        fboxes = first.picture.clip_boxes(fboxes)  # never inpaint the bars
-    if len(fboxes) == 0:
+    ahead: deque[_Prepared] = deque()
+    first_pts: list[int] = []
+    for d in job.frames():
+        if not first_pts:
+            first_pts.append(d.pts)
+        t = float((d.pts - first_pts[0]) * job.info.time_base)
+        timeline = first.timeline if first.timeline is not None and d.index < first.timeline.n_frames else None
+        fboxes = bx.frame_boxes(timeline, d.index, t, job.options.regions, width, height,
+                                frac=settings.box_margin_frac, px=settings.box_margin_px)
+        if bars is not None and len(fboxes):
+            fboxes = first.picture.clip_boxes(fboxes)  # never inpaint the bars
+        if len(fboxes) == 0:
+            ahead.append(_Prepared(d, fboxes, []))
+        else:
+            keys = frame_keys(first.timeline, d.index, t, job.options.regions) if first.plans else []
+            canvas, read = canvas_of(d.frame)
+            ahead.append(_Prepared(d, fboxes, keys, canvas, read))
+            if propagator is not None and len(keys) == len(fboxes):
+                for key in keys:
+                    if key in first.plans:
+                        propagator.observe(d.index, key, first.plans[key], read, width, height)
+        if propagator is None or len(ahead) > propagator.radius:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
+
+
+def _edit(job: Job, first: PassOne, p: _Prepared, counts: _Counts,
+          tracker: matte.VisitTracker | None = None, propagator: Propagator | None = None) -> FrameEdit:
+    """One frame's boxes (``boxes.frame_boxes``) planned for removal (``remove.plan_frame``)."""
+    d = p.decoded
+    if p.canvas is None:
         return FrameEdit(d.pts, d.frame)
     counts.with_boxes += 1
-    keys = frame_keys(first.timeline, d.index, t, job.options.regions) if first.plans else []
-    canvas, read = canvas_of(d.frame)
-    area = plan_frame(read, width, height, fboxes, keys, first.plans, sorted(job.sizes), settings.inpaint_context,
-                      picture=bars, tracker=tracker)
+    width, height = job.info.width, job.info.height
+    bars = first.picture.box if first.picture is not None and first.picture.has_bars else None
+    propagation = None
+    if propagator is not None:
+        propagator.forget(d.index - propagator.radius)
+        propagation = Propagation(propagator, d.index)
+    area = plan_frame(p.read, width, height, p.boxes, p.keys, first.plans, sorted(job.sizes),
+                      job.settings.inpaint_context, picture=bars, tracker=tracker, propagation=propagation)
     if area is not None:
         counts.matte_frames += area.matte_marks
-    return FrameEdit(d.pts, d.frame, canvas, area)
+    return FrameEdit(d.pts, d.frame, p.canvas, area)
 
 
 def _unlink(path: Path) -> None:

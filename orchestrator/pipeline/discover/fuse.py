@@ -8,16 +8,19 @@ discovery leads: a detector position discovery does not confirm stays in the tim
 *unconfirmed*, and planning alters its pixels only when the matte fits an overlay there
 (``plan.leave_unmarked``); on a clip discovery misses (a mark over a saturated colour) the demo
 detector still finds it, and on a false position the matte's alpha ~ 0 leaves it untouched.
+At a place both found, the detector adds the visits discovery missed there. Each jump of one mark
+is then split at one frame (``handover.settle``: the cloud-only exit frames, overlaps).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
+from orchestrator.pipeline.discover.handover import Place, jumped_to, settle
 from orchestrator.pipeline.discover.result import Discovery
 
 LOGGER = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ TRUSTED_WEIGHTS = ("real", "")  # "" = the repository does not say (a hand-made 
 class FusedPosition:
     """Where one timeline position came from and whether it is a confirmed mark."""
 
-    source: str  # "detector" | "discovery" | "both"
+    source: str  # "detector" | "discovery" | "both" | "jump" (a detector place the confirmed mark jumped to/from)
     confirmed: bool
     visits: tuple[tuple[int, int], ...]
     alpha: float | None = None
@@ -61,8 +64,49 @@ def _match(box: np.ndarray, others: np.ndarray) -> int:
     return best if ious[best] > 0.2 or hold[best] > 0.6 else -1
 
 
-def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str) -> Fused:
-    """One timeline from both (see module docstring); ``weights`` is the detector's provenance."""
+JOIN_SPAN = 1.5  # a joined box is at most this share larger than the larger of the two...
+JOIN_GROWTH = 6.0  # ...and than discovery's (else the two disagree about the place)
+
+
+def _joined_box(found, detected) -> np.ndarray:
+    """Discovery's box widened to the detector's at one place: discovery's extent can hold the
+    wordmark alone (a box clipped at the frame's edge) or a part of the mark, and the cloud is
+    what stays last."""
+    f, d = np.asarray(found, np.float64), np.asarray(detected, np.float64)[:4]
+    u = np.array([min(f[0], d[0]), min(f[1], d[1]), max(f[2], d[2]), max(f[3], d[3])])
+    area = lambda b: max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)  # noqa: E731
+    return u if area(u) <= min(JOIN_SPAN * max(area(f), area(d)), JOIN_GROWTH * area(f)) else f
+
+
+def _with_detected(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Discovery's presence at a place it confirmed, with the detector's there: its visits
+    discovery missed (a video's first or last visit: an arrival or departure never seen), and the
+    ends it places to the frame (bisection down to one frame; it still sees the mark while only
+    the cloud is left, which discovery's steps end before)."""
+    return found | detected
+
+
+def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition],
+            observations: dict[int, np.ndarray] | None) -> list[FusedPosition]:
+    """One frame per jump (``handover.settle``, in place on ``present``), and a detector place the
+    confirmed mark jumped to confirmed by that jump; the positions' visits follow."""
+    places = [Place(b, p.mark) for b, p in zip(positions, info)]
+    changed = settle(present, places, observations)
+    jumped = jumped_to(present, places, [p.confirmed for p in info])
+    if jumped:
+        LOGGER.info("detector positions the confirmed mark jumped to: %s", [positions[k].round(1).tolist() for k in jumped])
+    if not changed and not jumped:
+        return info
+    return [replace(p, visits=tuple(bx._runs(r)), confirmed=p.confirmed or k in jumped,
+                    source="jump" if k in jumped else p.source)
+            for k, (p, r) in enumerate(zip(info, present))]
+
+
+def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str,
+         observations: dict[int, np.ndarray] | None = None) -> Fused:
+    """One timeline from both (see module docstring); ``weights`` is the detector's provenance;
+    ``observations`` (the detector's boxes on the frames it saw) place each jump
+    (``handover.settle``)."""
     n = discovery.timeline.n_frames if discovery is not None else (detected.n_frames if detected else 0)
     det_boxes = detected.positions if detected is not None else np.zeros((0, 4))
     det_present = detected.present if detected is not None else np.zeros((0, n), bool)
@@ -72,15 +116,16 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
     boxes: list[np.ndarray] = []
     rows: list[np.ndarray] = []
     info: list[FusedPosition] = []
-    unconfirmed = []
     used = set()
     for k, box in enumerate(det_boxes):
         j = _match(np.asarray(box, np.float64), disc.positions)
         row = det_present[k, :n] if det_present.shape[1] >= n else np.pad(det_present[k], (0, n - det_present.shape[1]))
+        if j >= 0 and j in used and not lead_detector:
+            continue  # a second detector box at a place discovery leads: its box was joined already
         if j >= 0:
             used.add(j)
-            merged = row | disc.present[j] if lead_detector else disc.present[j]
-            boxes.append(np.asarray(box if lead_detector else disc.positions[j], np.float64))
+            merged = row | disc.present[j] if lead_detector else _with_detected(disc.present[j], row)
+            boxes.append(np.asarray(box, np.float64) if lead_detector else _joined_box(disc.positions[j], box))
             rows.append(merged)
             info.append(FusedPosition("both", True, tuple(bx._runs(merged)), found[j].alpha, found[j].mark))
         elif lead_detector:
@@ -88,7 +133,6 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
             rows.append(row)
             info.append(FusedPosition("detector", True, tuple(bx._runs(row))))
         else:
-            unconfirmed.append(tuple(round(float(v), 1) for v in box))
             boxes.append(np.asarray(box, np.float64))
             rows.append(row)
             info.append(FusedPosition("detector", False, tuple(bx._runs(row))))
@@ -99,7 +143,9 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
         rows.append(disc.present[j])
         info.append(FusedPosition("discovery", True, pos.visits, pos.alpha, pos.mark))
     positions = np.asarray(boxes, np.float64).reshape(-1, 4)
-    present = np.asarray(rows, bool).reshape(-1, n)
+    present = np.asarray(rows, bool).reshape(-1, n).copy()
+    info = _settle(positions, present, info, observations)
+    unconfirmed = [tuple(round(float(v), 1) for v in b) for b, p in zip(positions, info) if not p.confirmed]
     timeline = bx.Timeline(positions, present, [int(r.sum()) for r in present])
     if unconfirmed:
         LOGGER.info("detector positions not confirmed by discovery (demo weights), kept for the matte to judge: %s",

@@ -111,6 +111,37 @@ def remove_with_matte(
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), hole
 
 
+def invert_look(crop: np.ndarray, estimate: MatteEstimate, frame_opacity: float, *, offset=None,
+                params: MatteParams = PARAMS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One crop's plain inversion as a look for temporal propagation: ``(value float32 [h, w, 3],
+    gain2, matte_var)``; the error variance of ``value`` is ``sigma^2 * gain2 + matte_var`` for
+    coding noise ``sigma``; NaN values where the matte cannot be inverted (opaque core, parts that
+    change per frame)."""
+    crop = _check_crop(crop, estimate)
+    alpha, se = _shrunk_alpha(estimate, offset)
+    o = max(0.0, float(frame_opacity))
+    a = np.clip(alpha * o, 0.0, 1.0)
+    color = estimate.color_at(offset)
+    hole = _hole(a, se * o, None, color, estimate, offset, None, None, 1, params)
+    a_inv = np.where(hole, 0.0, a)
+    value = _invert_ycc(crop.astype(np.float32), a_inv, color)
+    gain2 = 1.0 / np.maximum(1.0 - a_inv, 1e-3) ** 2
+    matte_var = ((se[..., None] * o * (color - value)) ** 2).mean(-1) * gain2
+    value[hole] = np.nan
+    return value, gain2.astype(np.float32), matte_var.astype(np.float32)
+
+
+def prior_blend(crop: np.ndarray, support: np.ndarray, value: np.ndarray, var: np.ndarray,
+                params: MatteParams = PARAMS) -> np.ndarray:
+    """Each pixel of ``value`` (error variance ``var``) pulled towards a smooth fill from around
+    ``support`` by predicted errors alone (``blend="prior"``): float32 [h, w, 3]."""
+    x = np.asarray(crop, np.float32)
+    filled = fill_rgb(x, ~support)
+    tau2 = texture_prior(x, support, params.ring_px, fill)
+    weight = tau2 / np.maximum(tau2 + var, 1e-6)
+    return filled + weight[..., None] * (value - filled)
+
+
 def _shrunk_alpha(estimate: MatteEstimate, offset) -> tuple[np.ndarray, np.ndarray]:
     """The matte and its standard error in the crop, alpha Wiener-shrunk towards 0 where it is not
     well above its error (a faint, noisy alpha subtracts its error times (W - B) from every frame)."""

@@ -4,38 +4,49 @@ Why: pass 1 gives each position one median offset, but a mark is re-placed at ev
 1 px error leaves the mark's outline twice (17.8 instead of 33.8 dB on generated crops) while the
 residual test still passed the frame. So each visit of a mark is registered on its first frame
 (``refine.refine_offset``), and every inverted frame is checked for what a viewer would see: the
-mark's pattern or its derivative left in the result (``refine.ghost_score``). A frame that fails
-is registered on its own; if it still fails it goes to the inpainter (whole box), reported.
+mark's pattern or its derivative left in the result (``refine.ghost_score``). A frame that keeps
+the mark's own pattern gets the opacity that pattern implies; one that still fails is registered
+on its own; if it still fails it goes to the inpainter (whole box), reported. The mark's moving
+parts (the pupils) are inpainted only where they are dark in the frame (``for_frame``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from orchestrator.pipeline.matte.estimate import MatteEstimate
-from orchestrator.pipeline.matte.image import fill_rgb
+from orchestrator.pipeline.matte.image import box_mean, fill_rgb
 from orchestrator.pipeline.matte.invert import fit_opacity, remove_with_matte
-from orchestrator.pipeline.matte.refine import ghost_score, refine_offset
+from orchestrator.pipeline.matte.refine import LUMA, ghost_parts, moving_dark, refine_offset
 from orchestrator.pipeline.matte.register import shift_map
 
 LOGGER = logging.getLogger(__name__)
 
 # Share of the mark's pattern (or of its derivative: a misregistration) a frame may keep: a
-# correctly registered inversion scores 0.05-0.15 on textured crops, 1 px off about 0.5.
+# correctly registered inversion scores 0.05-0.15 on textured crops, 1 px off about 0.5. The
+# floor is the matte's and the fill's error, not the frame's noise: with noise 1.5-8 grey levels
+# and opacity 0.3-0.6 correct frames scored at most 0.13, the noise alone (the score's chance
+# level) 0.015-0.025, 1 px off 0.47-0.48 (tests/unit/pipeline/matte, bench/README.md).
 GHOST_MAX = 0.15
+# Corrections of a frame's opacity from the pattern it leaves (each removes about 2/3 of the error:
+# the blend towards the fill hides part of the pattern).
+OPACITY_STEPS = 2
 
 
 @dataclass
 class VisitTracker:
     """Offsets of the marks' current visits; ``start_frame`` with each frame's mark keys, then
-    ``remove`` per mark. ``counts``: visits registered, frames re-registered, frames rejected."""
+    ``remove`` per mark. ``counts``: visits registered, frames re-registered, frames rejected.
+    ``chroma_subsampled``: as ``remove_with_matte`` (False for 4:4:4 / RGB crops)."""
 
     offsets: dict = field(default_factory=dict)
-    counts: dict = field(default_factory=lambda: {"visits": 0, "reregistered": 0, "rejected": 0})
+    counts: dict = field(default_factory=lambda: {"visits": 0, "reopacified": 0, "reregistered": 0,
+                                                  "rejected": 0})
     _live: set = field(default_factory=set)
+    chroma_subsampled: bool = True
 
     def start_frame(self, keys) -> None:
         """A mark absent from the previous frame starts a new visit: it is registered again."""
@@ -52,21 +63,59 @@ class VisitTracker:
             offset = _register(crop, estimate, planned)
             self.offsets[key] = offset
             self.counts["visits"] += 1
-        result = _invert(crop, estimate, offset)
-        if result is not None and result[2] <= GHOST_MAX:
-            return result[0], result[1]
+        result = self._invert(crop, estimate, offset)
+        if result is not None and result.score <= GHOST_MAX:
+            return result.restored, result.hole
+        for _ in range(OPACITY_STEPS if result is not None else 0):  # the mark's own pattern left
+            again = self._invert(crop, estimate, offset, result.opacity_fixed)  # (or over-removed)
+            if again is None or again.score >= result.score:
+                break
+            result = again
+            if result.score <= GHOST_MAX:
+                self.counts["reopacified"] += 1
+                return result.restored, result.hole
         own = _register(crop, estimate, offset)  # the mark moved within the visit, or a bad start
-        again = _invert(crop, estimate, own)
+        again = self._invert(crop, estimate, own)
         self.counts["reregistered"] += 1
-        if again is not None and (result is None or again[2] < result[2]):
+        if again is not None and (result is None or again.score < result.score):
             self.offsets[key] = own
             result = again
-        if result is None or result[2] > GHOST_MAX:
+        if result is None or result.score > GHOST_MAX:
             self.counts["rejected"] += 1
             LOGGER.debug("matte gate: %s keeps %.2f of the mark: box inpainted", key,
-                         float("inf") if result is None else result[2])
+                         float("inf") if result is None else result.score)
             return None
-        return result[0], result[1]
+        return result.restored, result.hole
+
+    def _invert(self, crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray,
+                opacity: float | None = None) -> "_Inverted | None":
+        """The inversion at ``offset`` (opacity fitted unless given), or None when the fixed matte
+        does not fit the frame."""
+        fitted, residual = fit_opacity(crop, estimate, offset=offset)
+        if residual > estimate.max_residual:
+            return None
+        opacity = fitted if opacity is None else opacity
+        frame = for_frame(crop, estimate, offset, opacity)
+        restored, hole = remove_with_matte(crop, frame, opacity, chroma_subsampled=self.chroma_subsampled)
+        support = frame.support
+        filled = fill_rgb(crop.astype(np.float32), ~support)
+        a = frame.alpha * opacity
+        valid = support & ~hole
+        score, own = ghost_parts(restored, filled, a, frame.color_at(None), valid)
+        # restored - B = (o_true / o - 1) * pattern / (1 - a): the pattern's share over the gain
+        aa = np.where(valid, a, 0.0) ** 2
+        gain = float((aa / np.maximum(1.0 - a, 0.02)).sum() / max(float(aa.sum()), 1e-9))
+        return _Inverted(restored, hole, score, opacity * max(0.0, 1.0 + own / max(gain, 1.0)))
+
+
+@dataclass(frozen=True)
+class _Inverted:
+    """One inversion of a crop: the result, its ghost score, and the opacity its pattern implies."""
+
+    restored: np.ndarray
+    hole: np.ndarray
+    score: float
+    opacity_fixed: float
 
 
 def _register(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray) -> np.ndarray:
@@ -75,16 +124,25 @@ def _register(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray) -> 
     return refine_offset(crop, estimate.alpha, color, offset, max(opacity, 0.3), shift_map)
 
 
-def _invert(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray):
-    """(restored, hole, ghost score), or None when the fixed matte does not fit the frame."""
-    opacity, residual = fit_opacity(crop, estimate, offset=offset)
-    if residual > estimate.max_residual:
-        return None
-    restored, hole = remove_with_matte(crop, estimate, opacity, offset=offset)
+def for_frame(crop: np.ndarray, estimate: MatteEstimate, offset, opacity: float) -> MatteEstimate:
+    """The estimate moved into this crop (offset 0), its moving parts narrowed to where they are
+    dark in this frame (``refine.moving_dark``); the rest of their zone is inverted as white."""
+    def moved(m):
+        return None if m is None else shift_map(m, offset)
+
     support = estimate.support if estimate.support is not None else estimate.alpha > 0.02
-    support = shift_map(support.astype(np.float32), offset) > 0.5
-    x = crop.astype(np.float32)
-    filled = fill_rgb(x, ~support)
-    alpha = shift_map(estimate.alpha, offset) * opacity
-    score = ghost_score(restored, filled, alpha, estimate.color_at(offset), support & ~hole)
-    return restored, hole, score
+    frame = replace(estimate, alpha=moved(estimate.alpha), alpha_se=moved(estimate.alpha_se),
+                    support=moved(support.astype(np.float32)) > 0.5, color_map=moved(estimate.color_map),
+                    unstable=None if estimate.unstable is None else moved(estimate.unstable.astype(np.float32)) > 0.3)
+    if frame.unstable is None:
+        return frame
+    zone = frame.unstable
+    white = frame.alpha
+    if frame.color_map is not None:  # the white share of each pixel's coverage
+        white = frame.alpha * (frame.color_map.mean(-1) / max(float(frame.color.mean()), 1e-3))
+    a = np.clip(white * opacity, 0.0, 0.98)[..., None]
+    restored = (crop.astype(np.float32) - a * frame.color) / (1.0 - a)
+    dark = moving_dark(restored @ LUMA, zone, frame.support, box_mean)
+    cmap = None if frame.color_map is None else np.where(zone[..., None], frame.color, frame.color_map)
+    return replace(frame, alpha=np.where(zone, white, frame.alpha).astype(np.float32),
+                   color_map=None if cmap is None else cmap.astype(np.float32), unstable=dark)

@@ -120,3 +120,13 @@ def test_unrefined_interval_gets_both_positions():
     tl = bx.build_timeline(41, obs)
     assert all(len(tl.boxes_at(f)) == 1 for f in list(range(0, 17)) + list(range(24, 41)))
     assert all(len(tl.boxes_at(f)) == 2 for f in range(17, 24))
+
+
+def test_a_visit_cut_short_by_the_videos_end_is_kept():
+    # A until 118, B on the last frame only (the mark jumped there as the video ends); a one-frame
+    # blip of B in the middle is still dropped.
+    obs = {i: det(A) for i in range(0, 119, 8)}
+    obs.update({118: det(A), 119: det(B), 60: np.concatenate([det(A), det(B, 0.9)])})
+    tl = bx.build_timeline(120, obs, max_gap=0)
+    ib = int(np.argmin(np.abs(tl.positions - B).sum(1)))
+    assert tl.present[ib, 119] and not tl.present[ib, 60]

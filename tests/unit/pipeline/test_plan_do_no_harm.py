@@ -8,7 +8,7 @@ import numpy as np
 from orchestrator.cli import describe_outcome
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkReport
-from orchestrator.pipeline.marks import outcome
+from orchestrator.pipeline.marks import mark_details, outcome
 from orchestrator.pipeline.plan import leave_unmarked as _leave_unmarked
 
 
@@ -75,3 +75,34 @@ def test_an_unconfirmed_detection_whose_matte_took_the_texture_colours_is_left_u
     plans = {MarkKey.position(0): object()}
     _leave_unmarked(marks, plans, reports, timeline)
     assert reports[MarkKey.position(0)].method == "untouched" and not plans and not timeline.present[0].any()
+
+
+def test_an_unconfirmed_place_the_kept_mark_jumps_from_keeps_the_fallback():
+    present = np.zeros((3, 120), bool)
+    present[0, :56] = True  # the mark's first visit: too few crops for a matte
+    present[1, 56:] = True  # its second: the matte fits a white overlay
+    present[2, 30:50] = True  # a guess elsewhere during the first visit: no jump of the mark
+    timeline = bx.Timeline(np.array([[14.0, 33, 92, 60], [556, 163, 630, 189], [300, 100, 380, 126]]), present,
+                           [56, 64, 20])
+    guess = {"source": "detector", "confirmed": False}
+    marks = [Mark(MarkKey.position(k), timeline.positions[k], found=guess) for k in range(3)]
+    reports = {MarkKey.position(0): MarkReport(reason="too few frames (7 < 8)", matte={"alpha_max": 0.0}),
+               MarkKey.position(1): MarkReport(method="matte", matte={"alpha_max": 0.8, "reliable": True,
+                                                                      "color": [250.0, 250.0, 250.0]}),
+               MarkKey.position(2): MarkReport(reason="too few crops")}
+    _leave_unmarked(marks, {MarkKey.position(1): object()}, reports, timeline)
+    assert reports[MarkKey.position(0)].method == "inpaint" and timeline.present[0, :56].all()
+    assert reports[MarkKey.position(2)].method == "untouched" and not timeline.present[2].any()
+    # The task details say why the first place was altered: the jump confirmed it.
+    first = mark_details(marks[0], reports[MarkKey.position(0)])
+    assert first["confirmed"] is True and first["confirmed_by"] == "jump"
+    assert "confirmed_by" not in mark_details(marks[2], reports[MarkKey.position(2)])
+
+
+def test_a_place_the_mark_jumped_to_is_inpainted_when_its_matte_finds_nothing():
+    timeline = bx.Timeline(np.array([[57.0, 890, 268, 964]]), np.ones((1, 10), bool), [10])
+    marks = [Mark(MarkKey.position(0), timeline.positions[0], found={"source": "jump", "confirmed": True})]
+    reports = {MarkKey.position(0): MarkReport(method="matte", matte={"alpha_max": 0.0, "reliable": True})}
+    plans = {MarkKey.position(0): object()}
+    _leave_unmarked(marks, plans, reports, timeline)
+    assert reports[MarkKey.position(0)].method == "inpaint" and not plans and timeline.present[0].all()
