@@ -125,8 +125,33 @@ class _EarlyResponder(threading.Thread):
                 pass
 
 
+class _EarlyStop:
+    """Ctrl-C or SIGTERM while the early responder already answers /ping but uvicorn has not yet
+    installed its handlers: remembered and handed to the servers, which then start and shut down
+    cleanly. (The default handler raised KeyboardInterrupt in the middle of the web stack's
+    imports and left the process hanging on its worker threads.)"""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.servers: list = []
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+    def __call__(self, signum: int, frame) -> None:
+        self.requested = True
+        self.hand_to(self.servers)
+
+    def hand_to(self, servers: list) -> None:
+        self.servers = servers
+        if self.requested:
+            for server in servers:
+                server.should_exit = True
+
+
 async def _serve(settings: Settings, sockets: list[socket.socket], early: _EarlyResponder | None,
-                 triton_thread: "_TritonThread | None" = None) -> None:
+                 triton_thread: "_TritonThread | None" = None, early_stop: _EarlyStop | None = None) -> None:
     import uvicorn
 
     from orchestrator.app import create_app, create_health_app
@@ -139,6 +164,8 @@ async def _serve(settings: Settings, sockets: list[socket.socket], early: _Early
         servers.append(uvicorn.Server(uvicorn.Config(create_health_app(app), host=settings.host,
                                                      port=settings.port_health, log_level=log_level,
                                                      lifespan="off")))
+    if early_stop is not None:
+        early_stop.hand_to(servers)
     if early is not None:
         early.stop()
     # Each server installs signal handlers; the first Ctrl-C stops all of them.
@@ -184,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cannot listen on {settings.host}:{settings.port}/{settings.port_health}: {exc}", file=sys.stderr)
         return 1
+    early_stop = _EarlyStop()
+    early_stop.install()
     early = _EarlyResponder(sockets)
     early.start()
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(f"Orchestrator: http://{shown}:{settings.port}  (API docs: /docs, health: /ping)", flush=True)
     try:
-        asyncio.run(_serve(settings, sockets, early, triton_thread))
+        asyncio.run(_serve(settings, sockets, early, triton_thread, early_stop))
     except KeyboardInterrupt:
         pass
     finally:

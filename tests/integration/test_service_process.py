@@ -69,6 +69,25 @@ def test_process_answers_ping_quickly_without_triton(tmp_path):
         assert _stop(proc) == 0
 
 
+def test_a_stop_signal_during_startup_stops_the_service_even_when_sigint_was_inherited_ignored(tmp_path):
+    # A background job (`make test &`, nohup) inherits SIGINT ignored; the early /ping answers
+    # before uvicorn installs its handlers. A signal in that window was lost (or, with the default
+    # handler, interrupted the imports and left the process hanging): the service must stop.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        port = free_port()
+        env = dict(os.environ, PORT=str(port), DATA_DIR=str(tmp_path / "data"), TRITON_GRPC_URL=f"127.0.0.1:{free_port()}")
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "--host", "127.0.0.1"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            _wait_ping(port, {204}, 30, proc)
+            proc.send_signal(sig)
+            assert proc.wait(30) == 0, proc.stderr.read().decode(errors="replace")[-2000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
 def test_local_triton_mode_serves_and_ctrl_c_stops_triton_too(tmp_path):
     repo = make_tiny_repository(tmp_path / "repo")
     proc, port, _ = _start(
