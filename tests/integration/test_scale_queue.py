@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL server binaries not installed")]
 
 LONG, SHORT = 150, 8
+CANCELLED = 600  # frames of the task cancelled mid-run: it must still be running when the cancel lands
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ async def test_read_cancel_and_download_through_the_other_node(tmp_path, triton_
     triton = triton_factory(pipeline_repo)
     a, b = nodes = start_nodes(tmp_path, postgres, triton.grpc_url)
     short = clip_bytes(tmp_path / "short.mp4", width=160, height=96, frames=SHORT)
-    long = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=LONG)
+    long = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=CANCELLED)
     try:
         await _ready(nodes)
         done_id = await _submit(a, short)
