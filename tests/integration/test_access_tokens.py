@@ -127,7 +127,11 @@ def test_a_public_bind_without_a_key_refuses_to_start_unless_allowed(tmp_path):
             time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        try:
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # never leave a server behind a failed test
 
 
 async def test_a_video_url_download_is_written_whole_and_stops_at_the_disk_floor(tmp_path, monkeypatch):
