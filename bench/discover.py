@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.clips import HELDOUT_SEEDS, KINDS, MARK_FREE_KINDS, TUNING_SEEDS, frame_score, make
+from export.clips import FRESH_SEEDS, HELDOUT_SEEDS, KINDS, MARK_FREE_KINDS, TUNING_SEEDS, frame_score, make
 from orchestrator.pipeline.decode import iter_frames
 from orchestrator.pipeline.discover import Discoverer
 
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
                         help="run process_video through a local Triton (demo detector) instead")
     parser.add_argument("--misses", action="store_true", help="end to end: print missed/wrong frames and marks")
     args = parser.parse_args(argv)
-    seeds = {"tuning": TUNING_SEEDS[:3], "heldout": HELDOUT_SEEDS}.get(args.seeds)
+    seeds = {"tuning": TUNING_SEEDS[:3], "heldout": HELDOUT_SEEDS, "fresh": FRESH_SEEDS}.get(args.seeds)
     seeds = seeds or tuple(int(s) for s in args.seeds.split(","))
     if args.end_to_end is not None:
         args.end_to_end.mkdir(parents=True, exist_ok=True)

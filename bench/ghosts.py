@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from export import clips as registry
 
-    seeds = {"heldout": registry.HELDOUT_SEEDS, "tuning": registry.TUNING_SEEDS}.get(args.seeds) or \
+    seeds = {"heldout": registry.HELDOUT_SEEDS, "tuning": registry.TUNING_SEEDS,
+             "fresh": registry.FRESH_SEEDS}.get(args.seeds) or \
         tuple(int(s) for s in args.seeds.split(","))
     methods = [m for m in args.methods.split(",") if m]
     if set(methods) - set(METHODS):
