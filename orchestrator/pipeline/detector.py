@@ -3,9 +3,12 @@
 A portrait picture pillarboxed into a landscape frame holds a mark sized to the picture: 60×20 px
 in a 1280×704 frame, ≈30×10 after the whole frame's 640 letterbox, too small for the detector. So
 once the first frames show black bars, the detector sees the picture alone (``View``: the frame
-scaled so the picture fills the letterbox, the bars cut off) and its boxes are mapped back. A
-frame whose bars are not dark (a fade, a white mark over a bar) is sent whole: nothing bright is
-ever cut from the detector's view.
+scaled so the picture fills the letterbox, the bars cut off) and its boxes are mapped back. The
+view is judged from the first frame that shows a picture on (a false place on the first frames
+when they went whole: held-out pillarbox 8003) and may still change over ``BARS_LOOK`` frames (a
+picture whose edge is dark at first); each image is decoded with the view it was cut with. A frame whose bars are not
+dark (a fade, a white mark over a bar) is sent whole: nothing bright is ever cut from the
+detector's view.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ LOGGER = logging.getLogger(__name__)
 
 DETECTOR_SIZE = 640
 PAD_VALUE = 114
-BARS_LOOK = 2  # frames the picture is judged on before the detector crops to it
+BARS_LOOK = 2  # frames showing a picture over which its view may still change (it applies from frame 0)
+BARS_WAIT = 60  # frames of black (or of a mark over black) after which no picture is looked for
+MIN_PICTURE = 0.25  # of the frame's width and height: a smaller bright area is not yet a picture (a mark over black)
 BARS_MAX_SHARE = 0.9  # crop only when the picture is at most this share of the frame's width or height
 BARS_DARK = 48  # a frame's bars are used as bars while no pixel of them is brighter (RGB)
 BARS_MARGIN = 2  # px of the scaled frame next to the picture not checked (scaling blends the edge)
@@ -97,13 +102,19 @@ class Detector:
         self.width, self.height = width, height
         self.whole = View.whole(width, height)
         self.view: View | None = None  # the picture's view, once bars were seen
+        self._views: dict[tuple[int, int], View] = {}  # every view cut with, by its image's shape
         self._bars: PictureAccumulator | None = PictureAccumulator() if crop_bars else None
-        self._looked = 0
+        self._looked = 0  # frames that showed a picture
+        self._waited = 0  # frames looked at
         self.images_sent = 0
         self.cropped = 0  # images sent as the picture alone
 
     def resize(self, decoded: Decoded) -> np.ndarray:
         """The detector's image of a frame (without the letterbox's padding): [h, w, 3]."""
+        small = None
+        if self._bars is not None:
+            small = self._whole(decoded)
+            self._look(small)
         view = self.view
         if view is not None:
             scaled = decoded.frame.reformat(width=view.full_w, height=view.full_h, format="rgb24",
@@ -111,27 +122,37 @@ class Detector:
             if view.bars_dark(scaled):
                 self.cropped += 1
                 return scaled[view.y0 : view.y0 + view.h, view.x0 : view.x0 + view.w]
+        return self._whole(decoded) if small is None else small
+
+    def _whole(self, decoded: Decoded) -> np.ndarray:
         whole = self.whole
-        small = decoded.frame.reformat(width=whole.w, height=whole.h, format="rgb24",
-                                       interpolation="BILINEAR").to_ndarray()
-        if self._bars is not None:
-            self._look(small)
-        return small
+        return decoded.frame.reformat(width=whole.w, height=whole.h, format="rgb24",
+                                      interpolation="BILINEAR").to_ndarray()
 
     def _look(self, small: np.ndarray) -> None:
-        """Judge the picture area on the first ``BARS_LOOK`` whole images."""
+        """Judge the picture area on the whole images seen so far (up to ``BARS_LOOK`` showing one); the
+        view applies to the image just seen too. A view whose image shape another view already
+        has is not taken (an image's shape says which view cut it)."""
         self._bars.add(small.max(2))
-        self._looked += 1
-        if self._looked < BARS_LOOK:
-            return
+        self._waited += 1
         area = self._bars.area(self.width, self.height)
-        self._bars = None
-        self.view = picture_view(area.box, self.width, self.height) if area.has_bars else None
-        if self.view is not None:
+        x0, y0, x1, y1 = area.box
+        if x1 - x0 < MIN_PICTURE * self.width or y1 - y0 < MIN_PICTURE * self.height:
+            if self._waited >= BARS_WAIT:
+                self._bars = None
+            return  # black so far, or a mark over black: no picture to judge yet
+        self._looked += 1
+        if self._looked >= BARS_LOOK:
+            self._bars = None
+        view = picture_view(area.box, self.width, self.height) if area.has_bars else None
+        if view is not None and self._views.setdefault(view.shape, view) != view:
+            return
+        if view != self.view and view is not None:
             LOGGER.info("detector: black bars, the picture %s alone is letterboxed", area.box)
+        self.view = view
 
     def _view_of(self, image: np.ndarray) -> View:
-        return self.view if self.view is not None and image.shape[:2] == self.view.shape else self.whole
+        return self._views.get(image.shape[:2], self.whole)
 
     def _batch(self, images: list[np.ndarray]) -> np.ndarray:
         out = np.full((len(images), DETECTOR_SIZE, DETECTOR_SIZE, 3), PAD_VALUE, np.uint8)

@@ -22,8 +22,8 @@ from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidat
                                                      small_rgb, work_size)
 from orchestrator.pipeline.discover.events import Event, event_track, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
-from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
-                                                   paired, share_extent, steady)
+from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, jump_marks, merge,
+                                                   one_place_at_a_time, paired, share_extent, steady)
 from orchestrator.pipeline.discover.tracks import HIGH, LOW, MAX_STEP_GAP, Track, runs, step_extent
 from orchestrator.pipeline.discover.fixed import fixed_places
 from orchestrator.pipeline.discover.visits import bounded, jumpers, partnered, verdict
@@ -341,7 +341,7 @@ class Discoverer:
         positions = []
         boxes = np.zeros((len(kept), 4))
         present = np.zeros((len(kept), n), bool)
-        marks = group([(t.extent or t.box, t.alpha()) for t, _ in kept])
+        marks = jump_marks(kept, group([(t.extent or t.box, t.alpha()) for t, _ in kept]))
         one_place_at_a_time(kept, marks)
         for k, ((track, on), mark) in enumerate(zip(kept, marks)):
             boxes[k] = self.full_box(track.extent or track.box)

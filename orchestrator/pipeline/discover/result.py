@@ -174,6 +174,36 @@ def group(items: list[tuple[tuple, float | None]]) -> list[int]:
     return ids
 
 
+def jump_marks(kept: list[tuple[Track, np.ndarray]], marks: list[int]) -> list[int]:
+    """Mark ids with the places one mark jumped between joined (``linked``): a place whose extent
+    took texture along is not of its mark's size (a ring's third place, 50×49 against 45×27, held
+    out other_shape 8002), and a mark split in two each covering under half the video is not taken
+    (``fuse.MIN_MARK_COVERAGE``)."""
+    ids = list(marks)
+    for i in range(len(kept)):
+        for j in range(len(kept)):
+            if ids[i] != ids[j] and linked(kept[i], [kept[k] for k in range(len(kept)) if ids[k] == ids[j]]):
+                old, new = max(ids[i], ids[j]), min(ids[i], ids[j])
+                ids = [new if m == old else m for m in ids]
+    order = list(dict.fromkeys(ids))
+    return [order.index(m) for m in ids]
+
+
+def linked(place: tuple[Track, np.ndarray], mark: list[tuple[Track, np.ndarray]]) -> bool:
+    """The mark came to ``place`` and left it: a fitted arrival there pairs with a departure at a
+    place of ``mark`` and a fitted departure with an arrival (``visits.jump_pair``), each side the
+    video does not cut (a face's two features stepping once do not make both)."""
+    track, on = place
+    spans = runs(on)
+    if not spans:
+        return False
+    theirs = [s for t, _ in mark if t is not track for s in t.steps if s.fits]
+    sides = {a.arrive for a in track.steps if a.fits for b in theirs if jump_pair(a, b)}
+    need = {True} if spans[0][0] > 0 else set()
+    need |= {False} if spans[-1][1] < on.size else set()
+    return bool(sides) and need <= sides
+
+
 def share_extent(kept: list[tuple[Track, np.ndarray]], size: tuple[int, int]) -> None:
     """Every visit shows the same matte: where two places of one mark (icon boxes of one size, the
     same α) found different extents (one saw its text step with it, the other did not), the smaller

@@ -64,13 +64,11 @@ def test_whole_view_is_the_plain_letterbox():
     assert picture_view((2, 0, 638, 360), 640, 360) is None  # a thin edge: not worth a crop
 
 
-def test_detector_crops_to_the_picture_after_seeing_bars_and_maps_boxes_back():
+def test_detector_crops_to_the_picture_from_the_first_frame_and_maps_boxes_back():
     model = BrightBoxModel()
     det = Detector(model, width=W, height=H)
-    first = [det.resize(frame(mark=None)) for _ in range(2)]  # judged on the first frames
-    assert all(img.shape[:2] == det.whole.shape for img in first)
+    img = det.resize(frame())  # frame 0: judged and cut at once (whole, it made a false place)
     assert det.view is not None
-    img = det.resize(frame())
     assert img.shape[:2] == det.view.shape  # the picture alone, bars cut off
     boxes = det.detect([img])[0]
     np.testing.assert_allclose(boxes[0, :4], MARK, atol=2.5)
@@ -100,3 +98,33 @@ def test_no_crop_without_bars_or_when_disabled():
     for _ in range(3):
         assert off.resize(frame(mark=None)).shape[:2] == off.whole.shape
     assert off.view is None
+
+
+def test_black_first_frames_wait_for_the_picture_and_every_image_keeps_its_view():
+    model = BrightBoxModel()
+    det = Detector(model, width=W, height=H)
+    black = det.resize(frame(mark=None, picture_value=16))
+    over_black = det.resize(frame(picture_value=16))  # a mark over black is not a picture
+    assert black.shape[:2] == over_black.shape[:2] == det.whole.shape and det.view is None
+    first = det.resize(frame())
+    assert det.view is not None and first.shape[:2] == det.view.shape
+    # Boxes come back at the mark for the whole images sent before the view and the cut ones after.
+    boxes = det.detect([over_black, first, det.resize(frame())])
+    for b in boxes:
+        np.testing.assert_allclose(b[0, :4], MARK, atol=3.0)
+
+
+def test_a_view_judged_on_the_first_frame_widens_when_the_picture_does_and_old_images_keep_theirs():
+    model = BrightBoxModel()
+    det = Detector(model, width=W, height=H)
+    narrow = (400, 0, 880, 704)  # frame 0's picture has dark edges: frame 1 shows it wider
+    rgb = np.full((H, W, 3), 16, np.uint8)
+    rgb[:, PICTURE[0] + 40 : PICTURE[2] - 40] = 90
+    rgb[MARK[1] : MARK[3], MARK[0] : MARK[2]] = 255
+    first = det.resize(Decoded(0, 0, av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    rgb[:, narrow[0] : narrow[2]] = 90
+    rgb[MARK[1] : MARK[3], MARK[0] : MARK[2]] = 255
+    second = det.resize(Decoded(1, 1, av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+    assert first.shape != second.shape and second.shape[:2] == det.view.shape
+    for b in det.detect([first, second]):
+        np.testing.assert_allclose(b[0, :4], MARK, atol=3.0)
