@@ -191,16 +191,15 @@ def jump_marks(kept: list[tuple[Track, np.ndarray]], marks: list[int]) -> list[i
 
 def linked(place: tuple[Track, np.ndarray], mark: list[tuple[Track, np.ndarray]]) -> bool:
     """The mark came to ``place`` and left it: a fitted arrival there pairs with a departure at a
-    place of ``mark`` and a fitted departure with an arrival (``visits.jump_pair``), each side the
-    video does not cut (a face's two features stepping once do not make both)."""
+    place of ``mark`` and a fitted departure with an arrival (``visits.jump_pair``), for each way
+    its visits start or end inside the video (a face's two features stepping once do not make both)."""
     track, on = place
     spans = runs(on)
     if not spans:
         return False
     theirs = [s for t, _ in mark if t is not track for s in t.steps if s.fits]
     sides = {a.arrive for a in track.steps if a.fits for b in theirs if jump_pair(a, b)}
-    need = {True} if spans[0][0] > 0 else set()
-    need |= {False} if spans[-1][1] < on.size else set()
+    need = {True for a, _ in spans if a > 0} | {False for _, b in spans if b < on.size}
     return bool(sides) and need <= sides
 
 
