@@ -83,3 +83,11 @@ def test_a_mark_discovered_on_a_moment_of_the_video_and_never_detected_is_not_ta
     # A brief overlay the detector saw too stays (the detector's evidence joins discovery's).
     seen = fuse(detected([(WHOLE, [(0, 20)])]), discovery([(WHOLE, [(0, 20)])]), weights="demo")
     assert [p.source for p in seen.positions] == ["both"]
+
+
+def test_the_cloud_alone_a_little_taller_than_the_detectors_box_is_widened_to_it():
+    # Held-out pillarbox 8003's first visit: discovery's box holds the cloud (with a margin), the
+    # detector's the cloud and the text; together 1.6x the detector's box, 1.2x what they cover.
+    cloud, whole = (742.5, 249.6, 780.0, 279.6), (751.1, 251.6, 818.5, 272.8)
+    fused = fuse(detected([(whole, [(0, N)])]), discovery([(cloud, [(0, N)])]), weights="demo")
+    np.testing.assert_allclose(fused.timeline.positions[0], (742.5, 249.6, 818.5, 279.6))
