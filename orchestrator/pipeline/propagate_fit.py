@@ -1,0 +1,141 @@
+"""Temporal propagation's geometry: the looks kept per frame, the ring the camera's motion is
+fitted on, the translation fit (Lucas-Kanade on the ring), warping, and the per-pixel fusion of
+warped looks by predicted error (``propagate`` uses these; split out to keep modules small)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from orchestrator.pipeline import matte
+from orchestrator.pipeline.matte.image import dilate_mask
+
+
+@dataclass(frozen=True, eq=False)
+class Look:
+    """One frame's pixels around a mark: ``rgb`` of the even-aligned area at ``origin`` (x0, y0)
+    that holds the matte window grown by the margin, and its luma for the motion."""
+
+    index: int
+    origin: tuple[int, int]
+    rgb: np.ndarray  # uint8 [H, W, 3]
+    gray: np.ndarray  # float32 [H, W]
+    smooth: np.ndarray  # float32 [3, H, W]: luma smoothed (1 px), its x and y gradients
+
+    @classmethod
+    def of(cls, index: int, origin: tuple[int, int], rgb: np.ndarray) -> "Look":
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        s = cv2.GaussianBlur(gray, (0, 0), 1.0)
+        gx = cv2.Sobel(s, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+        gy = cv2.Sobel(s, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+        return cls(index, origin, rgb, gray, np.stack([s, gx, gy]))
+
+
+def support_of(plan, offset) -> np.ndarray:
+    est = plan.estimate
+    support = est.support if est.support is not None else est.alpha > 0.02
+    return matte.shift_map(support.astype(np.float32), offset) > 0.5
+
+
+def ring_of(plan, margin: int, look: Look, offset, gap: int) -> np.ndarray:
+    """The look's pixels away from the mark (its support grown by ``gap``): where motion is fitted."""
+    mask = np.ones(look.gray.shape, bool)
+    x0, y0, cw, ch = plan.window
+    wy, wx = y0 - look.origin[1], x0 - look.origin[0]
+    grown = dilate_mask(np.pad(support_of(plan, offset), gap), gap)
+    ya, xa = wy - gap, wx - gap
+    sub = grown[max(0, -ya) :, max(0, -xa) :]
+    ya, xa = max(0, ya), max(0, xa)
+    h, w = min(sub.shape[0], mask.shape[0] - ya), min(sub.shape[1], mask.shape[1] - xa)
+    mask[ya : ya + h, xa : xa + w] &= ~sub[:h, :w]
+    return mask
+
+
+def translation(ref: Look, src: Look, ref_ring: np.ndarray, src_ring: np.ndarray, init: np.ndarray,
+                 iterations: int = 20) -> tuple[np.ndarray, float] | None:
+    """The shift d with src(x + d) ~ ref(x) on the ring, and the ring's rms misfit (of the
+    1-px-smoothed luma).
+
+    Gauss-Newton on the translation (Lucas-Kanade with the reference's gradient, residuals
+    Huber-weighted so a moving object on the ring does not pull the fit) from ``init``. Why not
+    ECC: cv2.findTransformECC stopped early by up to 0.7 px on these small rings (measured).
+    """
+    d = np.asarray(init, np.float64).copy()
+    ref_s, gx, gy = ref.smooth
+    mask = ref_ring & _shifted(src_ring, np.rint(d).astype(int))  # the rings are >= 4 px from the mark
+    if mask.sum() < 64:
+        return None
+    jx, jy, base = gx[mask], gy[mask], ref_s[mask]
+    r = np.zeros(0, np.float32)
+    for it in range(iterations + 1):
+        r = warp(src.smooth[0], d, cv2.INTER_LINEAR)[mask] - base
+        ok = np.isfinite(r)
+        r, ox, oy = r[ok], jx[ok], jy[ok]
+        if r.size < 64:
+            return None
+        if it == iterations:
+            break
+        w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * max(float(np.mean(np.abs(r))), 0.5)))
+        wx, wy = w * ox, w * oy
+        a, b, c = float(np.dot(wx, ox)), float(np.dot(wx, oy)), float(np.dot(wy, oy))
+        root = np.hypot(a - c, 2 * b)  # eigenvalues of [[a, b], [b, c]]: (a + c ± root) / 2
+        if a + c - root <= 1e-4 * (a + c + root):
+            return None  # a flat or one-directional ring: the shift is not determined
+        gx_r, gy_r = float(np.dot(wx, r)), float(np.dot(wy, r))
+        det = a * c - b * b
+        step = -np.array([c * gx_r - b * gy_r, a * gy_r - b * gx_r]) / det
+        d += step
+        if np.hypot(*step) < 0.01:
+            iterations = it + 1  # one more residual at the converged shift
+    return d, float(np.sqrt(np.mean(r * r)))
+
+
+def _shifted(mask: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``mask(x + k)`` for an integer k (False outside)."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    dx, dy = int(k[0]), int(k[1])
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = \
+        mask[max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)]
+    return out
+
+
+def warp(image: np.ndarray, d: np.ndarray, interpolation: int,
+          area: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """``image(x + d)`` over ``area`` (x0, y0, w, h; default the whole grid): NaN where it reaches
+    outside the image (or into NaN)."""
+    x0, y0, w, h = area if area is not None else (0, 0, image.shape[1], image.shape[0])
+    if not np.any(d) and area is None:
+        return image.astype(np.float32, copy=True)
+    m = np.array([[1, 0, d[0] + x0], [0, 1, d[1] + y0]], np.float32)
+    nan = (float("nan"),) * 4
+    return cv2.warpAffine(image.astype(np.float32), m, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=nan)
+
+
+def combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance mean of the looks [N, h, w, 3] per pixel, looks far from the consensus left
+    out; returns (value, its variance) with NaN / inf where no look is valid."""
+    valid = np.isfinite(values[..., 0]) & np.isfinite(variances)
+    w = np.where(valid, 1.0 / np.where(valid, variances, 1.0), 0.0).astype(np.float32)
+    v = np.where(valid[..., None], values, 0.0).astype(np.float32)
+    total = np.maximum(w.sum(0), 1e-12)
+    mean = np.einsum("nhw,nhwc->hwc", w, v) / total[..., None]
+    dev2 = ((v - mean) ** 2).mean(-1)
+    # The predicted variances are scaled to the looks' actual spread (x264's noise under the mark's
+    # strokes exceeds the ring's, measured 2-4x): median of a 1-3 channel chi^2 over its dof ~ 0.6.
+    z = (dev2 * w / np.maximum(1.0 - w / total, 0.05))[valid & (total > w * 1.01)]
+    scale = max(1.0, float(np.median(z)) / 0.6) if z.size > 64 else 1.0
+    w /= scale
+    total /= scale
+    w *= dev2 * w <= reject * reject * (1.0 + w / total)  # |dev| <= reject * sqrt(var + var_mean)
+    total = w.sum(0)
+    has = total > 0
+    mean = np.einsum("nhw,nhwc->hwc", w, v) / np.maximum(total, 1e-12)[..., None]
+    return np.where(has[..., None], mean, np.nan), np.where(has, 1.0 / np.maximum(total, 1e-12), np.inf)
+
+
