@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from orchestrator.pipeline import matte
-from orchestrator.pipeline.matte.image import fill
+from orchestrator.pipeline.matte.image import dilate_mask, fill
 from orchestrator.pipeline.matte.invert import invert_look, prior_blend
 from orchestrator.pipeline.matte.params import PARAMS
 from orchestrator.pipeline.matte.refine import texture_prior
@@ -51,6 +51,7 @@ class PropagateParams:
     blend: bool = True  # pull the fused value towards a smooth fill by predicted error (invert.prior_blend)
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
     opacity_spread: float = 0.15  # a look whose own fit strays further is in a fade: not used
+    max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +72,7 @@ class _Track:
     position: dict = field(default_factory=dict)  # index -> np.ndarray [2] (dx, dy) of the camera
     opacity: dict = field(default_factory=dict)  # (index, offset key) -> fitted opacity | None
     inverted: dict = field(default_factory=dict)  # (index, offset, opacity) -> (value, gain2, matte_var)
+    gate: dict = field(default_factory=dict)  # index -> whether the matte gate passed the frame
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Propagator:
         for track in self._tracks.values():
             for index in [i for i in track.looks if i < before]:
                 del track.looks[index], track.position[index]
+                track.gate.pop(index, None)
             for cache in (track.opacity, track.inverted):
                 for k in [k for k in cache if k[0] < before]:
                     del cache[k]
@@ -127,15 +130,79 @@ class Propagator:
 
     def _fuse(self, track: _Track, index: int, plan, offset, crop, restored, hole) -> Fused | None:
         p = self.params
+        track.gate[index] = True
         support = _support(plan, offset)
         if _flat(crop, support | hole, p.min_texture):
             self.counts["flat"] += 1
             return None
+        moves = self._moves(track, index, plan, offset)
+        if len(moves) < p.min_looks:
+            self.counts["static"] += 1
+            LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
+            return None
+        looks = [(index, np.zeros(2), 0.0)] + moves
+        opacity = self._visit_opacity(track, [s for s, _, _ in looks], plan, offset)
+        stack = self._stack(track, index, looks, plan, lambda s: self._view(track, s, plan, offset, opacity))
+        if stack is None or len(stack[0]) <= p.min_looks:
+            self.counts["static"] += 1
+            return None
+        values, variances, sigma2 = stack
+        value, var, _ = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject)
+        var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
+        self.counts["fused"] += 1
+        return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend)
+
+    def fill(self, index: int, key, plan, offset, crop: np.ndarray, region: np.ndarray) -> Fused | None:
+        """A frame the matte gate rejected (its box goes to the inpainter): the pixels of ``region``
+        (bool [h, w] in the window: the box, with the mark's support) that neighbours of the visit
+        saw unmarked, or through a matte the gate passed, where at least ``min_looks`` of them agree
+        (a majority kept by the 3-sigma consensus); the rest stays a hole. None when none is filled."""
+        track = self._tracks.get(key)
+        if track is None or index not in track.looks:
+            return None
+        t0 = time.perf_counter()
+        try:
+            track.gate[index] = False
+            return self._fill(track, index, plan, offset, crop, region)
+        finally:
+            self.counts["ms"] += (time.perf_counter() - t0) * 1e3
+
+    def _fill(self, track: _Track, index: int, plan, offset, crop, region) -> Fused | None:
+        p = self.params
+        moves = self._moves(track, index, plan, offset)
+        if len(moves) < p.min_looks:
+            return None
+        trusted = [s for s, _, _ in moves if track.gate.get(s)]
+        opacity = self._visit_opacity(track, trusted, plan, offset) if trusted else 1.0
+        marked = dilate_mask(_support(plan, offset), p.ring_gap)
+
+        def view(s):
+            inverted = self._view(track, s, plan, offset, opacity) if track.gate.get(s) else None
+            return inverted if inverted is not None else _unmarked(track.looks[s], plan, marked)
+
+        stack = self._stack(track, index, moves, plan, view)
+        if stack is None or len(stack[0]) < p.min_looks:
+            return None
+        values, variances, sigma2 = stack
+        value, var, agree = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject)
+        ok = (agree.kept >= p.min_looks) & (2 * agree.kept > agree.valid) & (agree.spread <= p.max_spread) \
+            & (var <= PARAMS.hole_variance)
+        filled = region & ok & np.isfinite(value[..., 0])
+        if not filled.any():
+            return None
+        out = np.array(crop, np.uint8, copy=True)
+        out[filled] = np.clip(np.rint(value[filled]), 0, 255).astype(np.uint8)
+        self.counts["filled"] = self.counts.get("filled", 0) + 1
+        return Fused(out, region & ~filled, len(values))
+
+    def _moves(self, track: _Track, index: int, plan, offset) -> list[tuple[int, np.ndarray, float]]:
+        """(frame, shift onto frame ``index``, ring misfit) of the neighbours that moved enough and
+        whose ring the translation explains about as well as the best one's."""
+        p = self.params
         own = track.looks[index]
-        neighbours = _visit(track, index, p.radius, p.dense, p.stride)
         ring = _ring(plan, p.margin, own, offset, p.ring_gap)  # the same in every look of the visit
         moves = []
-        for s in neighbours:
+        for s in _visit(track, index, p.radius, p.dense, p.stride):
             init = track.position[index] - track.position[s]
             fit = _translation(own, track.looks[s], ring, ring, init, p.refine_iterations)
             if fit is not None and np.hypot(*fit[0]) >= p.min_shift:
@@ -143,34 +210,31 @@ class Propagator:
         if moves:
             best = min(rms for _, _, rms in moves)
             moves = [m for m in moves if m[2] <= p.max_ring_rms * max(best, 0.5)]
-        if len(moves) < p.min_looks:
-            self.counts["static"] += 1
-            LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
+        return moves
+
+    def _stack(self, track: _Track, index: int, looks: list, plan, view):
+        """The looks' values and predicted variances warped onto frame ``index``'s window, and the
+        coding noise sigma^2 the rings imply; None when no move was fitted."""
+        if not looks:
             return None
-        sigma2 = max(1.0, float(np.median([rms * rms for _, _, rms in moves])) / 2.0)
+        moved = [rms for s, _, rms in looks if s != index]
+        sigma2 = max(1.0, float(np.median([rms * rms for rms in moved])) / 2.0) if moved else 1.0
         x0, y0, cw, ch = plan.window
+        own = track.looks[index]
         window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
-        looks = [(index, np.zeros(2), 0.0)] + moves
-        opacity = self._visit_opacity(track, [s for s, _, _ in looks], plan, offset)
         values = np.empty((len(looks), ch, cw, 3), np.float32)
         variances = np.empty((len(looks), ch, cw), np.float32)
         n = 0
         for s, d, rms in looks:
-            view = self._view(track, s, plan, offset, opacity)
-            if view is None:
+            v = view(s)
+            if v is None:
                 continue
-            value, gain2, matte_var = view
+            value, gain2, matte_var = v
             extra = max(0.0, rms * rms - 2.0 * sigma2)
             values[n] = _warp(value, d, cv2.INTER_CUBIC, window)
             variances[n] = _warp(sigma2 * gain2 + matte_var + extra, d, cv2.INTER_LINEAR, window)
             n += 1
-        if n <= p.min_looks:
-            self.counts["static"] += 1
-            return None
-        value, var = _combine(values[:n], np.maximum(variances[:n], 0.25 * sigma2), p.reject)
-        var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
-        self.counts["fused"] += 1
-        return _paste(crop, restored, hole, value, var, support, n - 1, p.blend)
+        return values[:n], variances[:n], sigma2
 
     def _fitted(self, track: _Track, s: int, plan, offset) -> float | None:
         """Look ``s``'s own least-squares opacity (None: the matte does not fit it), cached."""
@@ -226,6 +290,17 @@ def _invert_look(look: Look, plan, offset, opacity: float):
     for whole, part in zip((value, gain2, matte_var), inner):
         whole[wy : wy + ch, wx : wx + cw] = part
     return value, gain2, matte_var
+
+
+def _unmarked(look: Look, plan, marked: np.ndarray):
+    """A look's own pixels as a view, NaN where the mark (its support grown by a few px) covers
+    them: what a neighbour saw of the background without the matte."""
+    x0, y0, cw, ch = plan.window
+    wy, wx = y0 - look.origin[1], x0 - look.origin[0]
+    value = look.rgb.astype(np.float32)
+    value[wy : wy + ch, wx : wx + cw][marked] = np.nan
+    ones = np.ones(look.gray.shape, np.float32)
+    return value, ones, np.zeros_like(ones)
 
 
 def _visit(track: _Track, index: int, radius: int, dense: int, stride: int) -> list[int]:

@@ -117,9 +117,9 @@ def warp(image: np.ndarray, d: np.ndarray, interpolation: int,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=nan)
 
 
-def combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray]:
+def combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray, "Agreement"]:
     """Inverse-variance mean of the looks [N, h, w, 3] per pixel, looks far from the consensus left
-    out; returns (value, its variance) with NaN / inf where no look is valid."""
+    out; returns (value, its variance, the looks' agreement) with NaN / inf where no look is valid."""
     valid = np.isfinite(values[..., 0]) & np.isfinite(variances)
     w = np.where(valid, 1.0 / np.where(valid, variances, 1.0), 0.0).astype(np.float32)
     v = np.where(valid[..., None], values, 0.0).astype(np.float32)
@@ -136,6 +136,20 @@ def combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[n
     total = w.sum(0)
     has = total > 0
     mean = np.einsum("nhw,nhwc->hwc", w, v) / np.maximum(total, 1e-12)[..., None]
-    return np.where(has[..., None], mean, np.nan), np.where(has, 1.0 / np.maximum(total, 1e-12), np.inf)
+    # against the calibrated variances, the calibration capped (x264 measured 2-4x the ring's noise):
+    # a large disagreeing patch must not calibrate itself away
+    spread = scale / min(scale, 4.0) * (w * ((v - mean[None]) ** 2).mean(-1)).sum(0) / np.maximum((w > 0).sum(0), 1)
+    agree = Agreement((w > 0).sum(0), valid.sum(0), spread)
+    return np.where(has[..., None], mean, np.nan), np.where(has, 1.0 / np.maximum(total, 1e-12), np.inf), agree
+
+
+@dataclass(frozen=True, eq=False)
+class Agreement:
+    """Per pixel: how many looks the fusion kept, how many were valid there, and how well the kept
+    ones agree."""
+
+    kept: np.ndarray  # int [h, w]
+    valid: np.ndarray  # int [h, w]
+    spread: np.ndarray  # float [h, w]: the kept looks' mean squared deviation over their (calibrated) variance
 
 

@@ -142,3 +142,78 @@ def test_flat_background_keeps_the_frames_own_result():
     own, hole = _own(crop, plan)
     assert prop.fuse(12, "k", plan, plan.offset, crop, own, hole) is None
     assert prop.counts["flat"] == 1 and prop.counts["fused"] == 0
+
+
+def _region(plan) -> np.ndarray:
+    from orchestrator.pipeline.matte.image import dilate_mask
+    from orchestrator.pipeline.propagate_fit import support_of
+
+    _, _, w, h = WINDOW
+    region = np.zeros((h, w), bool)
+    region[4:-4, 4:-4] = True
+    return region | dilate_mask(support_of(plan, plan.offset), 2)
+
+
+def test_a_rejected_frames_box_is_filled_where_neighbours_saw_the_background_unmarked():
+    marked, clean, plan = frames(N, speed=(2.0, 1.0))
+    prop = _observed(marked, plan)  # no frame passed the gate: only unmarked pixels may be used
+    crop, truth = _window(marked[12]), _window(clean[12])
+    region = _region(plan)
+    fused = prop.fill(12, "k", plan, plan.offset, crop, region)
+    assert fused is not None and fused.looks >= 10
+    filled = region & ~fused.hole
+    mark = plan.estimate.alpha > 0.02
+    assert (filled & mark).sum() > 0.4 * mark.sum()  # the core moved over background the others saw
+    assert psnr(fused.rgb, truth, filled & mark) > 40.0  # a frame's raw noise (2 grey levels) is 42 dB
+    np.testing.assert_array_equal(fused.rgb[~region], crop[~region])
+    assert prop.counts["filled"] == 1
+
+
+def test_a_rejected_frame_is_left_to_the_inpainter_where_the_looks_disagree():
+    marked, _, plan = frames(N, speed=(2.0, 1.0))
+    rng = np.random.default_rng(5)
+    x0, y0, w, h = WINDOW
+    for t, frame in enumerate(marked):  # water in the scene: new content in every frame
+        dx, dy = np.rint(shift(12, t, speed=(2.0, 1.0))).astype(int)  # (moving with the camera)
+        block = (slice(y0 + 20 + dy, y0 + 50 + dy), slice(x0 + 30 + dx, x0 + 90 + dx))
+        frame[block] = rng.integers(0, 256, frame[block].shape, dtype=np.uint8)
+    prop = _observed(marked, plan)
+    fused = prop.fill(12, "k", plan, plan.offset, _window(marked[12]), _region(plan))
+    assert fused is not None
+    inner = np.zeros((h, w), bool)
+    inner[24:46, 34:86] = True  # the block, less the reach of the cubic warp
+    assert fused.hole[inner].mean() > 0.95
+
+
+def test_plan_frame_fills_a_box_the_gate_rejected_from_the_neighbours():
+    from orchestrator.pipeline.marks import MarkKey
+    from orchestrator.pipeline.remove import Propagation, plan_frame
+
+    class Rejecting(matte.VisitTracker):
+        def remove(self, key, crop, estimate, planned):
+            return None
+
+    marked, clean, plan = frames(N, speed=(2.0, 1.0))
+    key = MarkKey.region(0)
+    prop = Propagator()
+    for i in range(N):
+        prop.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
+    x0, y0, w, h = WINDOW
+    box = np.array([[x0 + 4, y0 + 4, x0 + w - 4, y0 + h - 4]])
+    args = (FW, FH, box, [key], {key: plan}, [64, 128], 0.1)
+    alone = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args, tracker=Rejecting())
+    fused = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args, tracker=Rejecting(),
+                       propagation=Propagation(prop, 12))
+    assert alone is not None and alone.matte_marks == 0 and fused is not None and fused.matte_marks == 1
+    assert all(c.hole is None for c in alone.crops)  # the whole box inpainted
+    assert sum(c.hole.sum() for c in fused.crops) < 0.5 * (w - 8) * (h - 8)
+    ry, rx = y0 - fused.roi[1], x0 - fused.roi[0]
+    got = fused.rgb[ry : ry + h, rx : rx + w]
+    holes = np.zeros((h, w), bool)
+    for c in fused.crops:
+        cx0, cy0, cx1, cy1 = c.region(FW, FH)
+        full = np.zeros((FH, FW), bool)
+        full[cy0:cy1, cx0:cx1] = c.hole
+        holes |= full[y0 : y0 + h, x0 : x0 + w]
+    done = ~holes & (plan.estimate.alpha > 0.02)
+    assert done.sum() > 300 and psnr(got, _window(clean[12]), done) > 40.0
