@@ -217,3 +217,20 @@ def test_plan_frame_fills_a_box_the_gate_rejected_from_the_neighbours():
         holes |= full[y0 : y0 + h, x0 : x0 + w]
     done = ~holes & (plan.estimate.alpha > 0.02)
     assert done.sum() > 300 and psnr(got, _window(clean[12]), done) > 40.0
+
+
+def test_each_frame_pair_is_fitted_once_and_reused_reversed():
+    marked, _, plan = frames(N)
+    prop, fresh = _observed(marked, plan), _observed(marked, plan)
+    results = {}
+    for t in (12, 13):
+        crop = _window(marked[t])
+        own, hole = _own(crop, plan)
+        results[t] = prop.fuse(t, "k", plan, plan.offset, crop, own, hole)
+    pairs = prop._tracks["k"].pairs
+    assert any(k[:2] == (12, 13) for k in pairs) and not any(k[:2] == (13, 12) for k in pairs)
+    crop = _window(marked[13])
+    own, hole = _own(crop, plan)
+    alone = fresh.fuse(13, "k", plan, plan.offset, crop, own, hole)  # every pair fitted for frame 13
+    assert alone is not None and results[13] is not None
+    assert psnr(results[13].rgb, alone.rgb, np.ones(own.shape[:2], bool)) > 45.0
