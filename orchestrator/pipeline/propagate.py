@@ -27,7 +27,7 @@ from orchestrator.pipeline.matte.image import dilate_mask, fill
 from orchestrator.pipeline.matte.invert import invert_look, prior_blend
 from orchestrator.pipeline.matte.params import PARAMS
 from orchestrator.pipeline.matte.refine import texture_prior
-from orchestrator.pipeline.propagate_fit import Look, combine as _combine, ring_of as _ring, \
+from orchestrator.pipeline.propagate_fit import Look, combine as _combine, inverse as _inverse, ring_of as _ring, \
     support_of as _support, translation as _translation, warp as _warp
 
 LOGGER = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class PropagateParams:
     blend: bool = True  # pull the fused value towards a smooth fill by predicted error (invert.prior_blend)
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
     opacity_spread: float = 0.15  # a look whose own fit strays further is in a fade: not used
+    zoom: bool = True  # fit the camera's zoom with its translation (propagate_fit.translation)
     max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
 
@@ -101,8 +102,8 @@ class Propagator:
         position = np.zeros(2)
         if prev is not None and prev.origin == look.origin:
             ring = _ring(plan, self.params.margin, look, plan.offset, self.params.ring_gap)
-            step = _translation(look, prev, ring, ring, np.zeros(2))
-            position = track.position[index - 1] + (step[0] if step is not None else 0.0)
+            step = _translation(look, prev, ring, ring, np.zeros(2), zoom=False)
+            position = track.position[index - 1] + (step[0][:2] if step is not None else 0.0)
         track.looks[index] = look
         track.position[index] = position
 
@@ -141,7 +142,7 @@ class Propagator:
             self.counts["static"] += 1
             LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
             return None
-        looks = [(index, np.zeros(2), 0.0)] + moves
+        looks = [(index, np.zeros(3), 0.0)] + moves
         opacity = self._visit_opacity(track, [s for s, _, _ in looks], plan, offset)
         stack = self._stack(track, index, looks, plan, lambda s: self._view(track, s, plan, offset, opacity))
         if stack is None or len(stack[0]) <= p.min_looks:
@@ -206,14 +207,14 @@ class Propagator:
         moves = []
         key = _offset_key(offset)
         for s in _visit(track, index, p.radius, p.dense, p.stride):
-            fit = track.pairs.get((s, index, key))  # fitted when frame s was fused: the reverse shift
+            fit = track.pairs.get((s, index, key))  # fitted when frame s was fused: the reverse motion
             if fit is not None:
-                fit = (-fit[0], fit[1])
+                fit = (_inverse(fit[0]), fit[1])
             elif (index, s, key) not in track.pairs:
                 init = track.position[index] - track.position[s]
-                fit = _translation(own, track.looks[s], ring, ring, init, p.refine_iterations)
+                fit = _translation(own, track.looks[s], ring, ring, init, p.refine_iterations, p.zoom)
                 track.pairs[(index, s, key)] = fit
-            if fit is not None and np.hypot(*fit[0]) >= p.min_shift:
+            if fit is not None and np.hypot(*fit[0][:2]) >= p.min_shift:
                 moves.append((s, fit[0], fit[1]))
         if moves:
             best = min(rms for _, _, rms in moves)

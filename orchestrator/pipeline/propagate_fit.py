@@ -54,42 +54,54 @@ def ring_of(plan, margin: int, look: Look, offset, gap: int) -> np.ndarray:
 
 
 def translation(ref: Look, src: Look, ref_ring: np.ndarray, src_ring: np.ndarray, init: np.ndarray,
-                 iterations: int = 20) -> tuple[np.ndarray, float] | None:
-    """The shift d with src(x + d) ~ ref(x) on the ring, and the ring's rms misfit (of the
-    1-px-smoothed luma).
+                iterations: int = 20, zoom: bool = True) -> tuple[np.ndarray, float] | None:
+    """The motion d = (dx, dy, s) with src(c + (1 + s)(x - c) + (dx, dy)) ~ ref(x) on the ring
+    (c the grid's centre; s = 0 without ``zoom``), and the ring's rms misfit (of the 1-px-smoothed luma).
 
-    Gauss-Newton on the translation (Lucas-Kanade with the reference's gradient, residuals
-    Huber-weighted so a moving object on the ring does not pull the fit) from ``init``. Why not
-    ECC: cv2.findTransformECC stopped early by up to 0.7 px on these small rings (measured).
+    Gauss-Newton (Lucas-Kanade with the reference's gradient, residuals Huber-weighted so a moving
+    object on the ring does not pull the fit) from ``init`` ((dx, dy) or (dx, dy, s)). Why the
+    zoom: the clips' cameras zoom by up to ~1 % within the 48 frames a look comes from, which is
+    0.8 px at the edge of a 160 px window - a translation alone misregistered the looks there and
+    their average blurred the texture. Why not ECC: cv2.findTransformECC stopped early by up to
+    0.7 px on these small rings (measured).
     """
-    d = np.asarray(init, np.float64).copy()
+    d = np.zeros(3)
+    d[: len(init)] = np.asarray(init, np.float64)
     ref_s, gx, gy = ref.smooth
-    mask = ref_ring & _shifted(src_ring, np.rint(d).astype(int))  # the rings are >= 4 px from the mark
+    mask = ref_ring & _shifted(src_ring, np.rint(d[:2]).astype(int))  # the rings are >= 4 px from the mark
     if mask.sum() < 64:
         return None
+    h, w = mask.shape
+    radius = 0.5 * float(np.hypot(h, w))  # the zoom's step in px at the grid's corner
+    ys, xs = np.nonzero(mask)
     jx, jy, base = gx[mask], gy[mask], ref_s[mask]
+    jac = np.stack([jx, jy, (jx * (xs - (w - 1) / 2.0) + jy * (ys - (h - 1) / 2.0)) / radius], 1)
+    n = 3 if zoom else 2
     r = np.zeros(0, np.float32)
     for it in range(iterations + 1):
         r = warp(src.smooth[0], d, cv2.INTER_LINEAR)[mask] - base
         ok = np.isfinite(r)
-        r, ox, oy = r[ok], jx[ok], jy[ok]
+        r, j = r[ok], jac[ok, :n]
         if r.size < 64:
             return None
         if it == iterations:
             break
-        w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * max(float(np.mean(np.abs(r))), 0.5)))
-        wx, wy = w * ox, w * oy
-        a, b, c = float(np.dot(wx, ox)), float(np.dot(wx, oy)), float(np.dot(wy, oy))
-        root = np.hypot(a - c, 2 * b)  # eigenvalues of [[a, b], [b, c]]: (a + c ± root) / 2
-        if a + c - root <= 1e-4 * (a + c + root):
-            return None  # a flat or one-directional ring: the shift is not determined
-        gx_r, gy_r = float(np.dot(wx, r)), float(np.dot(wy, r))
-        det = a * c - b * b
-        step = -np.array([c * gx_r - b * gy_r, a * gy_r - b * gx_r]) / det
-        d += step
-        if np.hypot(*step) < 0.01:
-            iterations = it + 1  # one more residual at the converged shift
+        wts = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * max(float(np.mean(np.abs(r))), 0.5)))
+        normal = (j * wts[:, None]).T @ j
+        ev = np.linalg.eigvalsh(normal)
+        if ev[0] <= 1e-4 * ev[-1]:
+            return None  # a flat or one-directional ring: the motion is not determined
+        step = -np.linalg.solve(normal, (j * wts[:, None]).T @ r)
+        d[:n] += step * np.array([1.0, 1.0, 1.0 / radius])[:n]
+        if float(np.linalg.norm(step)) < 0.01 * np.sqrt(n / 2.0):
+            iterations = it + 1  # one more residual at the converged motion
     return d, float(np.sqrt(np.mean(r * r)))
+
+
+def inverse(d: np.ndarray) -> np.ndarray:
+    """The motion that undoes ``d`` (frame s onto t from t onto s)."""
+    k = 1.0 + d[2]
+    return np.array([-d[0] / k, -d[1] / k, 1.0 / k - 1.0])
 
 
 def _shifted(mask: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -106,12 +118,14 @@ def _shifted(mask: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 def warp(image: np.ndarray, d: np.ndarray, interpolation: int,
           area: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """``image(x + d)`` over ``area`` (x0, y0, w, h; default the whole grid): NaN where it reaches
+    """``image(c + (1 + s)(x - c) + (dx, dy))`` for d = (dx, dy[, s]) over ``area`` (x0, y0, w, h; default the whole grid): NaN where it reaches
     outside the image (or into NaN)."""
     x0, y0, w, h = area if area is not None else (0, 0, image.shape[1], image.shape[0])
     if not np.any(d) and area is None:
         return image.astype(np.float32, copy=True)
-    m = np.array([[1, 0, d[0] + x0], [0, 1, d[1] + y0]], np.float32)
+    k = 1.0 + (float(d[2]) if len(d) > 2 else 0.0)  # zoom about the grid's centre c
+    cx, cy = (image.shape[1] - 1) / 2.0, (image.shape[0] - 1) / 2.0
+    m = np.array([[k, 0, k * x0 + d[0] + (1 - k) * cx], [0, k, k * y0 + d[1] + (1 - k) * cy]], np.float32)
     nan = (float("nan"),) * 4
     return cv2.warpAffine(image.astype(np.float32), m, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=nan)
