@@ -51,6 +51,7 @@ class PropagateParams:
     blend: bool = True  # pull the fused value towards a smooth fill by predicted error (invert.prior_blend)
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
     opacity_spread: float = 0.15  # a look whose own fit strays further is in a fade: not used
+    calibrate_on_mark: bool = True  # scale the predicted variances to the looks' spread on the mark only
     zoom: bool = True  # fit the camera's zoom with its translation (propagate_fit.translation)
     max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
@@ -149,7 +150,8 @@ class Propagator:
             self.counts["static"] += 1
             return None
         values, variances, sigma2 = stack
-        value, var, _ = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject)
+        value, var, _ = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject,
+                                 support if p.calibrate_on_mark else None)
         var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
         self.counts["fused"] += 1
         return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend)

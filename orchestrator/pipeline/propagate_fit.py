@@ -131,7 +131,8 @@ def warp(image: np.ndarray, d: np.ndarray, interpolation: int,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=nan)
 
 
-def combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray, "Agreement"]:
+def combine(values: np.ndarray, variances: np.ndarray, reject: float,
+            calibrate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, "Agreement"]:
     """Inverse-variance mean of the looks [N, h, w, 3] per pixel, looks far from the consensus left
     out; returns (value, its variance, the looks' agreement) with NaN / inf where no look is valid."""
     valid = np.isfinite(values[..., 0]) & np.isfinite(variances)
@@ -142,7 +143,13 @@ def combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[n
     dev2 = ((v - mean) ** 2).mean(-1)
     # The predicted variances are scaled to the looks' actual spread (x264's noise under the mark's
     # strokes exceeds the ring's, measured 2-4x): median of a 1-3 channel chi^2 over its dof ~ 0.6.
-    z = (dev2 * w / np.maximum(1.0 - w / total, 0.05))[valid & (total > w * 1.01)]
+    # ``calibrate`` (the mark's pixels): off the mark the looks are raw pixels whose noise the ring
+    # predicts; under the strokes x264's error is larger, and a scale set mostly off the mark
+    # left the fused value over-trusted there (walls lost to the fill).
+    where = valid & (total > w * 1.01)
+    if calibrate is not None and (where & calibrate).sum() > 64:
+        where &= calibrate
+    z = (dev2 * w / np.maximum(1.0 - w / total, 0.05))[where]
     scale = max(1.0, float(np.median(z)) / 0.6) if z.size > 64 else 1.0
     w /= scale
     total /= scale
