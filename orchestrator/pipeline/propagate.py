@@ -52,6 +52,11 @@ class PropagateParams:
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
     opacity_spread: float = 0.15  # a look whose own fit strays further is in a fade: not used
     calibrate_on_mark: bool = True  # scale the predicted variances to the looks' spread on the mark only
+    # grey levels^2: below this ring texture the fused variance is scaled up by smooth_texture / tau^2.
+    # Why: on smooth backgrounds x264 repeats its error under a static mark from frame to frame (skip
+    # blocks), so the looks' errors are correlated and their spread understates the fused error
+    # (bright 2, a wall: the fused value lost 2.6 dB to the frame's own; needed 10-30x the variance)
+    smooth_texture: float = 80.0
     zoom: bool = True  # fit the camera's zoom with its translation (propagate_fit.translation)
     max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
@@ -154,7 +159,7 @@ class Propagator:
                                  support if p.calibrate_on_mark else None)
         var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
         self.counts["fused"] += 1
-        return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend)
+        return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend, p.smooth_texture)
 
     def fill(self, index: int, key, plan, offset, crop: np.ndarray, region: np.ndarray) -> Fused | None:
         """A frame the matte gate rejected (its box goes to the inpainter): the pixels of ``region``
@@ -339,14 +344,16 @@ def _flat(crop: np.ndarray, support: np.ndarray, min_texture: float) -> bool:
     return float(np.median(tau2[support])) < min_texture
 
 
-def _paste(crop, restored, hole, value, var, support, looks: int, blend: bool = True) -> Fused:
+def _paste(crop, restored, hole, value, var, support, looks: int, blend: bool = True,
+           smooth_texture: float = 0.0) -> Fused:
     """The fused value where the mark is (blended with the fill by predicted error); hole pixels
     the looks cover well enough leave the hole. Pixels off the mark keep the frame's own."""
     has = np.isfinite(var)
     area = (support | hole) & has
     blended = value
     if blend:
-        blended = prior_blend(crop, support | hole, np.where(has[..., None], value, 0.0), np.where(has, var, 1e6))
+        blended = prior_blend(crop, support | hole, np.where(has[..., None], value, 0.0), np.where(has, var, 1e6),
+                              smooth_texture=smooth_texture)
     filled = hole & has & (var <= PARAMS.hole_variance)
     use = (area & ~hole) | filled
     out = restored.copy()

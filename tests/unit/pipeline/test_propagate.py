@@ -248,3 +248,25 @@ def test_a_zooming_camera_is_registered_with_its_zoom():
         assert fused is not None
         got[zoom] = psnr(fused.rgb, np.clip(np.rint(_window(clean[4])), 0, 255), mask & ~fused.hole)
     assert got[True] > 42.0 and got[True] > got[False] + 4.0, got
+
+
+def test_on_a_smooth_background_the_blend_distrusts_the_looks_more():
+    from orchestrator.pipeline.matte.invert import prior_blend
+
+    rng = np.random.default_rng(1)
+    h, w = 40, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    crop = np.repeat((120 + 0.3 * xx + 6 * np.sin(xx / 3.0) * np.sin(yy / 4.0))[..., None], 3, -1).astype(np.float32)
+    support = np.zeros((h, w), bool)
+    support[12:28, 20:60] = True
+    error = np.repeat(rng.normal(0, 6, (h, w))[..., None], 3, -1)  # the looks' shared (x264) error
+    value, var = crop + error, np.full((h, w), 4.0, np.float32)  # the looks' spread says 2 grey levels
+    plain = prior_blend(crop, support, value, var)
+    smooth = prior_blend(crop, support, value, var, smooth_texture=80.0)
+
+    def rms(x):
+        return float(np.sqrt(((x - crop) ** 2)[support].mean()))
+
+    assert rms(smooth) < 0.8 * rms(plain), (rms(smooth), rms(plain))
+    textured = prior_blend(crop, support, value, var, smooth_texture=1e-3)  # below every texture: unchanged
+    np.testing.assert_allclose(textured, plain, atol=1e-4)
