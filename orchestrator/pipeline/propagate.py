@@ -27,8 +27,8 @@ from orchestrator.pipeline.matte.image import dilate_mask, fill
 from orchestrator.pipeline.matte.invert import invert_look, prior_blend
 from orchestrator.pipeline.matte.params import PARAMS
 from orchestrator.pipeline.matte.refine import texture_prior
-from orchestrator.pipeline.propagate_fit import Look, combine as _combine, inverse as _inverse, ring_of as _ring, \
-    support_of as _support, translation as _translation, warp as _warp
+from orchestrator.pipeline.propagate_fit import Look, combine as _combine, deblur as _deblur, inverse as _inverse, \
+    ring_of as _ring, support_of as _support, translation as _translation, warp as _warp
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class PropagateParams:
     # blocks), so the looks' errors are correlated and their spread understates the fused error
     # (bright 2, a wall: the fused value lost 2.6 dB to the frame's own; needed 10-30x the variance)
     smooth_texture: float = 80.0
+    deblur_sigma: float = 0.7  # px: the blur the fused looks' deblurring undoes
+    deblur_limit: float = 0.6  # the most it may add of the fused value's high-pass (0: off)
     zoom: bool = True  # fit the camera's zoom with its translation (propagate_fit.translation)
     max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
@@ -81,6 +83,7 @@ class _Track:
     inverted: dict = field(default_factory=dict)  # (index, offset, opacity) -> (value, gain2, matte_var)
     gate: dict = field(default_factory=dict)  # index -> whether the matte gate passed the frame
     pairs: dict = field(default_factory=dict)  # (index, neighbour, offset) -> (shift, ring rms) | None
+    deblur: float | None = None  # the last fused frame's deblurring strength (propagate_fit.deblur)
 
 
 @dataclass
@@ -158,6 +161,9 @@ class Propagator:
         value, var, _ = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject,
                                  support if p.calibrate_on_mark else None)
         var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
+        if p.deblur_limit > 0:
+            known = ~dilate_mask(support | hole, 2)
+            value, track.deblur = _deblur(value, crop, known, p.deblur_sigma, p.deblur_limit, track.deblur)
         self.counts["fused"] += 1
         return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend, p.smooth_texture)
 

@@ -270,3 +270,23 @@ def test_on_a_smooth_background_the_blend_distrusts_the_looks_more():
     assert rms(smooth) < 0.8 * rms(plain), (rms(smooth), rms(plain))
     textured = prior_blend(crop, support, value, var, smooth_texture=1e-3)  # below every texture: unchanged
     np.testing.assert_allclose(textured, plain, atol=1e-4)
+
+
+def test_deblurring_is_fitted_off_the_mark_and_restores_texture_only_when_blurred():
+    import cv2
+
+    from bench.metrics import texture_score
+    from orchestrator.pipeline.propagate_fit import deblur
+
+    _, clean, plan = frames(2)
+    truth = _window(clean[0]).astype(np.float32)
+    rng = np.random.default_rng(2)
+    own = truth + rng.normal(0, 2.0, truth.shape)
+    mark = plan.estimate.alpha > 0.02
+    blurred = cv2.GaussianBlur(truth, (0, 0), 0.7)
+    sharp, beta = deblur(blurred, own, ~mark, 0.7, 0.6)
+    assert beta > 0.2
+    assert texture_score(sharp, truth, mark) > texture_score(blurred, truth, mark) + 0.1
+    assert psnr(sharp, truth, mark) > psnr(blurred, truth, mark)
+    _, beta = deblur(truth, own, ~mark, 0.7, 0.6)  # nothing blurred: nothing added
+    assert beta < 0.05
