@@ -10,7 +10,8 @@ in ProPainter/E2FGVI, simplified to what a fixed overlay allows. A static camera
 no translation explains, gives no independent looks: the frame keeps its own result.
 
 Use (pass 2): ``observe`` every decoded frame's marks ``radius`` frames before the frame is
-removed, then ``fuse`` the frame's own result; ``forget`` what falls out of the window.
+removed, then ``fuse`` the frame's own result (or ``fill`` the box of a frame the matte gate
+rejected, from what the neighbours saw unmarked); ``forget`` what falls out of the window.
 """
 
 from __future__ import annotations
