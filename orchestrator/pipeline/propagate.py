@@ -61,6 +61,9 @@ class PropagateParams:
     deblur_sigma: float = 0.7  # px: the blur the fused looks' deblurring undoes
     deblur_limit: float = 0.6  # the most it may add of the fused value's high-pass (0: off)
     zoom: bool = True  # fit the camera's zoom with its translation (propagate_fit.translation)
+    # fill the boxes the matte gate rejects (``fill``): off until its losses are understood
+    # (bench/README.md, round 2: +1.4 / +2.9 dB on some clips, -2.0 / -0.8 on others)
+    fill_rejected: bool = False
     max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
 

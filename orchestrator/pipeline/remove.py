@@ -110,7 +110,7 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
             offset = tracker.offsets.get(key, plan.offset)
             if result is not None:
                 out[j] = _propagated(Restored(x0, y0, *result), propagation, key, plan, offset, crop)
-            elif propagation is not None and boxes is not None:
+            elif propagation is not None and boxes is not None and propagation.propagator.params.fill_rejected:
                 filled = _filled(propagation, key, plan, offset, crop, boxes[j])
                 if filled is not None:
                     out[j] = filled

@@ -195,7 +195,7 @@ def test_plan_frame_fills_a_box_the_gate_rejected_from_the_neighbours():
 
     marked, clean, plan = frames(N, speed=(2.0, 1.0))
     key = MarkKey.region(0)
-    prop = Propagator()
+    prop = Propagator(PropagateParams(fill_rejected=True))  # (off by default: bench/README.md)
     for i in range(N):
         prop.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
     x0, y0, w, h = WINDOW
@@ -205,6 +205,12 @@ def test_plan_frame_fills_a_box_the_gate_rejected_from_the_neighbours():
     fused = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args, tracker=Rejecting(),
                        propagation=Propagation(prop, 12))
     assert alone is not None and alone.matte_marks == 0 and fused is not None and fused.matte_marks == 1
+    default = Propagator()  # the fill is off by default: the whole box is inpainted
+    for i in range(N):
+        default.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
+    off = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args, tracker=Rejecting(),
+                     propagation=Propagation(default, 12))
+    assert off is not None and off.matte_marks == 0
     assert all(c.hole is None for c in alone.crops)  # the whole box inpainted
     assert sum(c.hole.sum() for c in fused.crops) < 0.5 * (w - 8) * (h - 8)
     ry, rx = y0 - fused.roi[1], x0 - fused.roi[0]
