@@ -29,6 +29,12 @@ import numpy as np
 
 LOGGER = logging.getLogger(__name__)
 
+# The white + black coverage of a pixel is at most this percentile of the white matte (``coverage_cap``).
+CAP_PERCENTILE = 99.0
+CAP_ENABLED = True  # (switched off by the tests to show what it does)
+# Dark coverage starts only where the white-only fit's misfit exceeds the joint fit's median misfit
+# over the mark by this factor (``_visible``; 0 switches it off); hysteresis grows it from there.
+VISIBLE = 3.0
 # Black coverage below this (or below 3 standard errors) is not a dark part of the mark.
 DARK_MIN = 0.1
 # Fewer dark pixels than this are noise, not a part of the mark (the pillarboxed mark's pupils
@@ -74,16 +80,29 @@ def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.nd
     """
     luma = LUMA[None, :, None, None]
     wl = np.asarray([float(np.asarray(wcol, np.float32) @ LUMA)], np.float32)
+    cap = coverage_cap(alpha, support)
     luma_dark = _fit_dark((x * luma).sum(1, keepdims=True), (bg * luma).sum(1, keepdims=True), alpha, wl,
-                          opacity, support, weight, ridge, rounds)[3]
+                          opacity, support, weight, ridge, rounds, cap=cap)[3]
     a_w, a_k, se, dark = _fit_dark(x, bg, alpha, np.asarray(wcol, np.float32), opacity, support, weight, ridge,
-                                   rounds, allowed=luma_dark)
+                                   rounds, allowed=luma_dark, cap=cap)
     if dark.sum() < DARK_MIN_PX:
         return alpha.astype(np.float32), np.zeros_like(a_w), se
     return a_w, np.where(dark, a_k, 0.0).astype(np.float32), se
 
 
-def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allowed=None):
+def coverage_cap(alpha: np.ndarray, support: np.ndarray) -> float:
+    """The most a pixel's white + black coverage may be: the body's peak alpha (the white-only
+    matte's 99th percentile over the mark). Why: the mark is one layer of one opacity, so a pupil is
+    covered by the body's alpha; unbounded, the joint fit traded coverage for colour along its
+    ill-conditioned direction (a uniform background) and reached 0.9-1.0 over white letters whose
+    true alpha was 0.77, with W 190 (pillarbox 1), and the gate then passed ghosts."""
+    sel = support & (alpha > 0.05)
+    if CAP_ENABLED is False or sel.sum() < 8:
+        return 1.0
+    return float(min(1.0, np.percentile(alpha[sel], CAP_PERCENTILE)))
+
+
+def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allowed=None, cap: float = 1.0):
     """(a_w, a_k, standard error, significant dark mask) of the two-coverage least squares.
 
     Solved jointly per pixel (2x2 normal equations): ``g_k = g_w - W`` is strongly correlated
@@ -105,7 +124,7 @@ def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allow
         s_dw = _sum_fc(d * g_w * wt)
         s_dk = _sum_fc(d * g_k * wt)
         det = np.maximum(s_ww * s_kk - s_wk * s_wk, 1e-6 * s_ww * s_kk)
-        a_w, a_k = _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det)
+        a_w, a_k = _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det, cap)
         if it < ROBUST_ROUNDS:
             rr = np.sqrt(((d - a_w * g_w - a_k * g_k) ** 2).mean(1, keepdims=True))  # [N, 1, h, w]
             c = ROBUST_C * np.maximum(np.median(rr, axis=0, keepdims=True), 1.0)
@@ -115,14 +134,15 @@ def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allow
     dof = np.maximum(1.0, np.asarray(total_w) * x.shape[1] - 2.0)
     var = _sum_fc(resid * resid * wt) / dof
     se_k = np.sqrt(var * s_ww / det)  # the joint fit's error of a_k (the correlation inflates it)
-    dark = _significant(a_k, se_k, support if allowed is None else support & allowed)
+    allowed = support if allowed is None else support & allowed
+    dark = _significant(a_k, se_k, allowed, _visible(d, g_w, resid, wt, s_dw, s_ww, allowed, alpha, support))
     if not dark.any():
         return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32), dark
     # where the white coverage is not significant beside the dark one, black alone is fitted
     se_w = np.sqrt(var * s_kk / det)
     black = dark & (a_w < 2.0 * se_w)
     a_w = np.where(black, 0.0, a_w)
-    a_k = np.where(black, np.clip(s_dk / s_kk, 0.0, 1.0), a_k)
+    a_k = np.where(black, np.clip(s_dk / s_kk, 0.0, cap), a_k)
     a_k = np.where(dark, a_k, 0.0)
     # elsewhere the white-only fit stands (its own least squares, with the ridge)
     a_w = np.where(dark, a_w, np.clip(s_dw / s_ww, 0.0, 1.0))
@@ -133,9 +153,25 @@ def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allow
     return a_w.astype(np.float32), a_k.astype(np.float32), se.astype(np.float32), dark
 
 
-def _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel, the least squares (a_w, a_k) with both >= 0: the joint solution where it is
-    feasible, else the better of white alone and black alone (their sums of squares compared)."""
+def _visible(d, g_w, resid, wt, s_dw, s_ww, allowed, alpha, support) -> np.ndarray | None:
+    """Where dark coverage may start (``_significant``'s seeds): pixels that the white-only fit
+    misses (rms over the frames) by more than VISIBLE times the joint fit's median misfit over the
+    mark; None (anywhere) when switched off. Why: over a uniform background the two coverages are
+    nearly collinear and the fill's bias found a significant 0.19 "dark" layer over pillarbox 1's
+    white letters (white-only misfit 2x the body's; pupils 13x, a shadow's core several times)."""
+    body = support & (alpha > 0.05)
+    if VISIBLE <= 0 or body.sum() < 8:
+        return None
+    n = np.broadcast_to(wt, (d.shape[0], 1) + d.shape[2:]).sum(axis=(0, 1)) * d.shape[1]
+    rms_w = np.sqrt(_sum_fc((d - np.clip(s_dw / s_ww, 0.0, 1.0) * g_w) ** 2 * wt) / np.maximum(n, 1.0))
+    rms_j = np.sqrt(_sum_fc(resid * resid * wt) / np.maximum(n, 1.0))
+    return allowed & (rms_w > VISIBLE * float(np.median(rms_j[body])))
+
+
+def _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det, cap: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the least squares (a_w, a_k) with both >= 0 and a_w + a_k <= ``cap``: the joint
+    solution where it is feasible, else the better of white alone and black alone (their sums of
+    squares compared), moved onto the line a_w + a_k = cap where it exceeds the cap."""
     j_w = (s_kk * s_dw - s_wk * s_dk) / det
     j_k = (s_ww * s_dk - s_wk * s_dw) / det
     w_only = np.maximum(s_dw / s_ww, 0.0)
@@ -146,13 +182,20 @@ def _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det) -> tuple[np.ndarray, np.ndar
     a_w = np.where(joint, j_w, np.where(white_better, w_only, 0.0))
     a_k = np.where(joint, j_k, np.where(white_better, 0.0, k_only))
     a_w = np.clip(a_w, 0.0, 1.0)
-    return a_w, np.clip(a_k, 0.0, 1.0 - a_w)
+    a_k = np.clip(a_k, 0.0, 1.0 - a_w)
+    over = a_w + a_k > cap
+    if over.any():  # on the line: x - B - cap g_k = a_w (g_w - g_k)
+        s_dd = s_ww - 2.0 * s_wk + s_kk
+        t = np.clip((s_dw - s_dk - cap * (s_wk - s_kk)) / np.maximum(s_dd, 1e-9), 0.0, cap)
+        a_w = np.where(over, t, a_w)
+        a_k = np.where(over, cap - t, a_k)
+    return a_w, a_k
 
 
-def _significant(a_k: np.ndarray, se_k: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+def _significant(a_k: np.ndarray, se_k: np.ndarray, allowed: np.ndarray, seeds=None) -> np.ndarray:
     """Dark coverage well above its error, grown by hysteresis into neighbours where it is weaker
     (a shadow's anti-aliased rim beside a stroke: 0.1-0.15 coverage at 3-4 standard errors)."""
-    strong = allowed & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
+    strong = (allowed if seeds is None else seeds) & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
     weak = allowed & (a_k > 0.5 * DARK_MIN) & (a_k > 2.0 * se_k)
     for _ in range(HYSTERESIS_STEPS):
         grown = strong | (_dilate(strong, 1) & weak)
