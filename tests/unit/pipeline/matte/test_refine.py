@@ -182,7 +182,7 @@ def test_a_biased_fill_does_not_turn_white_letters_into_an_opaque_grey_layer(mon
     """Where the fill errs in some frames and the truth does not, the pixel looks as if it did not
     depend on the background: opaque and grey. The mark is one layer of one opacity (white +
     black coverage <= the body's peak alpha), and dark coverage needs a visible white-only misfit."""
-    from orchestrator.pipeline.matte import refine
+    from orchestrator.pipeline.matte import coverage
 
     crops, clean, alphas = _biased_fill_clip(40, 0.77)
 
@@ -192,8 +192,8 @@ def test_a_biased_fill_does_not_turn_white_letters_into_an_opaque_grey_layer(mon
         return est, grey, _removed(crops, clean, alphas, est)
 
     est, grey, handled = estimate()
-    monkeypatch.setattr(refine, "CAP_ENABLED", False)
-    monkeypatch.setattr(refine, "VISIBLE", 0.0)
+    monkeypatch.setattr(coverage, "CAP_ENABLED", False)
+    monkeypatch.setattr(coverage, "VISIBLE", 0.0)
     est_off, grey_off, off = estimate()
     print(f"biased fill: alpha max {est.alpha.max():.2f} ({est_off.alpha.max():.2f} unbounded), grey px {grey} "
           f"({grey_off}), {handled:.1f} dB ({off:.1f})")
