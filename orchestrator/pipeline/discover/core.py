@@ -18,8 +18,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
-                                                     small_rgb, work_size)
+from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, small_rgb,
+                                                     work_size)
 from orchestrator.pipeline.discover.events import Event, event_track, find_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
@@ -41,7 +41,7 @@ class _Frame:
     index: int
     rgb: np.ndarray  # small
     decoded: object | None  # the full frame (for the matte's crops), when given
-    grads: tuple | None = None  # its gradients while its chunk is open (every track scores it then)
+    grey: np.ndarray | None = None  # its luma, uint8 (every track scores it from this)
 
 
 class Discoverer:
@@ -81,11 +81,11 @@ class Discoverer:
             yield item
 
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
-        g = grey(small_rgb)
+        g8 = luma(small_rgb)
+        g = g8.astype(np.float32)
         self.picture.add(g)
-        grads = gradients(g)
-        self.stats.add(*grads)
-        self.buffer.append(_Frame(index, small_rgb, decoded, grads))
+        self.stats.add(*gradients(g))
+        self.buffer.append(_Frame(index, small_rgb, decoded, g8))
         self.frames = index + 1
         self._greys.append(g)
         self._jumps(index)
@@ -139,8 +139,7 @@ class Discoverer:
         track = event_track(event, [f.rgb for f in frames], self.buffer[0].index)
         if track is None:
             return
-        for f in self.buffer:
-            track.set_score(f.index, track.score(f.rgb))
+        _score(track, self.buffer)
         track.steps.append(fit)
         self.tracks.append(track)
         buffered = {f.index: f for f in self.buffer}
@@ -153,10 +152,7 @@ class Discoverer:
         n = self.stats.n
         current = list(self.buffer)[-n:]
         for track in self.tracks:
-            for f in current:
-                track.set_score(f.index, track.score(f.rgb, f.grads))
-        for f in current:
-            f.grads = None
+            _score(track, current)
         mean_g = self.stats.mean()
         area = self.picture.work_area()
         before = self.means[0] if len(self.means) == 2 else None
@@ -196,8 +192,7 @@ class Discoverer:
             return
         track = Track.from_blob(blob.box, mean_g, blob.mask, 2, (self.size[1], self.size[0]),
                                 self.buffer[0].index)
-        for f in self.buffer:
-            track.set_score(f.index, track.score(f.rgb))
+        _score(track, self.buffer)
         self.tracks.append(track)
 
     def _retire(self) -> None:
@@ -397,3 +392,10 @@ class Discoverer:
         places = paired(steady_ones, steady_ones, self.tracks)  # both places of a jump hold an overlay
         loose = [(t, on) for t, on in merged if not t.confirmed and self._mark_sized(t)]
         return places + fixed_places(loose, all_scores, self.buffer)
+
+
+def _score(track: Track, frames: Iterable[_Frame]) -> None:
+    """Score the track on these frames (all at once: ``Track.score_many``)."""
+    frames = list(frames)
+    for f, value in zip(frames, track.score_many([f.grey for f in frames]).tolist()):
+        track.set_score(f.index, value)

@@ -55,9 +55,14 @@ def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
 
 
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Luma, uint8 (OpenCV: ~20x faster than a numpy mean over the channels)."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
 def grey(rgb: np.ndarray) -> np.ndarray:
-    """Luma as float32 (OpenCV: ~20x faster than a numpy mean over the channels)."""
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    """Luma as float32."""
+    return luma(rgb).astype(np.float32)
 
 
 def gradients(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
