@@ -20,7 +20,7 @@ import numpy as np
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, small_rgb,
                                                      work_size)
-from orchestrator.pipeline.discover.events import Event, event_track, find_events
+from orchestrator.pipeline.discover.events import Event, event_track, step_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, merge, one_place_at_a_time,
                                                    paired, share_extent, steady)
@@ -66,7 +66,8 @@ class Discoverer:
         self.frames = 0
         self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
-        self._greys: deque = deque(maxlen=4)  # the last frames' grey, for jump events
+        self._last: np.ndarray | None = None  # the last frame's grey
+        self._diffs: deque = deque(maxlen=3)  # (grey − the frame before's, its abs), for jump events
         self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
         self.events = 0
 
@@ -87,7 +88,10 @@ class Discoverer:
         self.stats.add(*gradients(g))
         self.buffer.append(_Frame(index, small_rgb, decoded, g8))
         self.frames = index + 1
-        self._greys.append(g)
+        if self._last is not None:
+            d = g - self._last
+            self._diffs.append((d, np.abs(d)))
+        self._last = g
         self._jumps(index)
         if self.stats.n >= self.chunk:
             self._close_chunk()
@@ -96,9 +100,9 @@ class Discoverer:
     def _jumps(self, index: int) -> None:
         """Look for jumps between the frames index-2 and index-1; start tracks where they fit."""
         area = self.picture.work_area()
-        if len(self._greys) == 4 and area is not None:
-            g0, g1, g2, g3 = self._greys
-            for event in find_events(g0, g1, g2, g3, index - 1, area):
+        if len(self._diffs) == 3 and area is not None:
+            (_, before), (step, _), (_, after) = self._diffs
+            for event in step_events(before, step, after, index - 1, area):
                 self._on_event(event)
         ready = [(e, fit) for e, fit in self._arrivals if index - e.frame >= EVENT_FRAMES]
         self._arrivals = [(e, fit) for e, fit in self._arrivals if index - e.frame < EVENT_FRAMES]
@@ -267,9 +271,8 @@ class Discoverer:
         early = on - 3 if on < off else on
         start = early if early in frames and track.scores[early] >= HIGH else on
         between = tuple(frames[k].rgb for k in range(start + 1, off) if k in frames) if start < on else ()
-        found = step_extent(track, frames[start].rgb, frames[off].rgb)
-        if found is not None and between:  # only what stepped frame to frame (not drifting clouds)
-            found = step_extent(track, frames[start].rgb, frames[off].rgb, between) or found
+        # With frames between, only what stepped frame to frame (not drifting clouds) where that finds any.
+        found = step_extent(track, frames[start].rgb, frames[off].rgb, between, fallback=True)
         if found is None:
             return
         box, shape = found
@@ -356,9 +359,9 @@ class Discoverer:
     def _flush(self) -> None:
         """The video ended: an arrival at its last frame, arrivals still waiting, the last chunk."""
         area = self.picture.work_area()
-        if len(self._greys) == 4 and area is not None:
-            g = list(self._greys)
-            for event in find_events(g[1], g[2], g[3], g[3], self.frames - 1, area):
+        if len(self._diffs) == 3 and area is not None:
+            (_, before), (step, _) = self._diffs[1], self._diffs[2]
+            for event in step_events(before, step, np.zeros_like(step), self.frames - 1, area):
                 self._on_event(event)
         for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
             self._start_from_event(event, fit)

@@ -69,8 +69,8 @@ def gradients(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Central differences (zero on the border), float32."""
     gx = np.zeros_like(g)
     gy = np.zeros_like(g)
-    gx[:, 1:-1] = g[:, 2:] - g[:, :-2]
-    gy[1:-1] = g[2:] - g[:-2]
+    np.subtract(g[:, 2:], g[:, :-2], out=gx[:, 1:-1])
+    np.subtract(g[2:], g[:-2], out=gy[1:-1])
     return gx, gy
 
 
@@ -91,7 +91,9 @@ class ChunkStats:
     def add(self, gx: np.ndarray, gy: np.ndarray) -> None:
         self.sgx += gx
         self.sgy += gy
-        self.se += gx * gx + gy * gy
+        energy = np.multiply(gx, gx)
+        energy += np.multiply(gy, gy)
+        self.se += energy
         self.n += 1
 
     def mean(self) -> tuple[np.ndarray, np.ndarray]:

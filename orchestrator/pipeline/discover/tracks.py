@@ -258,15 +258,17 @@ def _brightened(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a - b) > np.maximum(STEP_LEVEL * 0.5, 0.2 * room)) & (room > 20)
 
 
-def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray, between: tuple = ()
-                ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray, between: tuple = (), *,
+                fallback: bool = False) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box of everything that stepped with the track's place (the text beside an icon whose
     edges made the track): the connected brightened region over the box, searched in a window
     1.5 box widths to either side and one height above and below; with the step's grey α map
     over that box (what every visit of one overlay shares). ``between``: the frames from
     ``on_rgb`` to ``off_rgb`` (a departure seen from a few frames before: the text leaves first);
     a pixel then counts only where it stepped between two neighbouring frames, so that what
-    drifts slowly over those frames (clouds over a bright sky) stays out of the map."""
+    drifts slowly over those frames (clouds over a bright sky) stays out of the map. With
+    ``fallback``, the plain step's answer where that finds none (None where the plain one does):
+    both from one pass over the window."""
     x0, y0, x1, y1 = track.box
     w, h = x1 - x0, y1 - y0
     H, W = on_rgb.shape[:2]
@@ -274,10 +276,23 @@ def step_extent(track: Track, on_rgb: np.ndarray, off_rgb: np.ndarray, between: 
     wx1, wy1 = min(W, int(x1 + 1.5 * w)), min(H, y1 + h)
     seq = [f[wy0:wy1, wx0:wx1].astype(np.float32).mean(2) for f in (on_rgb, *between, off_rgb)]
     a, b = seq[0], seq[-1]
-    room = 255.0 - b
-    body = _brightened(a, b)
+    plain = _brightened(a, b)
+    body = plain
     if len(seq) > 2:
-        body &= np.logical_or.reduce([_brightened(p, q) for p, q in zip(seq, seq[1:])])
+        body = plain & np.logical_or.reduce([_brightened(p, q) for p, q in zip(seq, seq[1:])])
+    where = (track.box, (wx0, wy0))
+    if not fallback or body is plain:
+        return _extent(body, a, b, where)
+    first = _extent(plain, a, b, where)
+    return None if first is None else _extent(body, a, b, where) or first
+
+
+def _extent(body: np.ndarray, a: np.ndarray, b: np.ndarray, where: tuple
+            ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """``step_extent``'s box and α map from the window's brightened pixels."""
+    (x0, y0, x1, y1), (wx0, wy0) = where
+    w, h = x1 - x0, y1 - y0
+    room = 255.0 - b
     # Text sits beside its icon with a gap of up to about half the icon's height.
     kx = max(5, (h // 2) * 2 + 1)
     joined = cv2.dilate(body.astype(np.uint8), np.ones((3, kx), np.uint8))
