@@ -66,7 +66,7 @@ class Discoverer:
         self.frames = 0
         self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
-        self._last: np.ndarray | None = None  # the last frame's grey
+        self._last: np.ndarray | None = None  # the last frame's luma (uint8)
         self._diffs: deque = deque(maxlen=3)  # (grey − the frame before's, its abs), for jump events
         self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
         self.events = 0
@@ -82,14 +82,13 @@ class Discoverer:
             yield item
 
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
-        g8 = luma(small_rgb)
-        g = g8.astype(np.float32)
+        g = luma(small_rgb)
         self.picture.add(g)
         self.stats.add(*gradients(g))
-        self.buffer.append(_Frame(index, small_rgb, decoded, g8))
+        self.buffer.append(_Frame(index, small_rgb, decoded, g))
         self.frames = index + 1
         if self._last is not None:
-            d = g - self._last
+            d = np.subtract(g, self._last, dtype=np.int16)
             self._diffs.append((d, np.abs(d)))
         self._last = g
         self._jumps(index)

@@ -17,8 +17,8 @@ import numpy as np
 from orchestrator.pipeline.discover.features import blobs, gradients, grey
 from orchestrator.pipeline.discover.tracks import Track
 
-STEP = 12.0  # grey levels a pixel must change at the event...
-RATIO = 3.0  # ...and this many times more than in the frames just before and after
+STEP = 12  # grey levels a pixel must change at the event (whole numbers: compared in integers)...
+RATIO = 3  # ...and this many times more than in the frames just before and after
 MAX_SHARE = 0.05  # more of the picture than this changing at once is a cut or a flash
 EDGE_LEVEL = 8.0  # mean gradient of an event template's edges
 
@@ -49,7 +49,10 @@ def step_events(before: np.ndarray, step: np.ndarray, after: np.ndarray, frame: 
     if int(np.count_nonzero(np.abs(step[inner]) > STEP)) < 10:
         return []
     calm = cv2.dilate(np.maximum(before, after), np.ones((3, 3), np.uint8))
-    level = np.maximum(STEP, RATIO * calm)
+    if calm.dtype == np.int16:  # differences of uint8 luma: the same comparisons in integers
+        level = np.maximum(calm * np.int16(RATIO), np.int16(STEP))  # (at most 3 × 255)
+    else:
+        level = np.maximum(STEP, RATIO * calm)
     out = []
     inside = np.zeros(step.shape, bool)
     inside[inner] = True
