@@ -151,11 +151,13 @@ def blobs(mask: np.ndarray, area: tuple[int, int, int, int], *, min_pixels: int 
     joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 5), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     pw, ph = max(area[2] - area[0], 1), max(area[3] - area[1], 1)
+    ws, hs = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    # (sized like a mark, and dilated from at least min_pixels: a still texture makes ~100 tiny ones)
+    sized = (ws >= 5) & (hs >= 3) & (ws <= max_share[0] * pw) & (hs <= max_share[1] * ph)
+    sized &= stats[:, cv2.CC_STAT_AREA] >= min_pixels
     out = []
-    for i in range(1, n):
+    for i in np.flatnonzero(sized[1:]) + 1:
         x, y, w, h, _ = stats[i]
-        if w < 5 or h < 3 or w > max_share[0] * pw or h > max_share[1] * ph:
-            continue
         sub = mask[y : y + h, x : x + w] & (labels[y : y + h, x : x + w] == i)
         if int(sub.sum()) < min_pixels:
             continue
