@@ -11,9 +11,10 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from orchestrator.cluster.throwaway import ThrowawayServer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _traversable(path: Path) -> bool:
 
 
 @dataclass
-class LocalPostgres:
+class LocalPostgres(ThrowawayServer):
     """``start()`` → a server on 127.0.0.1:``port`` with database ``app`` and user ``app``."""
 
     port: int
@@ -55,8 +56,7 @@ class LocalPostgres:
         if self.root is not None and self._run_as and not _traversable(Path(self.root).resolve().parent):
             LOGGER.info("%s is not reachable by the postgres user; PostgreSQL's files go to /tmp", self.root)
             self.root = None
-        self._own_root = self.root is None
-        self.root = Path(self.root or tempfile.mkdtemp(prefix="sora-pg-"))
+        self._claim_root(self.root, "sora-pg-")
         self.data = self.root / "data"
         self.sockets = self.root / "sock"
         self.log = self.root / "postgres.log"
@@ -101,13 +101,5 @@ class LocalPostgres:
             subprocess.run(self._cmd(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"),
                            check=False, capture_output=True)
 
-    def remove(self) -> None:
+    def _stop_for_removal(self) -> None:
         self.stop("immediate")
-        if self._own_root:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> "LocalPostgres":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.remove()

@@ -12,10 +12,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from orchestrator.cluster.throwaway import ThrowawayServer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _port() -> int:
 
 
 @dataclass
-class LocalS3:
+class LocalS3(ThrowawayServer):
     """``start()`` → S3 on 127.0.0.1:``s3_port`` with ``bucket``; ``restart()`` keeps the data."""
 
     bucket: str = "sora"
@@ -53,9 +54,7 @@ class LocalS3:
     s3_port: int = field(default_factory=_port)
 
     def __post_init__(self) -> None:
-        self._own_root = self.root is None
-        self.root = Path(self.root or tempfile.mkdtemp(prefix="sora-s3-"))
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._claim_root(self.root, "sora-s3-").mkdir(parents=True, exist_ok=True)
         self.ports = {name: _port() for name in ("master", "volume", "filer", "admin")}
         self._proc: subprocess.Popen | None = None
 
@@ -127,13 +126,3 @@ class LocalS3:
         time.sleep(down_s)
         self.start()
 
-    def remove(self) -> None:
-        self.stop()
-        if self._own_root:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> "LocalS3":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.remove()

@@ -66,6 +66,15 @@ async def _final(node, task_id: str):
     return task if task and task["status"] in ("finished", "failed", "cancelled") else None
 
 
+async def _running(nodes, postgres, clip: bytes, via: int = 0):
+    """Submit ``clip`` to ``nodes[via]`` and wait (through the other node) until it runs:
+    (task id, the node running it, the other node)."""
+    task_id = await _submit(nodes[via], clip)
+    await wait_until(lambda: _processing(nodes[1 - via], task_id), 120, "the task running")
+    runner = node_of(nodes, (await owner_of(postgres, task_id))[0])
+    return task_id, runner, nodes[1] if runner is nodes[0] else nodes[0]
+
+
 def _stop(nodes) -> None:
     for node in nodes:
         node.thaw() if node.process.proc.poll() is None else None
@@ -111,10 +120,7 @@ async def test_failover_takes_the_next_attempt_once_and_rejects_the_late_one(tmp
     try:
         await _ready(nodes)
         # 1. The running node freezes (SIGSTOP) past its lease, then wakes up.
-        frozen_id = await _submit(nodes[0], long)
-        await wait_until(lambda: _processing(nodes[1], frozen_id), 120, "the task running")
-        runner = node_of(nodes, (await owner_of(postgres, frozen_id))[0])
-        peer = nodes[1] if runner is nodes[0] else nodes[0]
+        frozen_id, runner, peer = await _running(nodes, postgres, long)
         runner.freeze()
         await wait_until(lambda: _processing(peer, frozen_id, min_progress=0, attempts=2), 150,
                          "the peer to take attempt 2 after the lease expired")
@@ -128,10 +134,7 @@ async def test_failover_takes_the_next_attempt_once_and_rejects_the_late_one(tmp
         assert results == [f"{frozen_id}.a2.mp4"], results
 
         # 2. The running node is SIGKILLed: the other one finishes the task as attempt 2.
-        killed_id = await _submit(peer, long)
-        await wait_until(lambda: _processing(peer, killed_id), 120, "the second task running")
-        victim = node_of(nodes, (await owner_of(postgres, killed_id))[0])
-        survivor = nodes[1] if victim is nodes[0] else nodes[0]
+        killed_id, victim, survivor = await _running(nodes, postgres, long, via=nodes.index(peer))
         before = await survivor.finished_count()
         victim.process.kill()
         task = await wait_until(lambda: _final(survivor, killed_id), 240, "the survivor to finish it")
@@ -151,11 +154,8 @@ async def test_a_restarting_node_does_not_take_a_live_peers_task(tmp_path, trito
     long = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=LONG)
     try:
         await _ready(nodes)
-        task_id = await _submit(nodes[0], long)
-        await wait_until(lambda: _processing(nodes[1], task_id), 120, "the task running")
+        task_id, runner, restarting = await _running(nodes, postgres, long)
         owner, _ = await owner_of(postgres, task_id)
-        runner = node_of(nodes, owner)
-        restarting = nodes[1] if runner is nodes[0] else nodes[0]
         restarting.process.stop()
         restarting.restart()
         await _ready([restarting])
