@@ -88,7 +88,7 @@ class Discoverer:
         self.buffer.append(_Frame(index, small_rgb, decoded, g))
         self.frames = index + 1
         if self._last is not None:
-            d = np.subtract(g, self._last, dtype=np.int16)
+            d = np.subtract(g, self._last, dtype=np.int16) if g.dtype == np.uint8 else g - self._last
             self._diffs.append((d, np.abs(d)))
         self._last = g
         self._jumps(index)
