@@ -43,6 +43,7 @@ def run_clip(kind: str, seed: int) -> dict:
     result = d.finish(n)
     out = score(clip.truth.boxes[:n], result.timeline)
     out.update(kind=kind, seed=seed, frames=n, ms_per_frame=1000 * result.seconds / max(n, 1),
+               cpu_ms=1000 * result.cpu_seconds / max(n, 1),
                decode_ms=1000 * (decode_and_discover - result.seconds) / max(n, 1),
                positions=len(result.positions), bars=result.picture.has_bars)
     return out
@@ -105,14 +106,12 @@ def worst_tile(a_path: Path, b_path: Path, tile: int = 32) -> float:
     return worst
 
 
-def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False) -> None:
+def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False, with_off: bool = True) -> None:
     """Each clip through ``process_video`` with default options against a local Triton on the
-    repository ``export.prepare`` makes offline (the demo detector: discovery leads)."""
+    repository ``export.prepare`` makes offline (the demo detector: discovery leads); with
+    ``with_off`` also with discovery switched off first (``Settings.discover``): what discovery
+    adds to the task's wall time and to its process's CPU time (Triton's own CPU not counted)."""
     from export.prepare import prepare
-    from orchestrator.pipeline.decode import probe
-    from orchestrator.pipeline.encode import Encoder
-    from orchestrator.pipeline.options import TaskOptions
-    from orchestrator.pipeline.run import process_video
     from orchestrator.settings import Settings
     from orchestrator.triton.local import LocalTriton, free_port
 
@@ -123,36 +122,59 @@ def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False) -
     server.start(180)
     try:
         settings = Settings(triton_grpc_url=server.grpc_url)
+        off = settings.with_overrides(discover=False)
+        first = make(kinds[0], seeds[0], OUT, clean=False)
+        _timed(first.marked, work / "warmup.mp4", off)  # the models' first requests are slow
         print(f"{'kind':18s} {'seed':>5s} {'recall':>7s} {'prec':>6s} {'outcome':>22s} {'tile dB':>8s} "
-              f"{'plain dB':>8s} {'disc ms/f':>9s} {'share':>6s} {'cpu ms/f':>8s} {'cpu share':>9s} {'total s':>7s}")
+              f"{'plain dB':>8s} {'disc ms/f':>9s} {'cpu ms/f':>8s} {'total s':>7s} {'off s':>6s} {'+wall':>6s} "
+              f"{'cpu s':>6s} {'off cpu':>7s} {'+cpu':>6s}")
         for kind in kinds:
             for seed in seeds:
                 clip = make(kind, seed, OUT, clean=False)
                 out = work / f"{kind}_{seed}.out.mp4"
-                details = process_video(clip.marked, out, TaskOptions(), settings=settings)
-                n = details["frames"]
-                sc = score(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n))
-                t = details["timings_s"]
-                tile = plain = float("nan")
-                if kind in MARK_FREE_KINDS:
-                    info = probe(clip.marked, max_width=4096, max_height=4096, max_duration_s=3600)
-                    enc = Encoder(work / "plain.mp4", info, input_path=clip.marked, crf=settings.crf,
-                                  preset=settings.preset)
-                    for d in iter_frames(clip.marked):
-                        enc.write(d.frame, d.pts)
-                    enc.close()
-                    tile, plain = worst_tile(clip.marked, out), worst_tile(clip.marked, work / "plain.mp4")
-                recall = "-" if sc["recall"] is None else f"{sc['recall']:.3f}"
-                print(f"{kind:18s} {seed:5d} {recall:>7s} {sc['precision']:6.3f} {details['outcome']:>22s} "
-                      f"{tile:8.2f} {plain:8.2f} {1000 * t.get('discover', 0) / n:9.2f} "
-                      f"{t.get('discover', 0) / t['total']:6.1%} {1000 * t.get('discover_cpu', 0) / n:8.2f} "
-                      f"{t.get('discover_cpu', 0) / t['total']:9.1%} {t['total']:7.1f}", flush=True)
-                if show_misses:
-                    print("   ", misses(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n)))
-                    for m in details.get("marks", []):
-                        print("    mark", {k: m.get(k) for k in ("box", "source", "mark", "confirmed", "method", "visits", "reason")})
+                base = _timed(clip.marked, work / f"{kind}_{seed}.off.mp4", off) if with_off else None
+                details, cpu = _timed(clip.marked, out, settings)
+                _row(kind, seed, clip, out, details, cpu, base, work, settings, show_misses)
     finally:
         server.stop()
+
+
+def _timed(path: Path, out: Path, settings) -> tuple[dict, float]:
+    """``process_video`` with default options: its details and the process's CPU seconds."""
+    from orchestrator.pipeline.options import TaskOptions
+    from orchestrator.pipeline.run import process_video
+
+    c0 = time.process_time()
+    details = process_video(path, out, TaskOptions(), settings=settings)
+    return details, time.process_time() - c0
+
+
+def _row(kind, seed, clip, out: Path, details: dict, cpu: float, base, work: Path, settings, show_misses) -> None:
+    """One clip's line: detection, mark-free damage, discovery's cost and what it added."""
+    from orchestrator.pipeline.decode import probe
+    from orchestrator.pipeline.encode import Encoder
+
+    n = details["frames"]
+    sc = score(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n))
+    t = details["timings_s"]
+    tile = plain = float("nan")
+    if kind in MARK_FREE_KINDS:
+        info = probe(clip.marked, max_width=4096, max_height=4096, max_duration_s=3600)
+        enc = Encoder(work / "plain.mp4", info, input_path=clip.marked, crf=settings.crf, preset=settings.preset)
+        for d in iter_frames(clip.marked):
+            enc.write(d.frame, d.pts)
+        enc.close()
+        tile, plain = worst_tile(clip.marked, out), worst_tile(clip.marked, work / "plain.mp4")
+    recall = "-" if sc["recall"] is None else f"{sc['recall']:.3f}"
+    off_s, off_cpu = (base[0]["timings_s"]["total"], base[1]) if base else (float("nan"), float("nan"))
+    print(f"{kind:18s} {seed:5d} {recall:>7s} {sc['precision']:6.3f} {details['outcome']:>22s} "
+          f"{tile:8.2f} {plain:8.2f} {1000 * t.get('discover', 0) / n:9.2f} {1000 * t.get('discover_cpu', 0) / n:8.2f} "
+          f"{t['total']:7.2f} {off_s:6.2f} {t['total'] / off_s - 1:6.1%} {cpu:6.2f} {off_cpu:7.2f} "
+          f"{cpu / off_cpu - 1:6.1%}", flush=True)
+    if show_misses:
+        print("   ", misses(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n)))
+        for m in details.get("marks", []):
+            print("    mark", {k: m.get(k) for k in ("box", "source", "mark", "confirmed", "method", "visits", "reason")})
 
 
 def main(argv=None) -> int:
@@ -162,15 +184,16 @@ def main(argv=None) -> int:
     parser.add_argument("--end-to-end", type=Path, default=None, metavar="WORKDIR",
                         help="run process_video through a local Triton (demo detector) instead")
     parser.add_argument("--misses", action="store_true", help="end to end: print missed/wrong frames and marks")
+    parser.add_argument("--no-off", action="store_true", help="end to end: skip the runs with discovery off")
     args = parser.parse_args(argv)
     seeds = {"tuning": TUNING_SEEDS[:3], "heldout": HELDOUT_SEEDS, "fresh": FRESH_SEEDS}.get(args.seeds)
     seeds = seeds or tuple(int(s) for s in args.seeds.split(","))
     if args.end_to_end is not None:
         args.end_to_end.mkdir(parents=True, exist_ok=True)
-        end_to_end(args.kinds.split(","), seeds, args.end_to_end, args.misses)
+        end_to_end(args.kinds.split(","), seeds, args.end_to_end, args.misses, not args.no_off)
         return 0
     print(f"{'kind':18s} {'seed':>5s} {'frames':>6s} {'recall':>7s} {'prec':>6s} {'boxes':>6s} {'pos':>4s} "
-          f"{'bars':>5s} {'ms/f':>6s} {'dec ms/f':>8s}")
+          f"{'bars':>5s} {'ms/f':>6s} {'cpu ms/f':>8s} {'dec ms/f':>8s}")
     for kind in args.kinds.split(","):
         for seed in seeds:
             r = run_clip(kind, seed)
@@ -178,7 +201,7 @@ def main(argv=None) -> int:
             flag = "" if kind in MARK_FREE_KINDS or (r["recall"] or 0) >= 0.99 and r["precision"] >= 0.99 else "  <"
             print(f"{kind:18s} {seed:5d} {r['frames']:6d} {recall:>7s} {r['precision']:6.3f} "
                   f"{r['frames_with_boxes']:6d} {r['positions']:4d} {str(r['bars']):>5s} {r['ms_per_frame']:6.2f} "
-                  f"{r['decode_ms']:8.2f}{flag}", flush=True)
+                  f"{r['cpu_ms']:8.2f} {r['decode_ms']:8.2f}{flag}", flush=True)
     return 0
 
 

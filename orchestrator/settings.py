@@ -94,6 +94,7 @@ class Settings:
     max_gap_frames: int = 12  # missed detections filled up to this many frames
     inpaint_context: float = 0.1  # context around a box in its crop (fraction of its size, >= 16 px)
     matte_crops: int = 48  # crops kept per mark position for the matte estimate
+    discover: bool = True  # pass 1 also finds overlays without a template (off: the detector alone)
 
     def __post_init__(self) -> None:
         if self.role not in ("api", "worker", "all"):

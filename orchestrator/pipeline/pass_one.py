@@ -53,7 +53,8 @@ def pass_one(job: Job) -> PassOne:
     # The matte takes discovery's crops only where discovery leads (the detector's own crops,
     # centred on its boxes, would mix with them in one position).
     feed = sampler if weights not in TRUSTED_WEIGHTS else None
-    discoverer = Discoverer(job.info.width, job.info.height, sampler=feed) if options.detect else None
+    discoverer = (Discoverer(job.info.width, job.info.height, sampler=feed)
+                  if options.detect and settings.discover else None)
     result = _scan(job, sampler, discoverer)
     if result.n_frames == 0:
         raise InputError("the video stream has no frames")

@@ -10,7 +10,8 @@ in ProPainter/E2FGVI, simplified to what a fixed overlay allows. A static camera
 no translation explains, gives no independent looks: the frame keeps its own result.
 
 Use (pass 2): ``observe`` every decoded frame's marks ``radius`` frames before the frame is
-removed, then ``fuse`` the frame's own result; ``forget`` what falls out of the window.
+removed, then ``fuse`` the frame's own result (or ``fill`` the box of a frame the matte gate
+rejected, from what the neighbours saw unmarked); ``forget`` what falls out of the window.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from orchestrator.pipeline.matte.image import dilate_mask, fill
 from orchestrator.pipeline.matte.invert import invert_look, prior_blend
 from orchestrator.pipeline.matte.params import PARAMS
 from orchestrator.pipeline.matte.refine import texture_prior
+from orchestrator.pipeline.propagate_fit import Look, combine as _combine, deblur as _deblur, inverse as _inverse, \
+    ring_of as _ring, support_of as _support, translation as _translation, warp as _warp
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,26 +52,19 @@ class PropagateParams:
     blend: bool = True  # pull the fused value towards a smooth fill by predicted error (invert.prior_blend)
     opacity_snap: float = 0.1  # a visit's median fitted opacity this close to 1 is taken as 1
     opacity_spread: float = 0.15  # a look whose own fit strays further is in a fade: not used
-
-
-@dataclass(frozen=True, eq=False)
-class Look:
-    """One frame's pixels around a mark: ``rgb`` of the even-aligned area at ``origin`` (x0, y0)
-    that holds the matte window grown by the margin, and its luma for the motion."""
-
-    index: int
-    origin: tuple[int, int]
-    rgb: np.ndarray  # uint8 [H, W, 3]
-    gray: np.ndarray  # float32 [H, W]
-    smooth: np.ndarray  # float32 [3, H, W]: luma smoothed (1 px), its x and y gradients
-
-    @classmethod
-    def of(cls, index: int, origin: tuple[int, int], rgb: np.ndarray) -> "Look":
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        s = cv2.GaussianBlur(gray, (0, 0), 1.0)
-        gx = cv2.Sobel(s, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-        gy = cv2.Sobel(s, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-        return cls(index, origin, rgb, gray, np.stack([s, gx, gy]))
+    calibrate_on_mark: bool = True  # scale the predicted variances to the looks' spread on the mark only
+    # grey levels^2: below this ring texture the fused variance is scaled up by smooth_texture / tau^2.
+    # Why: on smooth backgrounds x264 repeats its error under a static mark from frame to frame (skip
+    # blocks), so the looks' errors are correlated and their spread understates the fused error
+    # (bright 2, a wall: the fused value lost 2.6 dB to the frame's own; needed 10-30x the variance)
+    smooth_texture: float = 80.0
+    deblur_sigma: float = 0.7  # px: the blur the fused looks' deblurring undoes
+    deblur_limit: float = 0.6  # the most it may add of the fused value's high-pass (0: off)
+    zoom: bool = True  # fit the camera's zoom with its translation (propagate_fit.translation)
+    # fill the boxes the matte gate rejects (``fill``): off until its losses are understood
+    # (bench/README.md, round 2: +1.4 / +2.9 dB on some clips, -2.0 / -0.8 on others)
+    fill_rejected: bool = False
+    max_spread: float = 2.0  # a rejected frame's pixel is filled only where the looks agree this well
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +85,9 @@ class _Track:
     position: dict = field(default_factory=dict)  # index -> np.ndarray [2] (dx, dy) of the camera
     opacity: dict = field(default_factory=dict)  # (index, offset key) -> fitted opacity | None
     inverted: dict = field(default_factory=dict)  # (index, offset, opacity) -> (value, gain2, matte_var)
+    gate: dict = field(default_factory=dict)  # index -> whether the matte gate passed the frame
+    pairs: dict = field(default_factory=dict)  # (index, neighbour, offset) -> (shift, ring rms) | None
+    deblur: float | None = None  # the last fused frame's deblurring strength (propagate_fit.deblur)
 
 
 @dataclass
@@ -116,8 +115,8 @@ class Propagator:
         position = np.zeros(2)
         if prev is not None and prev.origin == look.origin:
             ring = _ring(plan, self.params.margin, look, plan.offset, self.params.ring_gap)
-            step = _translation(look, prev, ring, ring, np.zeros(2))
-            position = track.position[index - 1] + (step[0] if step is not None else 0.0)
+            step = _translation(look, prev, ring, ring, np.zeros(2), zoom=False)
+            position = track.position[index - 1] + (step[0][:2] if step is not None else 0.0)
         track.looks[index] = look
         track.position[index] = position
 
@@ -126,8 +125,9 @@ class Propagator:
         for track in self._tracks.values():
             for index in [i for i in track.looks if i < before]:
                 del track.looks[index], track.position[index]
-            for cache in (track.opacity, track.inverted):
-                for k in [k for k in cache if k[0] < before]:
+                track.gate.pop(index, None)
+            for cache in (track.opacity, track.inverted, track.pairs):
+                for k in [k for k in cache if min(k[0], k[1] if cache is track.pairs else k[0]) < before]:
                     del cache[k]
 
     def fuse(self, index: int, key, plan, offset, crop: np.ndarray, restored: np.ndarray,
@@ -145,50 +145,122 @@ class Propagator:
 
     def _fuse(self, track: _Track, index: int, plan, offset, crop, restored, hole) -> Fused | None:
         p = self.params
+        track.gate[index] = True
         support = _support(plan, offset)
         if _flat(crop, support | hole, p.min_texture):
             self.counts["flat"] += 1
             return None
-        own = track.looks[index]
-        neighbours = _visit(track, index, p.radius, p.dense, p.stride)
-        ring = _ring(plan, p.margin, own, offset, p.ring_gap)  # the same in every look of the visit
-        moves = []
-        for s in neighbours:
-            init = track.position[index] - track.position[s]
-            fit = _translation(own, track.looks[s], ring, ring, init, p.refine_iterations)
-            if fit is not None and np.hypot(*fit[0]) >= p.min_shift:
-                moves.append((s, fit[0], fit[1]))
-        if moves:
-            best = min(rms for _, _, rms in moves)
-            moves = [m for m in moves if m[2] <= p.max_ring_rms * max(best, 0.5)]
+        moves = self._moves(track, index, plan, offset)
         if len(moves) < p.min_looks:
             self.counts["static"] += 1
             LOGGER.debug("propagate: frame %d has %d independent looks: own result kept", index, len(moves))
             return None
-        sigma2 = max(1.0, float(np.median([rms * rms for _, _, rms in moves])) / 2.0)
-        x0, y0, cw, ch = plan.window
-        window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
-        looks = [(index, np.zeros(2), 0.0)] + moves
+        looks = [(index, np.zeros(3), 0.0)] + moves
         opacity = self._visit_opacity(track, [s for s, _, _ in looks], plan, offset)
+        stack = self._stack(track, index, looks, plan, lambda s: self._view(track, s, plan, offset, opacity))
+        if stack is None or len(stack[0]) <= p.min_looks:
+            self.counts["static"] += 1
+            return None
+        values, variances, sigma2 = stack
+        value, var, _ = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject,
+                                 support if p.calibrate_on_mark else None)
+        var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
+        if p.deblur_limit > 0:
+            known = ~dilate_mask(support | hole, 2)
+            value, track.deblur = _deblur(value, crop, known, p.deblur_sigma, p.deblur_limit, track.deblur)
+        self.counts["fused"] += 1
+        return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend, p.smooth_texture)
+
+    def fill(self, index: int, key, plan, offset, crop: np.ndarray, region: np.ndarray) -> Fused | None:
+        """A frame the matte gate rejected (its box goes to the inpainter): the pixels of ``region``
+        (bool [h, w] in the window: the box, with the mark's support) that neighbours of the visit
+        saw unmarked, or through a matte the gate passed, where at least ``min_looks`` of them agree
+        (a majority kept by the 3-sigma consensus); the rest stays a hole. None when none is filled."""
+        track = self._tracks.get(key)
+        if track is None or index not in track.looks:
+            return None
+        t0 = time.perf_counter()
+        try:
+            track.gate[index] = False
+            return self._fill(track, index, plan, offset, crop, region)
+        finally:
+            self.counts["ms"] += (time.perf_counter() - t0) * 1e3
+
+    def _fill(self, track: _Track, index: int, plan, offset, crop, region) -> Fused | None:
+        p = self.params
+        moves = self._moves(track, index, plan, offset)
+        if len(moves) < p.min_looks:
+            return None
+        trusted = [s for s, _, _ in moves if track.gate.get(s)]
+        opacity = self._visit_opacity(track, trusted, plan, offset) if trusted else 1.0
+        marked = dilate_mask(_support(plan, offset), p.ring_gap)
+
+        def view(s):
+            inverted = self._view(track, s, plan, offset, opacity) if track.gate.get(s) else None
+            return inverted if inverted is not None else _unmarked(track.looks[s], plan, marked)
+
+        stack = self._stack(track, index, moves, plan, view)
+        if stack is None or len(stack[0]) < p.min_looks:
+            return None
+        values, variances, sigma2 = stack
+        value, var, agree = _combine(values, np.maximum(variances, 0.25 * sigma2), p.reject)
+        ok = (agree.kept >= p.min_looks) & (2 * agree.kept > agree.valid) & (agree.spread <= p.max_spread) \
+            & (var <= PARAMS.hole_variance)
+        filled = region & ok & np.isfinite(value[..., 0])
+        if not filled.any():
+            return None
+        out = np.array(crop, np.uint8, copy=True)
+        out[filled] = np.clip(np.rint(value[filled]), 0, 255).astype(np.uint8)
+        self.counts["filled"] = self.counts.get("filled", 0) + 1
+        return Fused(out, region & ~filled, len(values))
+
+    def _moves(self, track: _Track, index: int, plan, offset) -> list[tuple[int, np.ndarray, float]]:
+        """(frame, shift onto frame ``index``, ring misfit) of the neighbours that moved enough and
+        whose ring the translation explains about as well as the best one's. Each pair is fitted
+        once: frame s reuses the reverse of the shift fitted for t (halves the fits' cost)."""
+        p = self.params
+        own = track.looks[index]
+        ring = _ring(plan, p.margin, own, offset, p.ring_gap)  # the same in every look of the visit
+        moves = []
+        key = _offset_key(offset)
+        for s in _visit(track, index, p.radius, p.dense, p.stride):
+            fit = track.pairs.get((s, index, key))  # fitted when frame s was fused: the reverse motion
+            if fit is not None:
+                fit = (_inverse(fit[0]), fit[1])
+            elif (index, s, key) not in track.pairs:
+                init = track.position[index] - track.position[s]
+                fit = _translation(own, track.looks[s], ring, ring, init, p.refine_iterations, p.zoom)
+                track.pairs[(index, s, key)] = fit
+            if fit is not None and np.hypot(*fit[0][:2]) >= p.min_shift:
+                moves.append((s, fit[0], fit[1]))
+        if moves:
+            best = min(rms for _, _, rms in moves)
+            moves = [m for m in moves if m[2] <= p.max_ring_rms * max(best, 0.5)]
+        return moves
+
+    def _stack(self, track: _Track, index: int, looks: list, plan, view):
+        """The looks' values and predicted variances warped onto frame ``index``'s window, and the
+        coding noise sigma^2 the rings imply; None when no move was fitted."""
+        if not looks:
+            return None
+        moved = [rms for s, _, rms in looks if s != index]
+        sigma2 = max(1.0, float(np.median([rms * rms for rms in moved])) / 2.0) if moved else 1.0
+        x0, y0, cw, ch = plan.window
+        own = track.looks[index]
+        window = (x0 - own.origin[0], y0 - own.origin[1], cw, ch)
         values = np.empty((len(looks), ch, cw, 3), np.float32)
         variances = np.empty((len(looks), ch, cw), np.float32)
         n = 0
         for s, d, rms in looks:
-            view = self._view(track, s, plan, offset, opacity)
-            if view is None:
+            v = view(s)
+            if v is None:
                 continue
-            value, gain2, matte_var = view
+            value, gain2, matte_var = v
             extra = max(0.0, rms * rms - 2.0 * sigma2)
             values[n] = _warp(value, d, cv2.INTER_CUBIC, window)
             variances[n] = _warp(sigma2 * gain2 + matte_var + extra, d, cv2.INTER_LINEAR, window)
             n += 1
-        if n <= p.min_looks:
-            self.counts["static"] += 1
-            return None
-        value, var = _combine(values[:n], np.maximum(variances[:n], 0.25 * sigma2), p.reject)
-        var = np.maximum(var, p.var_floor * sigma2)  # errors the looks share (matte, clipping) do not average out
-        self.counts["fused"] += 1
-        return _paste(crop, restored, hole, value, var, support, n - 1, p.blend)
+        return values[:n], variances[:n], sigma2
 
     def _fitted(self, track: _Track, s: int, plan, offset) -> float | None:
         """Look ``s``'s own least-squares opacity (None: the matte does not fit it), cached."""
@@ -246,6 +318,17 @@ def _invert_look(look: Look, plan, offset, opacity: float):
     return value, gain2, matte_var
 
 
+def _unmarked(look: Look, plan, marked: np.ndarray):
+    """A look's own pixels as a view, NaN where the mark (its support grown by a few px) covers
+    them: what a neighbour saw of the background without the matte."""
+    x0, y0, cw, ch = plan.window
+    wy, wx = y0 - look.origin[1], x0 - look.origin[0]
+    value = look.rgb.astype(np.float32)
+    value[wy : wy + ch, wx : wx + cw][marked] = np.nan
+    ones = np.ones(look.gray.shape, np.float32)
+    return value, ones, np.zeros_like(ones)
+
+
 def _visit(track: _Track, index: int, radius: int, dense: int, stride: int) -> list[int]:
     """Frames within ``radius`` of ``index`` with a look of the same visit (no gap, same area):
     every frame within ``dense``, every ``stride``-th beyond (far looks add reach, near ones noise
@@ -261,112 +344,6 @@ def _visit(track: _Track, index: int, radius: int, dense: int, stride: int) -> l
     return out
 
 
-def _support(plan, offset) -> np.ndarray:
-    est = plan.estimate
-    support = est.support if est.support is not None else est.alpha > 0.02
-    return matte.shift_map(support.astype(np.float32), offset) > 0.5
-
-
-def _ring(plan, margin: int, look: Look, offset, gap: int) -> np.ndarray:
-    """The look's pixels away from the mark (its support grown by ``gap``): where motion is fitted."""
-    mask = np.ones(look.gray.shape, bool)
-    x0, y0, cw, ch = plan.window
-    wy, wx = y0 - look.origin[1], x0 - look.origin[0]
-    grown = dilate_mask(np.pad(_support(plan, offset), gap), gap)
-    ya, xa = wy - gap, wx - gap
-    sub = grown[max(0, -ya) :, max(0, -xa) :]
-    ya, xa = max(0, ya), max(0, xa)
-    h, w = min(sub.shape[0], mask.shape[0] - ya), min(sub.shape[1], mask.shape[1] - xa)
-    mask[ya : ya + h, xa : xa + w] &= ~sub[:h, :w]
-    return mask
-
-
-def _translation(ref: Look, src: Look, ref_ring: np.ndarray, src_ring: np.ndarray, init: np.ndarray,
-                 iterations: int = 20) -> tuple[np.ndarray, float] | None:
-    """The shift d with src(x + d) ~ ref(x) on the ring, and the ring's rms misfit (of the
-    1-px-smoothed luma).
-
-    Gauss-Newton on the translation (Lucas-Kanade with the reference's gradient, residuals
-    Huber-weighted so a moving object on the ring does not pull the fit) from ``init``. Why not
-    ECC: cv2.findTransformECC stopped early by up to 0.7 px on these small rings (measured).
-    """
-    d = np.asarray(init, np.float64).copy()
-    ref_s, gx, gy = ref.smooth
-    mask = ref_ring & _shifted(src_ring, np.rint(d).astype(int))  # the rings are >= 4 px from the mark
-    if mask.sum() < 64:
-        return None
-    jx, jy, base = gx[mask], gy[mask], ref_s[mask]
-    r = np.zeros(0, np.float32)
-    for it in range(iterations + 1):
-        r = _warp(src.smooth[0], d, cv2.INTER_LINEAR)[mask] - base
-        ok = np.isfinite(r)
-        r, ox, oy = r[ok], jx[ok], jy[ok]
-        if r.size < 64:
-            return None
-        if it == iterations:
-            break
-        w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * max(float(np.mean(np.abs(r))), 0.5)))
-        wx, wy = w * ox, w * oy
-        a, b, c = float(np.dot(wx, ox)), float(np.dot(wx, oy)), float(np.dot(wy, oy))
-        root = np.hypot(a - c, 2 * b)  # eigenvalues of [[a, b], [b, c]]: (a + c ± root) / 2
-        if a + c - root <= 1e-4 * (a + c + root):
-            return None  # a flat or one-directional ring: the shift is not determined
-        gx_r, gy_r = float(np.dot(wx, r)), float(np.dot(wy, r))
-        det = a * c - b * b
-        step = -np.array([c * gx_r - b * gy_r, a * gy_r - b * gx_r]) / det
-        d += step
-        if np.hypot(*step) < 0.01:
-            iterations = it + 1  # one more residual at the converged shift
-    return d, float(np.sqrt(np.mean(r * r)))
-
-
-def _shifted(mask: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """``mask(x + k)`` for an integer k (False outside)."""
-    out = np.zeros_like(mask)
-    h, w = mask.shape
-    dx, dy = int(k[0]), int(k[1])
-    if abs(dx) >= w or abs(dy) >= h:
-        return out
-    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = \
-        mask[max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)]
-    return out
-
-
-def _warp(image: np.ndarray, d: np.ndarray, interpolation: int,
-          area: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """``image(x + d)`` over ``area`` (x0, y0, w, h; default the whole grid): NaN where it reaches
-    outside the image (or into NaN)."""
-    x0, y0, w, h = area if area is not None else (0, 0, image.shape[1], image.shape[0])
-    if not np.any(d) and area is None:
-        return image.astype(np.float32, copy=True)
-    m = np.array([[1, 0, d[0] + x0], [0, 1, d[1] + y0]], np.float32)
-    nan = (float("nan"),) * 4
-    return cv2.warpAffine(image.astype(np.float32), m, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=nan)
-
-
-def _combine(values: np.ndarray, variances: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-variance mean of the looks [N, h, w, 3] per pixel, looks far from the consensus left
-    out; returns (value, its variance) with NaN / inf where no look is valid."""
-    valid = np.isfinite(values[..., 0]) & np.isfinite(variances)
-    w = np.where(valid, 1.0 / np.where(valid, variances, 1.0), 0.0).astype(np.float32)
-    v = np.where(valid[..., None], values, 0.0).astype(np.float32)
-    total = np.maximum(w.sum(0), 1e-12)
-    mean = np.einsum("nhw,nhwc->hwc", w, v) / total[..., None]
-    dev2 = ((v - mean) ** 2).mean(-1)
-    # The predicted variances are scaled to the looks' actual spread (x264's noise under the mark's
-    # strokes exceeds the ring's, measured 2-4x): median of a 1-3 channel chi^2 over its dof ~ 0.6.
-    z = (dev2 * w / np.maximum(1.0 - w / total, 0.05))[valid & (total > w * 1.01)]
-    scale = max(1.0, float(np.median(z)) / 0.6) if z.size > 64 else 1.0
-    w /= scale
-    total /= scale
-    w *= dev2 * w <= reject * reject * (1.0 + w / total)  # |dev| <= reject * sqrt(var + var_mean)
-    total = w.sum(0)
-    has = total > 0
-    mean = np.einsum("nhw,nhwc->hwc", w, v) / np.maximum(total, 1e-12)[..., None]
-    return np.where(has[..., None], mean, np.nan), np.where(has, 1.0 / np.maximum(total, 1e-12), np.inf)
-
-
 def _flat(crop: np.ndarray, support: np.ndarray, min_texture: float) -> bool:
     """Whether the background around the mark is so flat that the smooth fill is as close as the
     looks can get (bright walls lost 0.6-2.4 dB to propagation without this; their ring texture
@@ -377,14 +354,16 @@ def _flat(crop: np.ndarray, support: np.ndarray, min_texture: float) -> bool:
     return float(np.median(tau2[support])) < min_texture
 
 
-def _paste(crop, restored, hole, value, var, support, looks: int, blend: bool = True) -> Fused:
+def _paste(crop, restored, hole, value, var, support, looks: int, blend: bool = True,
+           smooth_texture: float = 0.0) -> Fused:
     """The fused value where the mark is (blended with the fill by predicted error); hole pixels
     the looks cover well enough leave the hole. Pixels off the mark keep the frame's own."""
     has = np.isfinite(var)
     area = (support | hole) & has
     blended = value
     if blend:
-        blended = prior_blend(crop, support | hole, np.where(has[..., None], value, 0.0), np.where(has, var, 1e6))
+        blended = prior_blend(crop, support | hole, np.where(has[..., None], value, 0.0), np.where(has, var, 1e6),
+                              smooth_texture=smooth_texture)
     filled = hole & has & (var <= PARAMS.hole_variance)
     use = (area & ~hole) | filled
     out = restored.copy()

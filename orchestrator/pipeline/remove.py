@@ -17,7 +17,9 @@ from orchestrator.pipeline import matte
 from orchestrator.pipeline.boxes import Timeline
 from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops
 from orchestrator.pipeline.marks import MarkKey, MarkPlan
+from orchestrator.pipeline.matte.image import dilate_mask
 from orchestrator.pipeline.propagate import Propagator
+from orchestrator.pipeline.propagate_fit import support_of
 
 Read = Callable[[int, int, int, int], np.ndarray]
 
@@ -84,11 +86,12 @@ def frame_keys(timeline: Timeline | None, index: int, t: float, regions: Sequenc
 
 def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
                  plans: dict[MarkKey, MarkPlan], tracker: matte.VisitTracker | None = None,
-                 propagation: Propagation | None = None) -> dict[int, Restored]:
+                 propagation: Propagation | None = None, boxes: np.ndarray | None = None) -> dict[int, Restored]:
     """Box index -> the matte's result, for the boxes whose plan fits this frame (the others, and
     frames with a fade or animation the matte does not explain, go to the inpainter). With a
     ``tracker`` (one per pass 2) each visit is registered and every frame gated for ghosts; with
-    ``propagation`` the result is fused with the neighbouring frames' looks (``propagate``)."""
+    ``propagation`` the result is fused with the neighbouring frames' looks (``propagate``), and a
+    frame the gate rejects gets its box (``boxes[j]``) filled where the neighbours saw the background."""
     out: dict[int, Restored] = {}
     if tracker is not None:
         tracker.start_frame([k for k in keys if k in plans])
@@ -104,9 +107,13 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
                 result = tracker.remove(key, crop, plan.estimate, plan.offset)
             except ValueError:
                 continue
+            offset = tracker.offsets.get(key, plan.offset)
             if result is not None:
-                offset = tracker.offsets.get(key, plan.offset)
                 out[j] = _propagated(Restored(x0, y0, *result), propagation, key, plan, offset, crop)
+            elif propagation is not None and boxes is not None and propagation.propagator.params.fill_rejected:
+                filled = _filled(propagation, key, plan, offset, crop, boxes[j])
+                if filled is not None:
+                    out[j] = filled
             continue
         try:
             opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=plan.offset)
@@ -135,6 +142,22 @@ def _propagated(restored: Restored, propagation: Propagation | None, key: MarkKe
     if fused is None:
         return restored
     return Restored(restored.x0, restored.y0, fused.rgb, fused.hole)
+
+
+def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop: np.ndarray,
+            box) -> Restored | None:
+    """A rejected frame's box from the neighbours' looks (``Propagator.fill``); the rest of the box
+    and the mark stays a hole for the inpainter. None (inpaint the whole box) when the box reaches
+    outside the matte window or no look fills any of it."""
+    x0, y0, cw, ch = plan.window
+    bx0, by0, bx1, by1 = (int(round(float(v))) for v in box[:4])
+    if bx0 < x0 or by0 < y0 or bx1 > x0 + cw or by1 > y0 + ch:
+        return None
+    region = np.zeros((ch, cw), bool)
+    region[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = True
+    region |= dilate_mask(support_of(plan, offset), 2)
+    fused = propagation.propagator.fill(propagation.index, key, plan, offset, crop, region)
+    return None if fused is None else Restored(x0, y0, fused.rgb, fused.hole)
 
 
 def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float,
@@ -168,7 +191,7 @@ def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: lis
     colour from (``inpaint.Crop.picture``); ``propagation``: fuse with the neighbouring frames."""
     restored: dict[int, Restored] = {}
     if plans and len(keys) == len(boxes):  # (else a box was clipped away: no matte this frame)
-        restored = invert_marks(read, width, height, keys, plans, tracker, propagation)
+        restored = invert_marks(read, width, height, keys, plans, tracker, propagation, boxes)
     crops: list[Crop] = []
     left = [box for j, box in enumerate(boxes) if j not in restored]
     if left:

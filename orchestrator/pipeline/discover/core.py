@@ -18,9 +18,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, grey,
-                                                     small_rgb, work_size)
-from orchestrator.pipeline.discover.events import Event, event_track, find_events
+from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, small_rgb,
+                                                     work_size)
+from orchestrator.pipeline.discover.events import Event, event_track, step_events
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, jump_marks, merge,
                                                    one_place_at_a_time, paired, share_extent, steady)
@@ -41,7 +41,7 @@ class _Frame:
     index: int
     rgb: np.ndarray  # small
     decoded: object | None  # the full frame (for the matte's crops), when given
-    grads: tuple | None = None  # its gradients while its chunk is open (every track scores it then)
+    grey: np.ndarray | None = None  # its luma, uint8 (every track scores it from this)
 
 
 class Discoverer:
@@ -66,7 +66,8 @@ class Discoverer:
         self.frames = 0
         self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
-        self._greys: deque = deque(maxlen=4)  # the last frames' grey, for jump events
+        self._last: np.ndarray | None = None  # the last frame's luma (uint8)
+        self._diffs: deque = deque(maxlen=3)  # (grey − the frame before's, its abs), for jump events
         self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
         self.events = 0
 
@@ -81,13 +82,15 @@ class Discoverer:
             yield item
 
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
-        g = grey(small_rgb)
+        g = luma(small_rgb)
         self.picture.add(g)
-        grads = gradients(g)
-        self.stats.add(*grads)
-        self.buffer.append(_Frame(index, small_rgb, decoded, grads))
+        self.stats.add(*gradients(g))
+        self.buffer.append(_Frame(index, small_rgb, decoded, g))
         self.frames = index + 1
-        self._greys.append(g)
+        if self._last is not None:
+            d = np.subtract(g, self._last, dtype=np.int16) if g.dtype == np.uint8 else g - self._last
+            self._diffs.append((d, np.abs(d)))
+        self._last = g
         self._jumps(index)
         if self.stats.n >= self.chunk:
             self._close_chunk()
@@ -96,9 +99,9 @@ class Discoverer:
     def _jumps(self, index: int) -> None:
         """Look for jumps between the frames index-2 and index-1; start tracks where they fit."""
         area = self.picture.work_area()
-        if len(self._greys) == 4 and area is not None:
-            g0, g1, g2, g3 = self._greys
-            for event in find_events(g0, g1, g2, g3, index - 1, area):
+        if len(self._diffs) == 3 and area is not None:
+            (_, before), (step, _), (_, after) = self._diffs
+            for event in step_events(before, step, after, index - 1, area):
                 self._on_event(event)
         ready = [(e, fit) for e, fit in self._arrivals if index - e.frame >= EVENT_FRAMES]
         self._arrivals = [(e, fit) for e, fit in self._arrivals if index - e.frame < EVENT_FRAMES]
@@ -139,8 +142,7 @@ class Discoverer:
         track = event_track(event, [f.rgb for f in frames], self.buffer[0].index)
         if track is None:
             return
-        for f in self.buffer:
-            track.set_score(f.index, track.score(f.rgb))
+        _score(track, self.buffer)
         track.steps.append(fit)
         self.tracks.append(track)
         buffered = {f.index: f for f in self.buffer}
@@ -153,10 +155,7 @@ class Discoverer:
         n = self.stats.n
         current = list(self.buffer)[-n:]
         for track in self.tracks:
-            for f in current:
-                track.set_score(f.index, track.score(f.rgb, f.grads))
-        for f in current:
-            f.grads = None
+            _score(track, current)
         mean_g = self.stats.mean()
         area = self.picture.work_area()
         before = self.means[0] if len(self.means) == 2 else None
@@ -196,8 +195,7 @@ class Discoverer:
             return
         track = Track.from_blob(blob.box, mean_g, blob.mask, 2, (self.size[1], self.size[0]),
                                 self.buffer[0].index)
-        for f in self.buffer:
-            track.set_score(f.index, track.score(f.rgb))
+        _score(track, self.buffer)
         self.tracks.append(track)
 
     def _retire(self) -> None:
@@ -272,9 +270,8 @@ class Discoverer:
         early = on - 3 if on < off else on
         start = early if early in frames and track.scores[early] >= HIGH else on
         between = tuple(frames[k].rgb for k in range(start + 1, off) if k in frames) if start < on else ()
-        found = step_extent(track, frames[start].rgb, frames[off].rgb)
-        if found is not None and between:  # only what stepped frame to frame (not drifting clouds)
-            found = step_extent(track, frames[start].rgb, frames[off].rgb, between) or found
+        # With frames between, only what stepped frame to frame (not drifting clouds) where that finds any.
+        found = step_extent(track, frames[start].rgb, frames[off].rgb, between, fallback=True)
         if found is None:
             return
         box, shape = found
@@ -361,9 +358,9 @@ class Discoverer:
     def _flush(self) -> None:
         """The video ended: an arrival at its last frame, arrivals still waiting, the last chunk."""
         area = self.picture.work_area()
-        if len(self._greys) == 4 and area is not None:
-            g = list(self._greys)
-            for event in find_events(g[1], g[2], g[3], g[3], self.frames - 1, area):
+        if len(self._diffs) == 3 and area is not None:
+            (_, before), (step, _) = self._diffs[1], self._diffs[2]
+            for event in step_events(before, step, np.zeros_like(step), self.frames - 1, area):
                 self._on_event(event)
         for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
             self._start_from_event(event, fit)
@@ -397,3 +394,10 @@ class Discoverer:
         places = paired(steady_ones, steady_ones, self.tracks)  # both places of a jump hold an overlay
         loose = [(t, on) for t, on in merged if not t.confirmed and self._mark_sized(t)]
         return places + fixed_places(loose, all_scores, self.buffer)
+
+
+def _score(track: Track, frames: Iterable[_Frame]) -> None:
+    """Score the track on these frames (all at once: ``Track.score_many``)."""
+    frames = list(frames)
+    for f, value in zip(frames, track.score_many([f.grey for f in frames]).tolist()):
+        track.set_score(f.index, value)

@@ -17,8 +17,8 @@ import numpy as np
 from orchestrator.pipeline.discover.features import blobs, gradients, grey
 from orchestrator.pipeline.discover.tracks import Track
 
-STEP = 12.0  # grey levels a pixel must change at the event...
-RATIO = 3.0  # ...and this many times more than in the frames just before and after
+STEP = 12  # grey levels a pixel must change at the event (whole numbers: compared in integers)...
+RATIO = 3  # ...and this many times more than in the frames just before and after
 MAX_SHARE = 0.05  # more of the picture than this changing at once is a cut or a flash
 EDGE_LEVEL = 8.0  # mean gradient of an event template's edges
 
@@ -36,13 +36,26 @@ class Event:
 def find_events(g0: np.ndarray, g1: np.ndarray, g2: np.ndarray, g3: np.ndarray, frame: int,
                 area: tuple[int, int, int, int]) -> list[Event]:
     """Events between g1 and g2 (frame ``frame`` = g2's), judged against g0→g1 and g2→g3."""
-    step = g2 - g1
-    calm = cv2.dilate(np.maximum(np.abs(g1 - g0), np.abs(g3 - g2)), np.ones((3, 3), np.uint8))
-    level = np.maximum(STEP, RATIO * calm)
-    out = []
+    return step_events(np.abs(g1 - g0), g2 - g1, np.abs(g3 - g2), frame, area)
+
+
+def step_events(before: np.ndarray, step: np.ndarray, after: np.ndarray, frame: int,
+                area: tuple[int, int, int, int]) -> list[Event]:
+    """``find_events`` from the frame-to-frame differences (each computed once as frames come:
+    |g1 − g0|, g2 − g1, |g3 − g2|). A frame where fewer than 10 pixels of the picture change by
+    ``STEP`` at all holds no event: the rest (the calm's dilation) is skipped there."""
     x0, y0, x1, y1 = area
+    inner = (slice(y0 + 3, max(y0 + 3, y1 - 3)), slice(x0 + 3, max(x0 + 3, x1 - 3)))
+    if int(np.count_nonzero(np.abs(step[inner]) > STEP)) < 10:
+        return []
+    calm = cv2.dilate(np.maximum(before, after), np.ones((3, 3), np.uint8))
+    if calm.dtype == np.int16:  # differences of uint8 luma: the same comparisons in integers
+        level = np.maximum(calm * np.int16(RATIO), np.int16(STEP))  # (at most 3 × 255)
+    else:
+        level = np.maximum(STEP, RATIO * calm)
+    out = []
     inside = np.zeros(step.shape, bool)
-    inside[y0 + 3 : y1 - 3, x0 + 3 : x1 - 3] = True
+    inside[inner] = True
     picture = max((x1 - x0) * (y1 - y0), 1)
     for arrive, mask in ((True, step > level), (False, -step > level)):
         mask &= inside

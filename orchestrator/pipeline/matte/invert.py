@@ -132,12 +132,16 @@ def invert_look(crop: np.ndarray, estimate: MatteEstimate, frame_opacity: float,
 
 
 def prior_blend(crop: np.ndarray, support: np.ndarray, value: np.ndarray, var: np.ndarray,
-                params: MatteParams = PARAMS) -> np.ndarray:
+                params: MatteParams = PARAMS, smooth_texture: float = 0.0) -> np.ndarray:
     """Each pixel of ``value`` (error variance ``var``) pulled towards a smooth fill from around
-    ``support`` by predicted errors alone (``blend="prior"``): float32 [h, w, 3]."""
+    ``support`` by predicted errors alone (``blend="prior"``): float32 [h, w, 3].
+    ``smooth_texture`` (grey levels^2): where the background's texture prior is below it, ``var``
+    is scaled up by their ratio (see ``propagate.PropagateParams.smooth_texture``)."""
     x = np.asarray(crop, np.float32)
     filled = fill_rgb(x, ~support)
     tau2 = texture_prior(x, support, params.ring_px, fill)
+    if smooth_texture > 0:
+        var = var * np.maximum(1.0, smooth_texture / np.maximum(tau2, 1e-3))
     weight = tau2 / np.maximum(tau2 + var, 1e-6)
     return filled + weight[..., None] * (value - filled)
 

@@ -5,8 +5,8 @@ and pass 2 inverted every visit of a position with one median offset. A 1 px reg
 moving pupils or a dark shadow each leave a ghost (17-20 dB instead of 26-34 on generated crops)
 while the white-only fit still called the frame "reliable". Here:
 
-- ``dark_component``: per pixel, a black coverage ``a_k`` beside the white ``a_w`` (the model
-  ``J = a_w W + (1 - a_w - a_k) B``), so the matte carries a per-pixel colour
+- ``coverage.dark_component``: per pixel, a black coverage ``a_k`` beside the white ``a_w`` (the
+  model ``J = a_w W + (1 - a_w - a_k) B``), so the matte carries a per-pixel colour
   ``W_p = a_w W / (a_w + a_k)``: dark pupils and shadows are inverted like the body. Solved
   jointly per pixel, robust to the fill's heavy-tailed errors (a shadow came out 2.5 dB short).
 - ``two_colour``: the dark part's misfit over the frames against the rest of the mark's, and
@@ -27,22 +27,14 @@ import logging
 
 import numpy as np
 
+from orchestrator.pipeline.matte.coverage import DARK_MIN_PX, LUMA, color_map, dark_component, dilate as _dilate
+
 LOGGER = logging.getLogger(__name__)
 
-# Black coverage below this (or below 3 standard errors) is not a dark part of the mark.
-DARK_MIN = 0.1
-# Fewer dark pixels than this are noise, not a part of the mark (the pillarboxed mark's pupils
-# are about 2x2 px each).
-DARK_MIN_PX = 6
-ROBUST_ROUNDS = 2
-ROBUST_C = 2.0
-# Steps by which significant dark coverage grows into weaker neighbours (``_significant``).
-HYSTERESIS_STEPS = 3
 # Search radius (px) of the per-visit registration.
 REFINE_RADIUS = 1.5
 # Blend weights above this are not inverted in the registration search (the hole's pixels).
 REFINE_ALPHA_MAX = 0.9
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _box3(x: np.ndarray) -> np.ndarray:
@@ -56,119 +48,6 @@ def _hp(x: np.ndarray) -> np.ndarray:
     return x - _box3(x)
 
 
-def _sum_fc(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1, a.shape[-2], a.shape[-1]).sum(axis=0)
-
-
-def dark_component(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarray,
-                   opacity: np.ndarray, support: np.ndarray, *, weight: np.ndarray | None = None,
-                   ridge: float = 0.0, rounds: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Black coverage per pixel beside the white matte: (white alpha, black alpha, its std error).
-
-    ``x``, ``bg`` [N, 3, h, w] (observed, background guess), ``alpha`` the white-only matte, ``wcol``
-    [3], ``opacity`` [N], ``weight`` [N] or [N, h, w] as in the white fit. Alternates the two
-    per-pixel least squares ``x - B = a_w (W - B) + a_k (0 - B)`` (times the frame's opacity);
-    ``a_k`` is kept only where it is significant, else the white matte comes back unchanged.
-    A dark pixel must be significant in luma as well: 4:2:0 chroma fringes around white strokes
-    would pass for dark coverage in the colour channels.
-    """
-    luma = LUMA[None, :, None, None]
-    wl = np.asarray([float(np.asarray(wcol, np.float32) @ LUMA)], np.float32)
-    luma_dark = _fit_dark((x * luma).sum(1, keepdims=True), (bg * luma).sum(1, keepdims=True), alpha, wl,
-                          opacity, support, weight, ridge, rounds)[3]
-    a_w, a_k, se, dark = _fit_dark(x, bg, alpha, np.asarray(wcol, np.float32), opacity, support, weight, ridge,
-                                   rounds, allowed=luma_dark)
-    if dark.sum() < DARK_MIN_PX:
-        return alpha.astype(np.float32), np.zeros_like(a_w), se
-    return a_w, np.where(dark, a_k, 0.0).astype(np.float32), se
-
-
-def _fit_dark(x, bg, alpha, wcol, opacity, support, weight, ridge, rounds, allowed=None):
-    """(a_w, a_k, standard error, significant dark mask) of the two-coverage least squares.
-
-    Solved jointly per pixel (2x2 normal equations): ``g_k = g_w - W`` is strongly correlated
-    with ``g_w`` over frames, so alternating the two coverages converged too slowly and left a
-    shadow's 0.1-0.15 coverage at the stroke's edge unseen (the white one bent around it)."""
-    o = opacity[:, None, None, None]
-    if weight is None:
-        wt = np.ones(x.shape[0], np.float32)[:, None, None, None]
-    else:
-        wt = weight[:, None, None, None] if weight.ndim == 1 else weight[:, None]
-    d = x - bg
-    g_w = (wcol[None, :, None, None] - bg) * o
-    g_k = -bg * o
-    wt0 = wt
-    for it in range(ROBUST_ROUNDS + 1):
-        s_ww = _sum_fc(g_w * g_w * wt) + ridge
-        s_kk = _sum_fc(g_k * g_k * wt) + ridge
-        s_wk = _sum_fc(g_w * g_k * wt)
-        s_dw = _sum_fc(d * g_w * wt)
-        s_dk = _sum_fc(d * g_k * wt)
-        det = np.maximum(s_ww * s_kk - s_wk * s_wk, 1e-6 * s_ww * s_kk)
-        a_w, a_k = _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det)
-        if it < ROBUST_ROUNDS:
-            rr = np.sqrt(((d - a_w * g_w - a_k * g_k) ** 2).mean(1, keepdims=True))  # [N, 1, h, w]
-            c = ROBUST_C * np.maximum(np.median(rr, axis=0, keepdims=True), 1.0)
-            wt = wt0 / (1.0 + (rr / c) ** 2)
-    resid = d - a_w * g_w - a_k * g_k
-    total_w = weight.sum(0) if weight is not None and weight.ndim == 3 else float(wt.sum())
-    dof = np.maximum(1.0, np.asarray(total_w) * x.shape[1] - 2.0)
-    var = _sum_fc(resid * resid * wt) / dof
-    se_k = np.sqrt(var * s_ww / det)  # the joint fit's error of a_k (the correlation inflates it)
-    dark = _significant(a_k, se_k, support if allowed is None else support & allowed)
-    if not dark.any():
-        return alpha.astype(np.float32), np.zeros_like(a_w), se_k.astype(np.float32), dark
-    # where the white coverage is not significant beside the dark one, black alone is fitted
-    se_w = np.sqrt(var * s_kk / det)
-    black = dark & (a_w < 2.0 * se_w)
-    a_w = np.where(black, 0.0, a_w)
-    a_k = np.where(black, np.clip(s_dk / s_kk, 0.0, 1.0), a_k)
-    a_k = np.where(dark, a_k, 0.0)
-    # elsewhere the white-only fit stands (its own least squares, with the ridge)
-    a_w = np.where(dark, a_w, np.clip(s_dw / s_ww, 0.0, 1.0))
-    a_w = np.where(support, a_w, alpha)
-    resid = d - a_w * g_w - a_k * g_k
-    var = _sum_fc(resid * resid * wt) / dof
-    se = np.sqrt(var * np.where(dark, s_ww / det, 1.0 / s_ww))  # the error of the coverage that carries the pixel
-    return a_w.astype(np.float32), a_k.astype(np.float32), se.astype(np.float32), dark
-
-
-def _nonneg_pair(s_ww, s_kk, s_wk, s_dw, s_dk, det) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel, the least squares (a_w, a_k) with both >= 0: the joint solution where it is
-    feasible, else the better of white alone and black alone (their sums of squares compared)."""
-    j_w = (s_kk * s_dw - s_wk * s_dk) / det
-    j_k = (s_ww * s_dk - s_wk * s_dw) / det
-    w_only = np.maximum(s_dw / s_ww, 0.0)
-    k_only = np.maximum(s_dk / s_kk, 0.0)
-    # the sum of squares up to a constant: a^2 S - 2 a S_d for one coverage
-    white_better = (w_only * w_only * s_ww - 2 * w_only * s_dw) <= (k_only * k_only * s_kk - 2 * k_only * s_dk)
-    joint = (j_w >= 0) & (j_k >= 0)
-    a_w = np.where(joint, j_w, np.where(white_better, w_only, 0.0))
-    a_k = np.where(joint, j_k, np.where(white_better, 0.0, k_only))
-    a_w = np.clip(a_w, 0.0, 1.0)
-    return a_w, np.clip(a_k, 0.0, 1.0 - a_w)
-
-
-def _significant(a_k: np.ndarray, se_k: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Dark coverage well above its error, grown by hysteresis into neighbours where it is weaker
-    (a shadow's anti-aliased rim beside a stroke: 0.1-0.15 coverage at 3-4 standard errors)."""
-    strong = allowed & (a_k > DARK_MIN) & (a_k > 3.0 * se_k)
-    weak = allowed & (a_k > 0.5 * DARK_MIN) & (a_k > 2.0 * se_k)
-    for _ in range(HYSTERESIS_STEPS):
-        grown = strong | (_dilate(strong, 1) & weak)
-        if np.array_equal(grown, strong):
-            break
-        strong = grown
-    return strong
-
-
-def color_map(a_w: np.ndarray, a_k: np.ndarray, wcol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(total alpha [h, w], per-pixel colour [h, w, 3]) of a white + black coverage."""
-    total = a_w + a_k
-    share = np.where(total > 1e-6, a_w / np.maximum(total, 1e-6), 1.0)
-    return total.astype(np.float32), (share[..., None] * np.asarray(wcol, np.float32)).astype(np.float32)
-
-
 # The dark part is animated (the real mark's pupils) when its misfit over the frames exceeds the
 # rest of the mark's by this factor; a static dark part (a shadow) is inverted like the body.
 ANIMATED_RATIO = 1.5
@@ -176,15 +55,6 @@ ANIMATED_RATIO = 1.5
 ZONE_PX = 2
 # Frames with a clean reference needed to judge the dark part on them alone.
 MIN_REFERENCES = 3
-
-
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    out = mask.copy()
-    for _ in range(r):
-        p = np.pad(out, 1)
-        out = p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
-        out |= p[:-2, :-2] | p[:-2, 2:] | p[2:, :-2] | p[2:, 2:]
-    return out
 
 
 def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarray, opacity: np.ndarray,

@@ -22,10 +22,11 @@ def estimate(alpha: np.ndarray) -> matte.MatteEstimate:
 
 
 def frames(n: int, *, speed: tuple[float, float] = (1.3, 0.7), opacity: float = 0.8, noise: float = 2.0,
-           seed: int = 0, wobble: float = 2.0, flat: bool = False):
+           seed: int = 0, wobble: float = 2.0, flat: bool = False, zoom: float = 0.0):
     """(marked uint8 [n, FH, FW, 3], clean float32 [n, FH, FW, 3], plan): the camera moves by ``speed``
     px per frame plus a ``wobble`` (sub-pixel, cubic resampling of a larger texture) under a fixed
-    mark; ``noise``: Gaussian noise in grey levels (the codec's, roughly)."""
+    mark; ``noise``: Gaussian noise in grey levels (the codec's, roughly); ``zoom``: the camera's
+    scale change per frame about the window's centre."""
     rng = np.random.default_rng(seed)
     big = texture(rng, FH + 80, FW + 80).astype(np.float32)
     if flat:  # a wall: a faint gradient, no texture
@@ -35,7 +36,8 @@ def frames(n: int, *, speed: tuple[float, float] = (1.3, 0.7), opacity: float = 
     marked, clean = [], []
     for t in range(n):
         dx, dy = 8 + speed[0] * t + wobble * np.sin(t / 4), 8 + speed[1] * t
-        m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+        z, cx, cy = 1.0 + zoom * (t - n / 2), x0 + w / 2, y0 + h / 2
+        m = np.array([[z, 0, dx + (1 - z) * cx], [0, z, dy + (1 - z) * cy]], np.float32)
         bg = cv2.warpAffine(big, m, (FW, FH), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
         obs = bg.copy()
         a = alpha[..., None]

@@ -155,3 +155,48 @@ def test_a_left_over_pattern_gives_the_frames_opacity():
         print(f"opacity x{factor}: ghost {off.score:.2f}, implied {off.opacity_fixed / right.opacity_fixed:.3f}")
         assert off.score > 0.15 >= right.score  # the gate sees it
         assert abs(off.opacity_fixed / right.opacity_fixed - 1.0) < 0.35 * abs(factor - 1.0)
+
+
+def _biased_fill_clip(n: int, opacity: float, seed: int = 3):
+    """A low-contrast wall under a white mark, and in every third frame a dark magenta object just
+    above the letters (outside the mark): the fill from around the mark darkens under them while
+    the truth does not, as beside pillarbox 1's letters (tuning clip)."""
+    rng = np.random.default_rng(seed)
+    big = texture(rng, H + 4 * n + 8, W + 6 * n + 8)
+    big = 185.0 + 0.3 * (big - big.mean())
+    base = mark_alpha(H, W, 35, 80) * opacity
+    crops, clean, alphas = [], [], []
+    for t in range(n):
+        oy, ox = 2 * t + int(3 * np.sin(t / 3)), 3 * t
+        bg = big[oy + 4 : oy + 4 + H, ox + 4 : ox + 4 + W].copy()
+        if t % 3 == 0:
+            bg[: 20 + t % 6, 60:] = np.array([200.0, 30.0, 160.0], np.float32)
+        obs = base[..., None] * 255.0 + (1 - base[..., None]) * bg + rng.normal(0, 1.5, bg.shape)
+        crops.append(np.clip(np.rint(obs), 0, 255).astype(np.uint8))
+        clean.append(bg)
+        alphas.append(base)
+    return np.stack(crops), np.stack(clean), np.stack(alphas)
+
+
+def test_a_biased_fill_does_not_turn_white_letters_into_an_opaque_grey_layer(monkeypatch):
+    """Where the fill errs in some frames and the truth does not, the pixel looks as if it did not
+    depend on the background: opaque and grey. The mark is one layer of one opacity (white +
+    black coverage <= the body's peak alpha), and dark coverage needs a visible white-only misfit."""
+    from orchestrator.pipeline.matte import coverage
+
+    crops, clean, alphas = _biased_fill_clip(40, 0.77)
+
+    def estimate():
+        est = matte.estimate_matte(crops)
+        grey = 0 if est.color_map is None else int(((est.color_map.mean(-1) < 245) & (est.alpha > 0.05)).sum())
+        return est, grey, _removed(crops, clean, alphas, est)
+
+    est, grey, handled = estimate()
+    monkeypatch.setattr(coverage, "CAP_ENABLED", False)
+    monkeypatch.setattr(coverage, "VISIBLE", 0.0)
+    est_off, grey_off, off = estimate()
+    print(f"biased fill: alpha max {est.alpha.max():.2f} ({est_off.alpha.max():.2f} unbounded), grey px {grey} "
+          f"({grey_off}), {handled:.1f} dB ({off:.1f})")
+    assert est.alpha.max() < 0.77 + 0.03 and grey <= 0.01 * int((est.alpha > 0.05).sum())
+    assert est_off.alpha.max() > 0.85 and grey_off > 1000  # what the handling prevents
+    assert handled > off + 1
