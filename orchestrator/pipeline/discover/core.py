@@ -18,9 +18,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, small_rgb,
-                                                     work_size)
 from orchestrator.pipeline.discover.events import Event, event_track, step_events
+from orchestrator.pipeline.discover.features import ChunkStats, blobs, candidates, gradients, luma, small_rgb, work_size
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, jump_marks, merge,
                                                    one_place_at_a_time, paired, share_extent, steady)
@@ -45,8 +44,8 @@ class _Frame:
 
 
 class Discoverer:
-    """Feed it every frame (``tap`` or ``add``), then ``finish``. ``sampler`` (a
-    ``detect.MarkListener``, e.g. ``matte.CropSampler``) receives full-resolution crops of the places found, for the matte."""
+    """Feed it every frame (``tap`` or ``add``), then ``finish``. ``sampler`` (a ``detect.MarkListener``,
+    e.g. ``matte.CropSampler``) receives full-resolution crops of the places found, for the matte."""
 
     def __init__(self, width: int, height: int, *, chunk: int = 20, sampler=None, crop_every: int = 3) -> None:
         self.width, self.height = width, height
