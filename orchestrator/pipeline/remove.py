@@ -86,13 +86,14 @@ def frame_keys(timeline: Timeline | None, index: int, t: float, regions: Sequenc
 
 def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
                  plans: dict[MarkKey, MarkPlan], tracker: matte.VisitTracker | None = None,
-                 propagation: Propagation | None = None, boxes: np.ndarray | None = None) -> dict[int, Restored]:
+                 propagation: Propagation | None = None, boxes: np.ndarray | None = None) -> dict[int, Restored | None]:
     """Box index -> the matte's result, for the boxes whose plan fits this frame (the others, and
-    frames with a fade or animation the matte does not explain, go to the inpainter). With a
+    frames with a fade or animation the matte does not explain, go to the inpainter); None where
+    the tracker finds no mark in the frame (``VisitTracker.absent``: left untouched). With a
     ``tracker`` (one per pass 2) each visit is registered and every frame gated for ghosts; with
     ``propagation`` the result is fused with the neighbouring frames' looks (``propagate``), and a
     frame the gate rejects gets its box (``boxes[j]``) filled where the neighbours saw the background."""
-    out: dict[int, Restored] = {}
+    out: dict[int, Restored | None] = {}
     if tracker is not None:
         tracker.start_frame([k for k in keys if k in plans])
     for j, key in enumerate(keys):
@@ -103,6 +104,9 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
         ex0, ey0, ex1, ey1 = even_box(x0, y0, x0 + cw, y0 + ch, width, height)
         crop = read(ex0, ey0, ex1, ey1)[y0 - ey0 : y0 - ey0 + ch, x0 - ex0 : x0 - ex0 + cw]
         if tracker is not None:
+            if tracker.absent(key, crop, plan.estimate, plan.offset):
+                out[j] = None
+                continue
             try:
                 result = tracker.remove(key, crop, plan.estimate, plan.offset)
             except ValueError:
@@ -189,11 +193,12 @@ def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: lis
     """Plan the removal of one frame's boxes (``boxes.frame_boxes``; ``keys`` their marks);
     None when nothing changes. ``picture``: the area inside black bars, which crops never take
     colour from (``inpaint.Crop.picture``); ``propagation``: fuse with the neighbouring frames."""
-    restored: dict[int, Restored] = {}
+    inverted: dict[int, Restored | None] = {}
     if plans and len(keys) == len(boxes):  # (else a box was clipped away: no matte this frame)
-        restored = invert_marks(read, width, height, keys, plans, tracker, propagation, boxes)
+        inverted = invert_marks(read, width, height, keys, plans, tracker, propagation, boxes)
+    restored = {j: r for j, r in inverted.items() if r is not None}  # (None: no mark there, untouched)
     crops: list[Crop] = []
-    left = [box for j, box in enumerate(boxes) if j not in restored]
+    left = [box for j, box in enumerate(boxes) if j not in inverted]
     if left:
         crops.extend(plan_crops(np.asarray(left), width, height, sizes, context=context, picture=picture))
     for r in restored.values():

@@ -63,7 +63,6 @@ class Discoverer:
         self.seconds = 0.0  # wall time in discovery (includes waiting for the CPU)
         self.cpu_seconds = 0.0  # this thread's CPU time in discovery
         self.frames = 0
-        self._fitted: set[tuple[int, int, int]] = set()
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
         self._last: np.ndarray | None = None  # the last frame's luma (uint8)
         self._diffs: deque = deque(maxlen=3)  # (grey − the frame before's, its abs), for jump events
@@ -241,8 +240,7 @@ class Discoverer:
                         continue
                     if any(abs(f - max(i, other)) <= MAX_STEP_GAP and a == (i > other) for f, a in fitted):
                         continue  # this step already fits
-                    key = (id(track), i, other)
-                    if key in self._fitted:
+                    if (i, other) in track.tried:
                         continue
                     between = range(min(i, other) + 1, max(i, other))
                     if any(s[k] >= HIGH for k in between):
@@ -252,7 +250,7 @@ class Discoverer:
                     off_side = [s.get(other + d * k) for k in (1, 2)]
                     if None in off_side or None in on_side:
                         continue  # its neighbours are not all here yet (or any more)
-                    self._fitted.add(key)
+                    track.tried.add((i, other))
                     if min(on_side) < HIGH or max(off_side) > LOW:
                         continue  # a flicker, not an overlay holding still on both sides
                     fit = track.fit_step(frames[i].rgb, frames[other].rgb, i, other)

@@ -66,6 +66,9 @@ class Track:
     chunks: int = 1
     extent: tuple[int, int, int, int] | None = None  # the whole overlay, from its steps (else box)
     fixed: float | None = None  # α of a fixed overlay (no step) measured from the picture under it
+    # (on, off) frame pairs whose step was already fitted. Kept on the track, not keyed by id():
+    # a retired track's id is reused by a new one, and which one depends on other threads' timing.
+    tried: set = field(default_factory=set, repr=False)
     _cache: tuple | None = field(default=None, repr=False)
 
     @classmethod

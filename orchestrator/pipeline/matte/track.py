@@ -31,6 +31,10 @@ LOGGER = logging.getLogger(__name__)
 # and opacity 0.3-0.6 correct frames scored at most 0.13, the noise alone (the score's chance
 # level) 0.015-0.025, 1 px off 0.47-0.48 (tests/unit/pipeline/matte, bench/README.md).
 GHOST_MAX = 0.15
+# A frame whose fitted opacity is below this share of the mark's shows no mark at this place (it
+# left before the timeline says: a departure not seen, or a visit's box kept by the detector). It
+# is left untouched: inpainting it would blur an unmarked background (other_shape 9003, fresh).
+ABSENT_OPACITY = 0.25
 # Corrections of a frame's opacity from the pattern it leaves (each removes about 2/3 of the error:
 # the blend towards the fill hides part of the pattern).
 OPACITY_STEPS = 2
@@ -44,7 +48,7 @@ class VisitTracker:
 
     offsets: dict = field(default_factory=dict)
     counts: dict = field(default_factory=lambda: {"visits": 0, "reopacified": 0, "reregistered": 0,
-                                                  "rejected": 0})
+                                                  "rejected": 0, "absent": 0})
     _live: set = field(default_factory=set)
     chroma_subsampled: bool = True
 
@@ -54,6 +58,19 @@ class VisitTracker:
         for key in self._live - keys:
             self.offsets.pop(key, None)
         self._live = keys
+
+    def absent(self, key, crop: np.ndarray, estimate: MatteEstimate, planned: np.ndarray) -> bool:
+        """Whether the frame shows no mark ``key`` at its visit's offset (then leave it untouched):
+        the mark's pattern is not in the frame (the residual is then the background's own misfit)."""
+        offset = self.offsets.get(key, planned)
+        try:
+            opacity, _ = fit_opacity(crop, estimate, offset=offset)
+        except ValueError:
+            return False
+        if opacity >= ABSENT_OPACITY:
+            return False
+        self.counts["absent"] += 1
+        return True
 
     def remove(self, key, crop: np.ndarray, estimate: MatteEstimate,
                planned: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -175,3 +175,20 @@ def test_regions_of_one_mark_share_one_estimate():
     assert a.estimate is b.estimate and reports[MarkKey.region(0)].matte["scope"] == "pool"
     other = plans.get(MarkKey.region(2))
     assert other is None or other.estimate is not a.estimate
+
+
+def test_a_frame_the_mark_has_left_is_left_untouched_not_inpainted():
+    """The timeline can keep a place a few frames after the mark left it (a departure not seen):
+    the tracker finds no mark there and the frame is not edited (issue 14: first, do no harm)."""
+    alpha = _alpha(40, 80, 0.6)
+    clean, marked = _scene(alpha, 100, 60)
+    key = MarkKey.position(0)
+    plan = MarkPlan(_estimate(alpha), (100, 60, 80, 40), np.zeros(2, np.float32))
+    box = np.array([[110, 66, 170, 94]])
+    tracker = matte.VisitTracker(chroma_subsampled=False)
+    area = plan_frame(lambda x0, y0, x1, y1: marked[y0:y1, x0:x1].copy(), WIDTH, HEIGHT, box, [key],
+                      {key: plan}, [64, 128], 0.1, tracker=tracker)
+    assert area is not None and area.matte_marks == 1 and tracker.counts["absent"] == 0
+    gone = plan_frame(lambda x0, y0, x1, y1: clean[y0:y1, x0:x1].copy(), WIDTH, HEIGHT, box, [key],
+                      {key: plan}, [64, 128], 0.1, tracker=tracker)
+    assert gone is None and tracker.counts["absent"] == 1
