@@ -93,6 +93,7 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
     number of frame-place flags changed."""
     boxes = np.asarray([p.box for p in places], np.float64).reshape(-1, 4)
     seen = sightings(observations, boxes)
+    n = present.shape[1]
     changed = drop_contradicted(present, places, seen)
     for a, pa in enumerate(places):
         for b, pb in enumerate(places):
@@ -103,13 +104,18 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
                 # B's visit that starts during A's (or just after it) and goes on past its end; one
                 # starting just after another ended is a jump even where discovery's mark ids differ
                 # (it tells a box clipped at the frame's edge from the others by size).
-                nxt = [(s, e) for s, e in bx._runs(present[b]) if a_start < s <= a_end + MAX_GAP and e > a_end]
-                if not nxt:
+                # Both running to the video's end: a jump in its last frames, which discovery's
+                # steps do not see; taken only where the detector saw A, then B, and A no more.
+                nxt = [(s, e) for s, e in bx._runs(present[b])
+                       if a_start < s <= a_end + MAX_GAP and (e > a_end or e == a_end == n)]
+                at_end = bool(nxt) and nxt[0][1] == a_end == n
+                if not nxt or (at_end and not same):
                     continue
                 # Two overlays seen at once by discovery are one mark moving only when the detector
                 # saw it leave one place for the other.
-                h = handover_frame(a_end, nxt[0][0], a, b, seen, sighted_only=not same and nxt[0][0] <= a_end)
-                if h is None:
+                h = handover_frame(a_end, nxt[0][0], a, b, seen,
+                                   sighted_only=at_end or (not same and nxt[0][0] <= a_end))
+                if h is None or (at_end and any(f >= h and k == a for f, k in seen.items())):
                     continue
                 h = min(max(h, a_start + 1), nxt[0][1] - 1)  # each keeps a frame of its visit
                 nxt = [s for s, _ in nxt]

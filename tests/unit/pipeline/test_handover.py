@@ -115,3 +115,22 @@ def test_a_jump_on_the_frame_confirms_a_place_beside_a_loose_discovery_box():
     loose = np.array([10.0, 31, 100, 81])  # discovery's 90x50 extent of a 77x26 mark
     c = np.array([555.0, 162, 634, 189])
     assert jumped_to(present, [Place(loose, 1), Place(c, None)], [True, False]) == [1]
+
+
+def test_a_jump_in_the_last_frames_is_split_where_the_detector_saw_it():
+    # Discovery kept A to the video's end (its step 5 frames before the end has too few frames after
+    # it); the detector saw A, then B from frame 115, and A no more: A ends there and B is confirmed.
+    present = rows([(0, N)], [(115, N)])
+    places = [Place(A, 0), Place(B, None)]
+    obs = {**seen_at(A, [96, 104, 112, 114]), **seen_at(B, [115, 116, 119])}
+    settle(present, places, obs)
+    assert present[0, :115].all() and not present[0, 115:].any()
+    assert present[1, 115:].all() and not present[1, :115].any()
+    assert jumped_to(present, places, [True, False]) == [1]
+
+
+def test_a_place_seen_to_the_end_keeps_its_frames_beside_a_late_detection():
+    present = rows([(0, N)], [(115, N)])
+    obs = {**seen_at(A, [96, 104, 112, 114, 117]), **seen_at(B, [115, 116])}  # A seen again at 117
+    settle(present, [Place(A, 0), Place(B, None)], obs)
+    assert present[0].all() and present[1, 115:].all()
