@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL server binaries not installed")]
 
 LONG, SHORT = 150, 8
-CANCELLED = 600  # frames of the task cancelled mid-run: it must still be running when the cancel lands
+# Frames of a task the test acts on mid-run (a cancel, a freeze): it must still be running when the
+# action lands (150 frames finished first on a quiet clean-clone run).
+RUNNING = 600
 
 
 @pytest.fixture
@@ -85,7 +87,7 @@ async def test_read_cancel_and_download_through_the_other_node(tmp_path, triton_
     triton = triton_factory(pipeline_repo)
     a, b = nodes = start_nodes(tmp_path, postgres, triton.grpc_url)
     short = clip_bytes(tmp_path / "short.mp4", width=160, height=96, frames=SHORT)
-    long = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=CANCELLED)
+    long = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=RUNNING)
     try:
         await _ready(nodes)
         done_id = await _submit(a, short)
@@ -116,11 +118,11 @@ async def test_failover_takes_the_next_attempt_once_and_rejects_the_late_one(tmp
                                                                                pipeline_repo, postgres):
     triton = triton_factory(pipeline_repo)
     nodes = start_nodes(tmp_path, postgres, triton.grpc_url)
-    long = clip_bytes(tmp_path / "long.mp4", width=320, height=180, frames=LONG)
+    running = clip_bytes(tmp_path / "running.mp4", width=320, height=180, frames=RUNNING)
     try:
         await _ready(nodes)
         # 1. The running node freezes (SIGSTOP) past its lease, then wakes up.
-        frozen_id, runner, peer = await _running(nodes, postgres, long)
+        frozen_id, runner, peer = await _running(nodes, postgres, running)
         runner.freeze()
         await wait_until(lambda: _processing(peer, frozen_id, min_progress=0, attempts=2), 150,
                          "the peer to take attempt 2 after the lease expired")
@@ -134,7 +136,7 @@ async def test_failover_takes_the_next_attempt_once_and_rejects_the_late_one(tmp
         assert results == [f"{frozen_id}.a2.mp4"], results
 
         # 2. The running node is SIGKILLed: the other one finishes the task as attempt 2.
-        killed_id, victim, survivor = await _running(nodes, postgres, long, via=nodes.index(peer))
+        killed_id, victim, survivor = await _running(nodes, postgres, running, via=nodes.index(peer))
         before = await survivor.finished_count()
         victim.process.kill()
         task = await wait_until(lambda: _final(survivor, killed_id), 240, "the survivor to finish it")
@@ -143,7 +145,7 @@ async def test_failover_takes_the_next_attempt_once_and_rejects_the_late_one(tmp
         async with survivor.client() as client:
             r = await client.get(task["result_url"])
         (tmp_path / "killed.mp4").write_bytes(r.content)
-        assert frame_count(tmp_path / "killed.mp4") == LONG
+        assert frame_count(tmp_path / "killed.mp4") == RUNNING
     finally:
         _stop(nodes)
 
