@@ -18,6 +18,20 @@ def _tone(n: int, start: int, rate: int, seed: int) -> np.ndarray:
     return np.stack([left, right]).astype(np.float32)
 
 
+def _avx512() -> bool:
+    """Whether this CPU has AVX-512 (Linux: /proc/cpuinfo; elsewhere assumed not)."""
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+# x264's AVX-512 routines make its output depend on memory it did not write: the same frames
+# encoded twice gave different files (bench/README.md, Discovery, "Determinism"). Every AVX-512
+# CPU has AVX2, and x264 at AVX2 is as fast here and repeatable.
+X264_PARAMS = {"x264-params": "asm=AVX2"} if _avx512() else {}
+
+
 def write_video(path: str | Path, frames, n_frames: int, *, width: int, height: int, fps: float,
                 audio: bool, seed: int = 0, crf: int = 18, preset: str = "veryfast") -> None:
     """H.264 yuv420p mp4 of ``frames`` (an iterable of uint8 RGB), optional AAC stereo tone."""
@@ -29,7 +43,7 @@ def write_video(path: str | Path, frames, n_frames: int, *, width: int, height: 
     with av.open(str(path), mode="w") as container:
         vs = container.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.options = {"crf": str(crf), "preset": preset}
+        vs.options = {"crf": str(crf), "preset": preset, **X264_PARAMS}
         astream = None
         if audio:
             sr = 48000
