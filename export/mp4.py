@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.pipeline.encode import X264_PARAMS  # repeatable x264 (see there)
+
 
 def _tone(n: int, start: int, rate: int, seed: int) -> np.ndarray:
     """A quiet chord that changes pitch every second: audio a remover must pass through untouched."""
@@ -16,20 +18,6 @@ def _tone(n: int, start: int, rate: int, seed: int) -> np.ndarray:
     left = 0.15 * np.sin(2 * np.pi * pitch * t) + 0.05 * np.sin(2 * np.pi * 2.5 * pitch * t)
     right = 0.15 * np.sin(2 * np.pi * pitch * 1.5 * t)
     return np.stack([left, right]).astype(np.float32)
-
-
-def _avx512() -> bool:
-    """Whether this CPU has AVX-512 (Linux: /proc/cpuinfo; elsewhere assumed not)."""
-    try:
-        return " avx512f" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-# x264's AVX-512 routines make its output depend on memory it did not write: the same frames
-# encoded twice gave different files (bench/README.md, Discovery, "Determinism"). Every AVX-512
-# CPU has AVX2, and x264 at AVX2 is as fast here and repeatable.
-X264_PARAMS = {"x264-params": "asm=AVX2"} if _avx512() else {}
 
 
 def write_video(path: str | Path, frames, n_frames: int, *, width: int, height: int, fps: float,
