@@ -47,10 +47,10 @@ def test_the_pipeline_encodes_the_same_frames_to_the_same_file(tmp_path):
     for k, churn in enumerate((False, False, True)):
         out = tmp_path / f"out{k}.mp4"
         enc = Encoder(out, info, input_path=source)
-        junk = []
+        held: list = []  # allocations that live while the next frames are encoded
         for d in iter_frames(source):
             if churn:
-                junk = [np.full((1500, 1500), d.index % 251, np.uint8), d.frame.to_ndarray()]
+                held[:] = [np.full((1500, 1500), d.index % 251, np.uint8), d.frame.to_ndarray()]
             enc.write(d.frame, d.pts)
         enc.close()
         digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
