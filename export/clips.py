@@ -25,8 +25,8 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

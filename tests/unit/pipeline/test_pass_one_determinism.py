@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +161,7 @@ def _run(path: Path, job_class: type[Job], client: BrightestCell) -> dict:
 def test_pass_one_does_not_depend_on_thread_timing(clip_path):
     calm = _run(clip_path, Job, BrightestCell())
     assert calm["marks"]["marks"], "the clip's overlay was found (else the test compares nothing)"
-    assert calm["frames"] == 96 and Fraction(calm["detector_frames"], 96) < 1
+    assert calm["frames"] == 96 and calm["detector_frames"] < 96  # strided, with bisection
     perturbed = _run(clip_path, _Perturbed, BrightestCell(random.Random(3)))
     for key in calm:
         assert perturbed[key] == calm[key], key
