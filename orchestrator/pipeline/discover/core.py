@@ -19,7 +19,8 @@ import numpy as np
 
 from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.discover.events import Event, event_track, step_events
-from orchestrator.pipeline.discover.features import ChunkStats, blobs, candidates, gradients, luma, small_rgb, work_size
+from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, picture_slices,
+                                                     small_rgb, work_size)
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, jump_marks, merge,
                                                    one_place_at_a_time, paired, share_extent, steady)
@@ -82,11 +83,13 @@ class Discoverer:
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
         g = luma(small_rgb)
         self.picture.add(g)
-        self.stats.add(*gradients(g))
+        at = picture_slices(self.picture.work_area(), g.shape)  # the bars are skipped
+        self.stats.add(*gradients(g[at]), at=at)
         self.buffer.append(_Frame(index, small_rgb, decoded, g))
         self.frames = index + 1
         if self._last is not None:
-            d = np.subtract(g, self._last, dtype=np.int16) if g.dtype == np.uint8 else g - self._last
+            d = np.zeros(g.shape, np.int16 if g.dtype == np.uint8 else g.dtype)
+            np.subtract(g[at], self._last[at], out=d[at], dtype=d.dtype)
             self._diffs.append((d, np.abs(d)))
         self._last = g
         self._jumps(index)

@@ -48,6 +48,20 @@ def step_events(before: np.ndarray, step: np.ndarray, after: np.ndarray, frame: 
     inner = (slice(y0 + 3, max(y0 + 3, y1 - 3)), slice(x0 + 3, max(x0 + 3, x1 - 3)))
     if int(np.count_nonzero(np.abs(step[inner]) > STEP)) < 10:
         return []
+    if (x0, y0, x1, y1) == (0, 0, step.shape[1], step.shape[0]):
+        return _events(before, step, after, frame, area)
+    # Only the picture (and a dilation's reach around it): the bars hold no event.
+    rows, cols = slice(max(0, y0 - 1), y1 + 1), slice(max(0, x0 - 1), x1 + 1)
+    dx, dy = cols.start, rows.start
+    found = _events(before[rows, cols], step[rows, cols], after[rows, cols], frame, (x0 - dx, y0 - dy, x1 - dx, y1 - dy))
+    return [Event(e.frame, (e.box[0] + dx, e.box[1] + dy, e.box[2] + dx, e.box[3] + dy), e.mask, e.arrive)
+            for e in found]
+
+
+def _events(before: np.ndarray, step: np.ndarray, after: np.ndarray, frame: int,
+            area: tuple[int, int, int, int]) -> list[Event]:
+    x0, y0, x1, y1 = area
+    inner = (slice(y0 + 3, max(y0 + 3, y1 - 3)), slice(x0 + 3, max(x0 + 3, x1 - 3)))
     calm = cv2.dilate(np.maximum(before, after), np.ones((3, 3), np.uint8))
     if calm.dtype == np.int16:  # differences of uint8 luma: the same comparisons in integers
         level = np.maximum(calm * np.int16(RATIO), np.int16(STEP))  # (at most 3 × 255)
