@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.events import Event, event_track, step_events
+from orchestrator.pipeline.discover.events import Event, event_track, holds_still, step_events
 from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, picture_slices,
                                                      small_rgb, work_size)
 from orchestrator.pipeline.discover.picture import PictureAccumulator
@@ -136,6 +136,8 @@ class Discoverer:
         cut = bool(frames) and (frames[0].index == 0 or frames[-1].index == self.frames - 1 and event.arrive)
         if len(frames) < (1 if cut else 4):
             return  # (a visit the video's start or end cuts short shows no more)
+        if not self._still(event, frames):
+            return
         if len(self.tracks) >= MAX_TRACKS:
             self._evict()
         if len(self.tracks) >= MAX_TRACKS:
@@ -150,6 +152,16 @@ class Discoverer:
         if fit.on in buffered and fit.off in buffered:
             self._grow(track, buffered, fit.on, fit.off)
         self._fit_steps(track)
+
+    def _still(self, event: Event, frames: list[_Frame]) -> bool:
+        """``events.holds_still`` over the event's template frames (a moving white object that
+        fits a step here and there is dropped before its track is built, scored and fitted)."""
+        off_index = event.frame - 1 if event.arrive else event.frame
+        off = next((f for f in self.buffer if f.index == off_index), None)
+        if off is None or len(frames) < 2 or any(f.grey is None for f in frames):
+            return True
+        on, far = (frames[0], frames[-1]) if event.arrive else (frames[-1], frames[0])
+        return holds_still(event, on.grey, far.grey, off.grey)
 
     # ------------------------------------------------------------------ per chunk
     def _close_chunk(self, last: bool = False) -> None:

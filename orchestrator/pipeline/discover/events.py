@@ -21,6 +21,10 @@ STEP = 12  # grey levels a pixel must change at the event (whole numbers: compar
 RATIO = 3  # ...and this many times more than in the frames just before and after
 MAX_SHARE = 0.05  # more of the picture than this changing at once is a cut or a flash
 EDGE_LEVEL = 8.0  # mean gradient of an event template's edges
+# An overlay's stepped pixels keep their level over its visit (only the picture under it moves,
+# through 1 − α); a moving white object's do not. Tuning seeds: kept marks' drift ≤ 0.11 of the
+# step, about half of the fitting events on faces and captions above 0.35 (bench/README.md).
+DRIFT = 0.3
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,15 @@ def event_track(event: Event, frames: list[np.ndarray], first_frame: int, pad: i
     if strong.sum() < 8:
         return None
     return Track.from_blob(event.box, (mean_g[0], mean_g[1]), strong, pad, (h, w), first_frame)
+
+
+def holds_still(event: Event, on: np.ndarray, far: np.ndarray, off: np.ndarray) -> bool:
+    """Whether the event's stepped pixels hold their level from the frame next to the step
+    (``on``, luma) to the farthest frame of its template (``far``), against the step itself
+    (``on`` − ``off``): a cheap look before a track is built and scored over the buffer."""
+    x0, y0, x1, y1 = event.box
+    box = (slice(y0, y1), slice(x0, x1))
+    a, b, c = (np.asarray(g[box], np.float32)[event.mask] for g in (on, far, off))
+    if a.size == 0:
+        return True
+    return float(np.median(np.abs(a - b))) <= DRIFT * max(float(np.median(np.abs(a - c))), 1.0)
