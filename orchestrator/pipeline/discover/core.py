@@ -68,7 +68,8 @@ class Discoverer:
         self._last: np.ndarray | None = None  # the last frame's luma (uint8)
         self._diffs: deque = deque(maxlen=3)  # (grey − the frame before's, its abs), for jump events
         self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
-        self.events = 0
+        self.events = 0  # fitting jump events
+        self.moving = 0  # ... of which no track was built: their pixels did not hold still
 
     def tap(self, frames: Iterable) -> Iterator:
         """Pass ``detect.Decoded`` items through, looking at each on the way."""
@@ -137,6 +138,7 @@ class Discoverer:
         if len(frames) < (1 if cut else 4):
             return  # (a visit the video's start or end cuts short shows no more)
         if not self._still(event, frames):
+            self.moving += 1
             return
         if len(self.tracks) >= MAX_TRACKS:
             self._evict()
