@@ -137,7 +137,10 @@ class Discoverer:
         cut = bool(frames) and (frames[0].index == 0 or frames[-1].index == self.frames - 1 and event.arrive)
         if len(frames) < (1 if cut else 4):
             return  # (a visit the video's start or end cuts short shows no more)
-        if not self._still(event, frames):
+        # (a cheap look first: a white object moving on is dropped before its track is built)
+        off = next((f.grey for f in self.buffer if f.index == event.frame - event.arrive), None)
+        ends = (frames[0], frames[-1]) if event.arrive else (frames[-1], frames[0])
+        if off is not None and len(frames) > 1 and not holds_still(event, ends[0].grey, ends[1].grey, off):
             self.moving += 1
             return
         if len(self.tracks) >= MAX_TRACKS:
@@ -154,16 +157,6 @@ class Discoverer:
         if fit.on in buffered and fit.off in buffered:
             self._grow(track, buffered, fit.on, fit.off)
         self._fit_steps(track)
-
-    def _still(self, event: Event, frames: list[_Frame]) -> bool:
-        """``events.holds_still`` over the event's template frames (a moving white object that
-        fits a step here and there is dropped before its track is built, scored and fitted)."""
-        off_index = event.frame - 1 if event.arrive else event.frame
-        off = next((f for f in self.buffer if f.index == off_index), None)
-        if off is None or len(frames) < 2 or any(f.grey is None for f in frames):
-            return True
-        on, far = (frames[0], frames[-1]) if event.arrive else (frames[-1], frames[0])
-        return holds_still(event, on.grey, far.grey, off.grey)
 
     # ------------------------------------------------------------------ per chunk
     def _close_chunk(self, last: bool = False) -> None:
