@@ -87,15 +87,14 @@ def test_a_mark_on_moving_texture_holds_still_and_a_moving_white_object_does_not
 
 
 def test_faces_and_captions_build_few_tracks_from_their_steps():
-    # clean_faces_text 1 (tuning): moving faces and captions fit white steps at many moments;
-    # most of them do not hold still, so no track is built, scored or fitted there, and nothing
-    # is found.
+    # clean_faces_text 1 (tuning): moving faces and captions step at many moments; most of them
+    # do not hold still, so they are neither fitted nor made tracks, and nothing is found.
     clip = make("clean_faces_text", 1, _clips(), clean=False)
     d = Discoverer(clip.spec.width, clip.spec.height)
     n = sum(1 for _ in d.tap(iter_frames(clip.marked)))
     found = d.finish(n)
     assert found.positions == ()
-    assert d.events > 20 and d.moving >= d.events // 3, (d.events, d.moving)
+    assert d.moving > 2 * d.events > 20, (d.events, d.moving)
 
 
 def _clips():
