@@ -40,21 +40,20 @@ def small_rgb(frame, size: tuple[int, int]) -> np.ndarray:
     fw, fh = frame.width, frame.height
     planes = [np.frombuffer(p, np.uint8, count=p.line_size * rows).reshape(rows, p.line_size)[:, :cols]
               for p, rows, cols in zip(frame.planes, (fh, fh // 2, fh // 2), (fw, fw // 2, fw // 2))]
-    y = _shrink(planes[0], (w, h), cv2.INTER_AREA)
-    u, v = (_shrink(p, (w // 2, h // 2), cv2.INTER_LINEAR) for p in planes[1:])
+    y, u, v = (_shrink(p, size) for p, size in zip(planes, ((w, h), (w // 2, h // 2), (w // 2, h // 2))))
     i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 
-def _shrink(plane: np.ndarray, size: tuple[int, int], last: int) -> np.ndarray:
-    """Halve by area while at least twice too large (OpenCV's fast integer path), then ``last``:
-    a non-integer area step costs 4-6x a bilinear one (the Y plane keeps it: discovery's edges
-    and scores are luma; chroma only weighs a step's α per channel)."""
+def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Halve by area while at least twice too large (OpenCV's fast integer path), then by area
+    again: a bilinear last step (4-6x cheaper) moves marks' boxes and loses frames, even on the
+    chroma planes alone (bench/README.md, "Cost, round 2")."""
     while plane.shape[1] >= 2 * size[0] and plane.shape[0] >= 2 * size[1]:
         plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
     if (plane.shape[1], plane.shape[0]) == size:
         return np.ascontiguousarray(plane)
-    return cv2.resize(plane, size, interpolation=last)
+    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
