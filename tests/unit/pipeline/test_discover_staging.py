@@ -102,3 +102,17 @@ def _clips():
     from pathlib import Path
 
     return Path(tempfile.gettempdir()) / "sora-unmark-test-clips"
+
+
+def test_the_four_fifths_area_shrink_is_opencvs_bit_for_bit():
+    import cv2
+
+    from orchestrator.pipeline.discover.features import _area_5_4, _shrink
+
+    rng = np.random.default_rng(11)
+    for h, w in ((360, 640), (640, 360), (180, 320), (20, 40)):
+        plane = rng.integers(0, 256, (h, w), np.uint8)
+        plane[: h // 2] = np.clip(plane[: h // 2] // 8 * 8 + 3, 0, 255)  # ties and flat runs too
+        want = cv2.resize(plane, (w * 4 // 5, h * 4 // 5), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(_area_5_4(plane), want)
+        np.testing.assert_array_equal(_shrink(plane, (w * 4 // 5, h * 4 // 5)), want)
