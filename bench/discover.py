@@ -125,9 +125,8 @@ def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False, w
         settings = Settings(triton_grpc_url=server.grpc_url)
         off = settings.with_overrides(discover=False)
         first = make(kinds[0], seeds[0], OUT, clean=False)
-        global _SERVER_PID
-        _SERVER_PID = server.pid
-        _timed(first.marked, work / "warmup.mp4", off)  # the models' first requests are slow
+        pid = server.pid
+        _timed(first.marked, work / "warmup.mp4", off, pid)  # the models' first requests are slow
         print(f"{'kind':18s} {'seed':>5s} {'recall':>7s} {'prec':>6s} {'outcome':>22s} {'tile dB':>8s} "
               f"{'plain dB':>8s} {'disc ms/f':>9s} {'cpu ms/f':>8s} {'total s':>7s} {'off s':>6s} {'+wall':>6s} "
               f"{'cpu s':>6s} {'off cpu':>7s} {'+cpu':>6s} {'srv s':>6s} {'off srv':>7s} {'+task':>6s}")
@@ -135,24 +134,22 @@ def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False, w
             for seed in seeds:
                 clip = make(kind, seed, OUT, clean=False)
                 out = work / f"{kind}_{seed}.out.mp4"
-                base = _timed(clip.marked, work / f"{kind}_{seed}.off.mp4", off) if with_off else None
-                details, cpu = _timed(clip.marked, out, settings)
+                base = _timed(clip.marked, work / f"{kind}_{seed}.off.mp4", off, pid) if with_off else None
+                details, cpu = _timed(clip.marked, out, settings, pid)
                 _row(kind, seed, clip, out, details, cpu, base, work, settings, show_misses)
     finally:
         server.stop()
 
 
-_SERVER_PID: int | None = None  # the local Triton's process: its CPU (and its children's) is the task's too
-
-
-def _server_cpu() -> float:
-    """CPU seconds of the Triton server and its children (the python backend stubs), via psutil."""
+def _server_cpu(pid: int | None) -> float:
+    """CPU seconds of the Triton server and its children (the python backend stubs), via psutil:
+    the detector's inference runs there, so it is the task's CPU too."""
     import psutil
 
-    if _SERVER_PID is None:
+    if pid is None:
         return 0.0
     try:
-        proc = psutil.Process(_SERVER_PID)
+        proc = psutil.Process(pid)
         procs = [proc] + proc.children(recursive=True)
     except psutil.Error:
         return 0.0
@@ -166,15 +163,15 @@ def _server_cpu() -> float:
     return total
 
 
-def _timed(path: Path, out: Path, settings) -> tuple[dict, float]:
+def _timed(path: Path, out: Path, settings, server_pid: int | None = None) -> tuple[dict, float]:
     """``process_video`` with default options: its details and its CPU seconds (the process's;
     ``details["server_cpu_s"]``: the Triton server's over the same task)."""
     from orchestrator.pipeline.options import TaskOptions
     from orchestrator.pipeline.run import process_video
 
-    c0, s0 = time.process_time(), _server_cpu()
+    c0, s0 = time.process_time(), _server_cpu(server_pid)
     details = process_video(path, out, TaskOptions(), settings=settings)
-    details["server_cpu_s"] = _server_cpu() - s0
+    details["server_cpu_s"] = _server_cpu(server_pid) - s0
     return details, time.process_time() - c0
 
 
