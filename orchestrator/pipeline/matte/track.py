@@ -20,7 +20,8 @@ import numpy as np
 from orchestrator.pipeline.matte.estimate import MatteEstimate
 from orchestrator.pipeline.matte.image import box_mean, fill_rgb
 from orchestrator.pipeline.matte.invert import fit_opacity, remove_with_matte
-from orchestrator.pipeline.matte.refine import LUMA, ghost_parts, moving_dark, refine_offset
+from orchestrator.pipeline.matte.coverage import dilate
+from orchestrator.pipeline.matte.refine import LUMA, _hp, ghost_parts, moving_dark, refine_offset
 from orchestrator.pipeline.matte.register import shift_map
 
 LOGGER = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ OPACITY_STEPS = 2
 # Judge a rejected frame again on its propagated result (``rejected``/``passes``); False: its box
 # is inpainted, as before.
 RECHECK_PROPAGATED = True
+# ... when it also carries no more than this times the background's fine texture around it (3x3
+# high-pass energy): a sanity cap on added noise, not a quality predictor. Measured on the
+# propagated candidates (tuning): pillarbox 1 first position (a wrong matte, 25-28 dB against 32
+# box-inpainted) 0.65-1.14 and 2.0-7.0; username 1 (31-40 dB against 25-29) 0.44-3.3.
+TEXTURE_RATIO_MAX = 3.0
+RING_PX = (3, 8)  # the ring the background's texture is measured on: px from the mark's support
 
 
 @dataclass
@@ -130,7 +137,7 @@ class VisitTracker:
             return False
         frame = for_frame(crop, estimate, self.offsets[key], result.opacity)
         score, _ = _score(crop, frame, result.opacity, restored, hole)
-        if score > GHOST_MAX:
+        if score > GHOST_MAX or _added_texture(crop, restored, frame.support & ~hole, frame.support) > TEXTURE_RATIO_MAX:
             return False
         self.counts["rejected"] -= 1
         self.counts["propagated"] = self.counts.get("propagated", 0) + 1
@@ -170,6 +177,17 @@ def _score(crop: np.ndarray, frame: MatteEstimate, opacity: float, restored: np.
     """``ghost_parts`` of a result for the matte ``frame`` (already moved into the crop)."""
     filled = fill_rgb(crop.astype(np.float32), ~frame.support)
     return ghost_parts(restored, filled, frame.alpha * opacity, frame.color_at(None), frame.support & ~hole)
+
+
+def _added_texture(crop: np.ndarray, restored: np.ndarray, inside: np.ndarray, support: np.ndarray) -> float:
+    """High-pass energy of ``restored`` over ``inside`` relative to the crop's on a ring around
+    ``support`` (+1 grey level^2 each); 0 when the ring is too small to say."""
+    ring = dilate(support, RING_PX[1]) & ~dilate(support, RING_PX[0])
+    if ring.sum() < 16 or not inside.any():
+        return 0.0
+    e_in = float((_hp(np.asarray(restored, np.float32) @ LUMA)[inside] ** 2).mean())
+    e_ring = float((_hp(np.asarray(crop, np.float32) @ LUMA)[ring] ** 2).mean())
+    return (e_in + 1.0) / (e_ring + 1.0)
 
 
 def _register(crop: np.ndarray, estimate: MatteEstimate, offset: np.ndarray) -> np.ndarray:
