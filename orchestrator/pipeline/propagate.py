@@ -171,6 +171,13 @@ class Propagator:
         self.counts["fused"] += 1
         return _paste(crop, restored, hole, value, var, support, len(values) - 1, p.blend, p.smooth_texture)
 
+    def reject(self, index: int, key) -> None:
+        """Frame ``index``'s result for ``key`` was not used (the gate rejected it after ``fuse``):
+        its look is not trusted as inverted by ``fill``."""
+        track = self._tracks.get(key)
+        if track is not None:
+            track.gate[index] = False
+
     def fill(self, index: int, key, plan, offset, crop: np.ndarray, region: np.ndarray) -> Fused | None:
         """A frame the matte gate rejected (its box goes to the inpainter): the pixels of ``region``
         (bool [h, w] in the window: the box, with the mark's support) that neighbours of the visit

@@ -114,6 +114,10 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
             offset = tracker.offsets.get(key, plan.offset)
             if result is not None:
                 out[j] = _propagated(Restored(x0, y0, *result), propagation, key, plan, offset, crop)
+                continue
+            rejected = _rechecked(tracker, propagation, key, plan, offset, crop)
+            if rejected is not None:
+                out[j] = rejected
             elif propagation is not None and boxes is not None and propagation.propagator.params.fill_rejected:
                 filled = _filled(propagation, key, plan, offset, crop, boxes[j])
                 if filled is not None:
@@ -146,6 +150,22 @@ def _propagated(restored: Restored, propagation: Propagation | None, key: MarkKe
     if fused is None:
         return restored
     return Restored(restored.x0, restored.y0, fused.rgb, fused.hole)
+
+
+def _rechecked(tracker: matte.VisitTracker, propagation: Propagation | None, key: MarkKey, plan: MarkPlan,
+               offset, crop: np.ndarray) -> Restored | None:
+    """A frame the gate rejected, inverted and propagated, when the propagated result passes the
+    gate (``VisitTracker.passes``: one frame's inversion on texture keeps a ghost its neighbours'
+    looks average away); None: inpaint its box."""
+    candidate = tracker.rejected(key)
+    if propagation is None or candidate is None:
+        return None
+    x0, y0 = plan.window[:2]
+    fused = propagation.propagator.fuse(propagation.index, key, plan, offset, crop, *candidate)
+    if fused is not None and tracker.passes(key, crop, plan.estimate, fused.rgb, fused.hole):
+        return Restored(x0, y0, fused.rgb, fused.hole)
+    propagation.propagator.reject(propagation.index, key)
+    return None
 
 
 def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop: np.ndarray,
