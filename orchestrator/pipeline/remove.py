@@ -18,6 +18,7 @@ from orchestrator.pipeline.boxes import Timeline
 from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops
 from orchestrator.pipeline.marks import MarkKey, MarkPlan
 from orchestrator.pipeline.matte.image import dilate_mask
+from orchestrator.pipeline.matte.linefill import choose_line_fill
 from orchestrator.pipeline.propagate import Propagator
 from orchestrator.pipeline.propagate_fit import support_of
 
@@ -32,6 +33,7 @@ class Restored:
     y0: int
     rgb: np.ndarray  # uint8 [h, w, 3]
     hole: np.ndarray  # bool [h, w]
+    inverted: bool = True  # False: filled without the matte (a frame the gate rejected)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +120,10 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
                 filled = _filled(propagation, key, plan, offset, crop, boxes[j])
                 if filled is not None:
                     out[j] = filled
+            elif boxes is not None:
+                filled = rejected_fill(plan, offset, crop, boxes[j])
+                if filled is not None:
+                    out[j] = filled
             continue
         try:
             opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=plan.offset)
@@ -162,6 +168,31 @@ def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop
     region |= dilate_mask(support_of(plan, offset), 2)
     fused = propagation.propagator.fill(propagation.index, key, plan, offset, crop, region)
     return None if fused is None else Restored(x0, y0, fused.rgb, fused.hole)
+
+
+# A rejected frame's hole: the mark's support grown by this (px), when ``REJECTED_SUPPORT_HOLE``.
+REJECTED_DILATE = 3
+REJECTED_SUPPORT_HOLE = True
+
+
+def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box) -> Restored | None:
+    """A frame the matte gate rejects: its box filled along rows and columns where that is
+    clearly closer than a smooth fill (``linefill.choose_line_fill``: a stripe under the mark),
+    else the mark's support grown by ``REJECTED_DILATE`` px as the inpainter's hole (the pixels
+    between the letters are background: a box hole throws them away). None (inpaint the box) when
+    the box reaches outside the matte window."""
+    x0, y0, cw, ch = plan.window
+    bx0, by0, bx1, by1 = (int(round(float(v))) for v in box[:4])
+    if bx0 < x0 or by0 < y0 or bx1 > x0 + cw or by1 > y0 + ch:
+        return None
+    region = np.zeros((ch, cw), bool)
+    region[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = True
+    lines = choose_line_fill(crop, region)
+    if lines is not None:
+        return Restored(x0, y0, np.clip(np.rint(lines), 0, 255).astype(np.uint8), np.zeros((ch, cw), bool), False)
+    if not REJECTED_SUPPORT_HOLE:
+        return None
+    return Restored(x0, y0, np.array(crop), dilate_mask(support_of(plan, offset), REJECTED_DILATE), False)
 
 
 def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float,
@@ -212,4 +243,4 @@ def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: lis
     rgb = read(*roi)
     for r in restored.values():
         rgb[r.y0 - roi[1] : r.y0 - roi[1] + r.rgb.shape[0], r.x0 - roi[0] : r.x0 - roi[0] + r.rgb.shape[1]] = r.rgb
-    return EditArea(roi, rgb, crops, len(restored))
+    return EditArea(roi, rgb, crops, sum(r.inverted for r in restored.values()))
