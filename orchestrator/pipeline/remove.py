@@ -170,15 +170,18 @@ def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop
     return None if fused is None else Restored(x0, y0, fused.rgb, fused.hole)
 
 
-# A rejected frame's hole: the mark's support grown by this (px), when ``REJECTED_SUPPORT_HOLE``.
-REJECTED_DILATE = 3
+# A rejected frame's hole: the matte's pixels above REJECTED_ALPHA grown by REJECTED_DILATE px
+# (the estimate's support is already grown by 2 px and covers ~90 % of a box), when
+# REJECTED_SUPPORT_HOLE; the growth covers a registration error the gate may have rejected.
+REJECTED_ALPHA = 0.05
+REJECTED_DILATE = 2
 REJECTED_SUPPORT_HOLE = True
 
 
 def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box) -> Restored | None:
     """A frame the matte gate rejects: its box filled along rows and columns where that is
     clearly closer than a smooth fill (``linefill.choose_line_fill``: a stripe under the mark),
-    else the mark's support grown by ``REJECTED_DILATE`` px as the inpainter's hole (the pixels
+    else the mark's pixels grown by ``REJECTED_DILATE`` px as the inpainter's hole (the pixels
     between the letters are background: a box hole throws them away). None (inpaint the box) when
     the box reaches outside the matte window."""
     x0, y0, cw, ch = plan.window
@@ -192,7 +195,8 @@ def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box) -> Restored | N
         return Restored(x0, y0, np.clip(np.rint(lines), 0, 255).astype(np.uint8), np.zeros((ch, cw), bool), False)
     if not REJECTED_SUPPORT_HOLE:
         return None
-    return Restored(x0, y0, np.array(crop), dilate_mask(support_of(plan, offset), REJECTED_DILATE), False)
+    mark = matte.shift_map(plan.estimate.alpha, offset) > REJECTED_ALPHA
+    return Restored(x0, y0, np.array(crop), dilate_mask(mark, REJECTED_DILATE) & support_of(plan, offset), False)
 
 
 def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float,
