@@ -173,18 +173,21 @@ def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop
 
 # A rejected frame's hole: the matte's pixels above REJECTED_ALPHA grown by REJECTED_DILATE px
 # (the estimate's support is already grown by 2 px and covers ~90 % of a box), when
-# REJECTED_SUPPORT_HOLE; the growth covers a registration error the gate may have rejected.
+# ``support_hole``; the growth covers a registration error the gate may have rejected. Off by
+# default: +0.4 dB on username 2 but -0.2 on 1080p 1 and -0.7 / -1.1 on seen 1080p 9003 / 9001
+# (bench/README.md, "Flat backgrounds").
 REJECTED_ALPHA = 0.05
 REJECTED_DILATE = 2
-REJECTED_SUPPORT_HOLE = True
+REJECTED_SUPPORT_HOLE = False
 
 
-def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box) -> Restored | None:
+def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box, *,
+                  support_hole: bool = REJECTED_SUPPORT_HOLE) -> Restored | None:
     """A frame the matte gate rejects: its box filled along rows and columns where that is
     clearly closer than a smooth fill (``linefill.choose_line_fill``: a stripe under the mark),
-    else the mark's pixels grown by ``REJECTED_DILATE`` px as the inpainter's hole (the pixels
-    between the letters are background: a box hole throws them away). None (inpaint the box) when
-    the box reaches outside the matte window."""
+    else (``support_hole``) the mark's pixels grown by ``REJECTED_DILATE`` px as the inpainter's
+    hole (the pixels between the letters are background: a box hole throws them away). None
+    (inpaint the box) otherwise, and when the box reaches outside the matte window."""
     x0, y0, cw, ch = plan.window
     bx0, by0, bx1, by1 = (int(round(float(v))) for v in box[:4])
     if bx0 < x0 or by0 < y0 or bx1 > x0 + cw or by1 > y0 + ch:
@@ -194,7 +197,7 @@ def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box) -> Restored | N
     lines = choose_line_fill(crop, region)
     if lines is not None:
         return Restored(x0, y0, np.clip(np.rint(lines), 0, 255).astype(np.uint8), np.zeros((ch, cw), bool), False)
-    if not REJECTED_SUPPORT_HOLE:
+    if not support_hole:
         return None
     mark = matte.shift_map(plan.estimate.alpha, offset) > REJECTED_ALPHA
     hole = _enclosed(dilate_mask(mark, REJECTED_DILATE) & support_of(plan, offset))

@@ -61,12 +61,13 @@ def test_a_stripe_under_the_mark_is_carried_across_the_box():
 
 
 def test_a_flat_wall_keeps_the_smooth_fill_and_only_the_mark_becomes_a_hole():
+    """(``support_hole``, off by default: the box goes to the inpainter)"""
     for seed in (1, 2, 3):
         clean = _wall(seed, stripe=False)
         marked, a = _marked(clean, seed)
         assert choose_line_fill(marked, _box_mask()) is None
         plan = _plan(a)
-        got = rejected_fill(plan, plan.offset, marked, (115, 62, 275, 128))
+        got = rejected_fill(plan, plan.offset, marked, (115, 62, 275, 128), support_hole=True)
         assert got is not None and not got.inverted
         support = a > 0.02
         assert (got.hole >= (a > 0.05)).all() and got.hole.sum() < 0.6 * _box_mask().sum()
@@ -78,11 +79,13 @@ def test_a_flat_wall_keeps_the_smooth_fill_and_only_the_mark_becomes_a_hole():
         assert psnr(by_support, clean, inside) >= psnr(by_box, clean, inside) + 1.0
 
 
-def test_a_box_reaching_outside_the_window_is_left_to_the_box_inpainter():
+def test_a_box_reaching_outside_the_window_or_without_a_stripe_is_left_to_the_box_inpainter():
     clean = _wall(1, stripe=True)
     marked, a = _marked(clean, 1)
     plan = _plan(a)
     assert rejected_fill(plan, plan.offset, marked, (95, 62, 275, 128)) is None
+    flat, a = _marked(_wall(1, stripe=False), 1)
+    assert rejected_fill(plan, plan.offset, flat, (115, 62, 275, 128)) is None
 
 
 def test_line_fill_interpolates_rows_and_columns_exactly_on_a_plane():
@@ -103,7 +106,7 @@ def test_dark_pupils_inside_the_body_join_the_hole_and_do_not_bleed_into_the_fil
     marked = white[..., None] * 255.0 + (1 - body[..., None]) * clean  # pupils: black at the body's alpha
     marked = np.clip(np.rint(marked), 0, 255).astype(np.uint8)
     plan = _plan(white)
-    got = rejected_fill(plan, plan.offset, marked, (175, 76, 216, 115))
+    got = rejected_fill(plan, plan.offset, marked, (175, 76, 216, 115), support_hole=True)
     assert got is not None and got.hole[pupils].all()
     filled = fill_rgb(marked.astype(np.float32), ~got.hole)
     assert psnr(filled, clean, body > 0) >= 38.0
