@@ -174,8 +174,7 @@ def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop
 # A rejected frame's hole: the matte's pixels above REJECTED_ALPHA grown by REJECTED_DILATE px
 # (the estimate's support is already grown by 2 px and covers ~90 % of a box), when
 # ``support_hole``; the growth covers a registration error the gate may have rejected. Off by
-# default: +0.4 dB on username 2 but -0.2 on 1080p 1 and -0.7 / -1.1 on seen 1080p 9003 / 9001
-# (bench/README.md, "Flat backgrounds").
+# default: it cost 1080p walls more than it gained elsewhere (bench/README.md, "Flat backgrounds").
 REJECTED_ALPHA = 0.05
 REJECTED_DILATE = 2
 REJECTED_SUPPORT_HOLE = False

@@ -1,12 +1,11 @@
 """A line fill across a box (ffmpeg ``delogo``'s idea) and the choice between it and the push-pull fill.
 
-Why: the push-pull fill is isotropic; a stripe or an edge crossing the mark (a wall's dark
-vertical stripe, a door frame) comes out blurred into a grey blob (bright 2: 24-28 dB, where the
-gate then rejects every frame and the box inpainter does the same). Interpolating each box pixel
-along its row and its column between the box's edges, the shorter span weighted more, carries a
-stripe across the box (30-34 dB there). On flat walls it is 0.5-1 dB behind push-pull from the
-mark's support, so it is used only where a cross-check on a ring around the box says it is
-clearly better (``choose_line_fill``); see bench/README.md, "Flat backgrounds".
+Why: the push-pull fill is isotropic, so a stripe or an edge crossing the mark (a wall's dark
+stripe, a door frame) comes out as a blurred blob, and a frame the matte gate rejects there was
+box-inpainted the same way. Interpolating each box pixel along its row and its column between the
+box's edges, the shorter span weighted more, carries a stripe across. On flat walls it is a little
+behind push-pull, so ``choose_line_fill`` uses it only where a check on a ring around the box says
+it is clearly better (figures: bench/README.md, "Flat backgrounds").
 """
 
 from __future__ import annotations
