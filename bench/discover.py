@@ -110,7 +110,8 @@ def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False, w
     """Each clip through ``process_video`` with default options against a local Triton on the
     repository ``export.prepare`` makes offline (the demo detector: discovery leads); with
     ``with_off`` also with discovery switched off first (``Settings.discover``): what discovery
-    adds to the task's wall time and to its process's CPU time (Triton's own CPU not counted)."""
+    adds to the task's wall time, to its process's CPU time (``+cpu``) and to the task's total CPU
+    with the Triton server's (``+task``: server and its children by psutil; detector inference)."""
     from export.prepare import prepare
     from orchestrator.settings import Settings
     from orchestrator.triton.local import LocalTriton, free_port
@@ -124,28 +125,53 @@ def end_to_end(kinds: list[str], seeds, work: Path, show_misses: bool = False, w
         settings = Settings(triton_grpc_url=server.grpc_url)
         off = settings.with_overrides(discover=False)
         first = make(kinds[0], seeds[0], OUT, clean=False)
-        _timed(first.marked, work / "warmup.mp4", off)  # the models' first requests are slow
+        pid = server.pid
+        _timed(first.marked, work / "warmup.mp4", off, pid)  # the models' first requests are slow
         print(f"{'kind':18s} {'seed':>5s} {'recall':>7s} {'prec':>6s} {'outcome':>22s} {'tile dB':>8s} "
               f"{'plain dB':>8s} {'disc ms/f':>9s} {'cpu ms/f':>8s} {'total s':>7s} {'off s':>6s} {'+wall':>6s} "
-              f"{'cpu s':>6s} {'off cpu':>7s} {'+cpu':>6s}")
+              f"{'cpu s':>6s} {'off cpu':>7s} {'+cpu':>6s} {'srv s':>6s} {'off srv':>7s} {'+task':>6s}")
         for kind in kinds:
             for seed in seeds:
                 clip = make(kind, seed, OUT, clean=False)
                 out = work / f"{kind}_{seed}.out.mp4"
-                base = _timed(clip.marked, work / f"{kind}_{seed}.off.mp4", off) if with_off else None
-                details, cpu = _timed(clip.marked, out, settings)
+                base = _timed(clip.marked, work / f"{kind}_{seed}.off.mp4", off, pid) if with_off else None
+                details, cpu = _timed(clip.marked, out, settings, pid)
                 _row(kind, seed, clip, out, details, cpu, base, work, settings, show_misses)
     finally:
         server.stop()
 
 
-def _timed(path: Path, out: Path, settings) -> tuple[dict, float]:
-    """``process_video`` with default options: its details and the process's CPU seconds."""
+def _server_cpu(pid: int | None) -> float:
+    """CPU seconds of the Triton server and its children (the python backend stubs), via psutil:
+    the detector's inference runs there, so it is the task's CPU too."""
+    import psutil
+
+    if pid is None:
+        return 0.0
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _timed(path: Path, out: Path, settings, server_pid: int | None = None) -> tuple[dict, float]:
+    """``process_video`` with default options: its details and its CPU seconds (the process's;
+    ``details["server_cpu_s"]``: the Triton server's over the same task)."""
     from orchestrator.pipeline.options import TaskOptions
     from orchestrator.pipeline.run import process_video
 
-    c0 = time.process_time()
+    c0, s0 = time.process_time(), _server_cpu(server_pid)
     details = process_video(path, out, TaskOptions(), settings=settings)
+    details["server_cpu_s"] = _server_cpu(server_pid) - s0
     return details, time.process_time() - c0
 
 
@@ -167,10 +193,11 @@ def _row(kind, seed, clip, out: Path, details: dict, cpu: float, base, work: Pat
         tile, plain = worst_tile(clip.marked, out), worst_tile(clip.marked, work / "plain.mp4")
     recall = "-" if sc["recall"] is None else f"{sc['recall']:.3f}"
     off_s, off_cpu = (base[0]["timings_s"]["total"], base[1]) if base else (float("nan"), float("nan"))
+    srv, off_srv = details.get("server_cpu_s", 0.0), base[0].get("server_cpu_s", 0.0) if base else float("nan")
     print(f"{kind:18s} {seed:5d} {recall:>7s} {sc['precision']:6.3f} {details['outcome']:>22s} "
           f"{tile:8.2f} {plain:8.2f} {1000 * t.get('discover', 0) / n:9.2f} {1000 * t.get('discover_cpu', 0) / n:8.2f} "
           f"{t['total']:7.2f} {off_s:6.2f} {t['total'] / off_s - 1:6.1%} {cpu:6.2f} {off_cpu:7.2f} "
-          f"{cpu / off_cpu - 1:6.1%}", flush=True)
+          f"{cpu / off_cpu - 1:6.1%} {srv:6.2f} {off_srv:7.2f} {(cpu + srv) / (off_cpu + off_srv) - 1:6.1%}", flush=True)
     if show_misses:
         print("   ", misses(clip.truth.boxes[:n], _Timeline(details.get("marks", []), n)))
         for m in details.get("marks", []):

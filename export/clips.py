@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from export.mp4 import X264_PARAMS
 from export.watermark import ClipTruth, make_clip
 
 LOGGER = logging.getLogger(__name__)
@@ -146,15 +148,25 @@ def make(kind: str, seed: int, out_dir: str | Path, *, clean: bool = True, audio
     out.mkdir(parents=True, exist_ok=True)
     marked, clean_path = out / f"{kind}_{seed}.mp4", out / f"{kind}_{seed}_clean.mp4"
     stamp = out / f"{kind}_{seed}.spec.json"
-    want = json.dumps({**asdict(spec), "audio": audio}, sort_keys=True)
-    fresh = stamp.exists() and stamp.read_text() == want and marked.exists() and (clean_path.exists() or not clean)
-    if fresh:
-        return Clip(spec, marked, clean_path if clean else None, spec.truth())
-    truth = make_clip(marked, audio=audio, **spec.make_kwargs())
-    if clean:
-        make_clip(clean_path, audio=audio, marked=False, **spec.make_kwargs())
+    want = json.dumps({**asdict(spec), "audio": audio, "writer": X264_PARAMS}, sort_keys=True)
+    written = stamp.exists() and stamp.read_text() == want
+    # A clip once written is never rewritten for its clean twin: an encode is one of several
+    # (x264 on another CPU), and a benchmark must see the file the earlier runs saw.
+    if not (written and marked.exists()):
+        stamp.unlink(missing_ok=True)
+        clean_path.unlink(missing_ok=True)
+        _write_clip(marked, audio=audio, **spec.make_kwargs())
+    if clean and not (written and clean_path.exists()):
+        _write_clip(clean_path, audio=audio, marked=False, **spec.make_kwargs())
     stamp.write_text(want)
-    return Clip(spec, marked, clean_path if clean else None, truth)
+    return Clip(spec, marked, clean_path if clean else None, spec.truth())
+
+
+def _write_clip(path: Path, **kwargs) -> None:
+    """``make_clip`` to a temporary name, then renamed: a reader never sees half a clip."""
+    part = path.with_name(f".{path.stem}.{os.getpid()}.part.mp4")
+    make_clip(part, **kwargs)
+    part.replace(path)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.pipeline.encode import X264_PARAMS  # repeatable x264 (see there)
+
 
 def _tone(n: int, start: int, rate: int, seed: int) -> np.ndarray:
     """A quiet chord that changes pitch every second: audio a remover must pass through untouched."""
@@ -29,7 +31,7 @@ def write_video(path: str | Path, frames, n_frames: int, *, width: int, height: 
     with av.open(str(path), mode="w") as container:
         vs = container.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.options = {"crf": str(crf), "preset": preset}
+        vs.options = {"crf": str(crf), "preset": preset, **X264_PARAMS}
         astream = None
         if audio:
             sr = 48000

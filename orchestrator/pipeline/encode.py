@@ -31,6 +31,20 @@ def os_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
+def _avx512() -> bool:
+    """Whether this CPU has AVX-512 (Linux: /proc/cpuinfo; elsewhere assumed not)."""
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+# x264's AVX-512 routines make its output depend on memory it did not write: the same frames
+# encoded twice gave different files (bench/README.md, Discovery, "Determinism"). Every AVX-512
+# CPU has AVX2, and x264 at AVX2 is as fast here and repeatable.
+X264_PARAMS: dict[str, str] = {"x264-params": "asm=AVX2"} if _avx512() else {}
+
+
 def pixel_format(width: int, height: int) -> str:
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
@@ -56,7 +70,7 @@ class Encoder:
         self._video.pix_fmt = pixel_format(info.width, info.height)
         self._video.time_base = info.time_base
         self._video.codec_context.time_base = info.time_base
-        self._video.options = {"crf": str(crf), "preset": preset}
+        self._video.options = {"crf": str(crf), "preset": preset, **X264_PARAMS}
         if info.display_matrix is not None:
             self._video.set_display_matrix(list(info.display_matrix))
         self._audio_in = None

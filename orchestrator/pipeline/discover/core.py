@@ -18,8 +18,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover.events import Event, event_track, step_events
-from orchestrator.pipeline.discover.features import ChunkStats, blobs, candidates, gradients, luma, small_rgb, work_size
+from orchestrator.pipeline.discover.events import Event, event_track, holds_still, step_events
+from orchestrator.pipeline.discover.features import (ChunkStats, blobs, candidates, gradients, luma, picture_slices,
+                                                     small_rgb, work_size)
 from orchestrator.pipeline.discover.picture import PictureAccumulator
 from orchestrator.pipeline.discover.result import (Discovery, FoundPosition, group, jump_marks, merge,
                                                    one_place_at_a_time, paired, share_extent, steady)
@@ -66,8 +67,9 @@ class Discoverer:
         self._pending: list[tuple[int, int, int, int]] = []  # the previous chunk's new blobs
         self._last: np.ndarray | None = None  # the last frame's luma (uint8)
         self._diffs: deque = deque(maxlen=3)  # (grey − the frame before's, its abs), for jump events
-        self._arrivals: list = []  # (Event, StepFit) waiting for frames to build their template
-        self.events = 0
+        self._arrivals: list[Event] = []  # arrivals waiting for the frames after them
+        self.events = 0  # jump events that held still and fit a white overlay
+        self.moving = 0  # jump events dropped unfitted: their pixels did not hold still
 
     def tap(self, frames: Iterable) -> Iterator:
         """Pass ``detect.Decoded`` items through, looking at each on the way."""
@@ -82,11 +84,13 @@ class Discoverer:
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
         g = luma(small_rgb)
         self.picture.add(g)
-        self.stats.add(*gradients(g))
+        at = picture_slices(self.picture.work_area(), g.shape)  # the bars are skipped
+        self.stats.add(*gradients(g[at]), at=at)
         self.buffer.append(_Frame(index, small_rgb, decoded, g))
         self.frames = index + 1
         if self._last is not None:
-            d = np.subtract(g, self._last, dtype=np.int16) if g.dtype == np.uint8 else g - self._last
+            d = np.zeros(g.shape, np.int16 if g.dtype == np.uint8 else g.dtype)
+            np.subtract(g[at], self._last[at], out=d[at], dtype=d.dtype)
             self._diffs.append((d, np.abs(d)))
         self._last = g
         self._jumps(index)
@@ -101,38 +105,41 @@ class Discoverer:
             (_, before), (step, _), (_, after) = self._diffs
             for event in step_events(before, step, after, index - 1, area):
                 self._on_event(event)
-        ready = [(e, fit) for e, fit in self._arrivals if index - e.frame >= EVENT_FRAMES]
-        self._arrivals = [(e, fit) for e, fit in self._arrivals if index - e.frame < EVENT_FRAMES]
-        for event, fit in ready:
-            self._start_from_event(event, fit)
+        ready = [e for e in self._arrivals if index - e.frame >= EVENT_FRAMES]
+        self._arrivals = [e for e in self._arrivals if index - e.frame < EVENT_FRAMES]
+        for event in ready:
+            self._start_from_event(event)
 
     def _on_event(self, event: Event) -> None:
         box = np.asarray(event.box, np.float64)[None]
         if self.tracks and bx.iou_matrix(box, np.array([t.box for t in self.tracks], np.float64)).max() > 0.6:
             return  # a known place: its track fits the step itself
-        frames = {f.index: f for f in self.buffer}
-        on, off = (event.frame, event.frame - 1) if event.arrive else (event.frame - 1, event.frame)
-        if on not in frames or off not in frames:
-            return
-        probe = Track(event.box, np.zeros(0), np.zeros(0), 0, event.frame)
-        fit = probe.fit_step(frames[on].rgb, frames[off].rgb, on, off)
-        if fit is None or not fit.fits:
-            return
-        self.events += 1
         if event.arrive:
-            self._arrivals.append((event, fit))  # its template needs the frames after it
+            self._arrivals.append(event)  # its look and template need the frames after it
         else:
-            self._start_from_event(event, fit)
+            self._start_from_event(event)
 
-    def _start_from_event(self, event: Event, fit) -> None:
-        """A track from the frames where the overlay is (after an arrival, before a departure);
-        its template keeps the edges of what stepped (not the picture's edges around it), and the
-        event's fitted step is its first."""
+    def _start_from_event(self, event: Event) -> None:
+        """A track from the frames where the overlay is (after an arrival, before a departure)
+        when the step fits a white overlay; its template keeps the edges of what stepped (not the
+        picture's edges around it), and the event's fitted step is its first."""
         frames = [f for f in self.buffer if (event.frame <= f.index < event.frame + EVENT_FRAMES if event.arrive
                                               else event.frame - EVENT_FRAMES <= f.index < event.frame)]
         cut = bool(frames) and (frames[0].index == 0 or frames[-1].index == self.frames - 1 and event.arrive)
-        if len(frames) < (1 if cut else 4):
+        buffered = {f.index: f for f in self.buffer}
+        on, off = (event.frame, event.frame - 1) if event.arrive else (event.frame - 1, event.frame)
+        if len(frames) < (1 if cut else 4) or on not in buffered or off not in buffered:
             return  # (a visit the video's start or end cuts short shows no more)
+        # A cheap look first: a white object moving on is dropped before the step is fitted.
+        ends = (frames[0], frames[-1]) if event.arrive else (frames[-1], frames[0])
+        if len(frames) > 1 and not holds_still(event, ends[0].grey, ends[1].grey, buffered[off].grey):
+            self.moving += 1
+            return
+        fit = Track(event.box, np.zeros(0), np.zeros(0), 0, event.frame).fit_step(
+            buffered[on].rgb, buffered[off].rgb, on, off)
+        if fit is None or not fit.fits:
+            return
+        self.events += 1
         if len(self.tracks) >= MAX_TRACKS:
             self._evict()
         if len(self.tracks) >= MAX_TRACKS:
@@ -143,7 +150,6 @@ class Discoverer:
         _score(track, self.buffer)
         track.steps.append(fit)
         self.tracks.append(track)
-        buffered = {f.index: f for f in self.buffer}
         if fit.on in buffered and fit.off in buffered:
             self._grow(track, buffered, fit.on, fit.off)
         self._fit_steps(track)
@@ -359,8 +365,8 @@ class Discoverer:
             (_, before), (step, _) = self._diffs[1], self._diffs[2]
             for event in step_events(before, step, np.zeros_like(step), self.frames - 1, area):
                 self._on_event(event)
-        for event, fit in self._arrivals:  # arrivals near the end: the frames there are enough
-            self._start_from_event(event, fit)
+        for event in self._arrivals:  # arrivals near the end: the frames there are enough
+            self._start_from_event(event)
         self._arrivals = []
         if self.stats.n:
             self._close_chunk(last=True)

@@ -46,13 +46,32 @@ def small_rgb(frame, size: tuple[int, int]) -> np.ndarray:
 
 
 def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Halve by area while at least twice too large (OpenCV's fast integer path), then bilinear:
-    an area resize by 2.5 costs ~10x more for the same look at this scale."""
+    """Halve by area while at least twice too large (OpenCV's fast integer path), then by area
+    again: a bilinear last step (4-6x cheaper) moves marks' boxes and loses frames, even on the
+    chroma planes alone (bench/README.md, "Cost, round 2")."""
     while plane.shape[1] >= 2 * size[0] and plane.shape[0] >= 2 * size[1]:
         plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
     if (plane.shape[1], plane.shape[0]) == size:
         return np.ascontiguousarray(plane)
+    if plane.shape[1] == size[0] * 5 // 4 and plane.shape[0] == size[1] * 5 // 4 and not (size[0] % 4 or size[1] % 4):
+        return _area_5_4(plane)
     return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+
+
+# OpenCV's area weights for a 5 → 4 step (each output pixel: two inputs, 1/1.25 each in all).
+_W54 = np.zeros((5, 4), np.float32)
+for _j, (_a, _b) in enumerate(((1.0, 0.25), (0.75, 0.5), (0.5, 0.75), (0.25, 1.0))):
+    _W54[_j, _j], _W54[_j + 1, _j] = np.float32(1 / 1.25) * np.float32(_a), np.float32(1 / 1.25) * np.float32(_b)
+
+
+def _area_5_4(plane: np.ndarray) -> np.ndarray:
+    """``cv2.resize(INTER_AREA)`` by exactly 4/5 on both axes (640×360 → 512×288: the 640-wide
+    frames' step) as two small matrix products: the same bytes (each output sums two weighted
+    inputs in float32, as OpenCV does) at ~60 % of OpenCV's generic non-integer area cost."""
+    h, w = plane.shape
+    rows = (plane.astype(np.float32).reshape(h, w // 5, 5) @ _W54).reshape(h, w * 4 // 5)
+    out = (rows.reshape(h // 5, 5, -1).transpose(0, 2, 1) @ _W54).transpose(0, 2, 1).reshape(h * 4 // 5, -1)
+    return np.rint(out).clip(0, 255).astype(np.uint8)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -63,6 +82,16 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 def grey(rgb: np.ndarray) -> np.ndarray:
     """Luma as float32."""
     return luma(rgb).astype(np.float32)
+
+
+def picture_slices(area: tuple[int, int, int, int] | None, shape: tuple[int, int], pad: int = 1
+                   ) -> tuple[slice, slice]:
+    """(rows, cols) of the picture ``area`` grown by ``pad`` (a central difference's reach), in a
+    frame of ``shape`` (h, w): the per-frame work skips the bars."""
+    if area is None:
+        return slice(0, shape[0]), slice(0, shape[1])
+    x0, y0, x1, y1 = area
+    return slice(max(0, y0 - pad), min(shape[0], y1 + pad)), slice(max(0, x0 - pad), min(shape[1], x1 + pad))
 
 
 def gradients(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +119,15 @@ class ChunkStats:
         z = lambda: np.zeros((h, w), np.float32)  # noqa: E731
         return cls(z(), z(), z())
 
-    def add(self, gx: np.ndarray, gy: np.ndarray) -> None:
-        self.sgx += gx
-        self.sgy += gy
+    def add(self, gx: np.ndarray, gy: np.ndarray, at: tuple[slice, slice] | None = None) -> None:
+        """Add one frame's gradients; ``at``: the part of the frame they cover (the picture: the
+        bars, always flat and dark, are never summed)."""
+        at = at or (slice(None), slice(None))
+        self.sgx[at] += gx
+        self.sgy[at] += gy
         energy = np.multiply(gx, gx, dtype=np.float32)
         energy += np.multiply(gy, gy, dtype=np.float32)
-        self.se += energy
+        self.se[at] += energy
         self.n += 1
 
     def mean(self) -> tuple[np.ndarray, np.ndarray]:

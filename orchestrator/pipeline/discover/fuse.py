@@ -190,9 +190,11 @@ def found_details(fused: Fused) -> list[dict]:
 
 
 def detector_weights(client) -> str:
-    """The detector's provenance as the model repository records it ("" when it does not)."""
-    try:
-        return client.model_parameters("detector").get("weights", "")
-    except Exception:  # noqa: BLE001 - an older client or server: unknown provenance
-        LOGGER.debug("detector parameters unavailable", exc_info=True)
+    """The detector's provenance as the model repository records it ("" when it does not).
+
+    A failed call raises (``TritonUnavailableError``: the task is retried): read as "" it would
+    trust the demo detector, so the answer would depend on whether Triton answered in time."""
+    read = getattr(client, "model_parameters", None)
+    if read is None:  # a client without the call (a stand-in): unknown provenance
         return ""
+    return read("detector").get("weights", "")

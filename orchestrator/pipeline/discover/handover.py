@@ -74,6 +74,12 @@ def _at(box: np.ndarray, boxes: np.ndarray) -> int:
     return k if score[k] >= SIGHT_IOU else -1
 
 
+def to_end(end: int, n: int) -> bool:
+    """Whether a visit ending (exclusive) at ``end`` runs to the end of an ``n``-frame video: no
+    departure from it was seen, so where the mark went after it (if anywhere) is unknown."""
+    return end >= n
+
+
 def handover_frame(a_end: int, b_start: int, a: int, b: int, seen: dict[int, int],
                    sighted_only: bool = False) -> int | None:
     """The frame B takes over from A (module doc), or None to leave both as they are
@@ -107,8 +113,8 @@ def settle(present: np.ndarray, places: list[Place], observations: dict[int, np.
                 # Both running to the video's end: a jump in its last frames, which discovery's
                 # steps do not see; taken only where the detector saw A, then B, and A no more.
                 nxt = [(s, e) for s, e in bx._runs(present[b])
-                       if a_start < s <= a_end + MAX_GAP and (e > a_end or e == a_end == n)]
-                at_end = bool(nxt) and nxt[0][1] == a_end == n
+                       if a_start < s <= a_end + MAX_GAP and (e > a_end or to_end(e, n) and to_end(a_end, n))]
+                at_end = bool(nxt) and to_end(nxt[0][1], n) and to_end(a_end, n)
                 if not nxt or (at_end and not same):
                     continue
                 # Two overlays seen at once by discovery are one mark moving only when the detector
@@ -138,11 +144,17 @@ def jumped_to(present: np.ndarray, places: list[Place], confirmed: list[bool]) -
         if ok:
             continue
         for s, e in runs[b]:
-            if any(one_mark(places[a], places[b], JUMP_SIZE) and ((0 < s and ea < n and abs(s - ea) <= 1)
-                                                      or (e < n and 0 < sa and abs(e - sa) <= 1)) for a, ea, sa in edges):
+            if any(one_mark(places[a], places[b], JUMP_SIZE) and (_follows(ea, s, n) or _follows(e, sa, n))
+                   for a, ea, sa in edges):
                 out.append(b)
                 break
     return out
+
+
+def _follows(end: int, start: int, n: int) -> bool:
+    """A visit starting at ``start`` follows, within a frame, one ending at ``end`` inside the video
+    (neither at its first frame nor running to its end)."""
+    return 0 < start and not to_end(end, n) and abs(start - end) <= 1
 
 
 def drop_contradicted(present: np.ndarray, places: list[Place], seen: dict[int, int]) -> int:

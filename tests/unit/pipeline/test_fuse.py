@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from orchestrator.pipeline import boxes as bx
-from orchestrator.pipeline.discover import PictureArea, fuse
+from orchestrator.errors import TritonUnavailableError
+from orchestrator.pipeline.discover import PictureArea, detector_weights, fuse
 from orchestrator.pipeline.discover.result import Discovery, FoundPosition
 
 N = 120
@@ -91,3 +93,24 @@ def test_the_cloud_alone_a_little_taller_than_the_detectors_box_is_widened_to_it
     cloud, whole = (742.5, 249.6, 780.0, 279.6), (751.1, 251.6, 818.5, 272.8)
     fused = fuse(detected([(whole, [(0, N)])]), discovery([(cloud, [(0, N)])]), weights="demo")
     np.testing.assert_allclose(fused.timeline.positions[0], (742.5, 249.6, 818.5, 279.6))
+
+
+class _Client:
+    def __init__(self, answer) -> None:
+        self.answer = answer
+
+    def model_parameters(self, model: str) -> dict[str, str]:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_detector_weights_failure_is_an_error_not_trust():
+    """A metadata call that fails (Triton slow or gone) must not read as "trust the detector": the
+    leader, and so the answer, would depend on whether Triton answered in time. It raises (the
+    task is retried); a client without the call reads as unknown provenance."""
+    assert detector_weights(_Client({"weights": "demo"})) == "demo"
+    assert detector_weights(_Client({})) == ""
+    assert detector_weights(object()) == ""
+    with pytest.raises(TritonUnavailableError):
+        detector_weights(_Client(TritonUnavailableError("model detector unavailable")))
