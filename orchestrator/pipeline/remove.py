@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import av
+import cv2
 import numpy as np
 
 from orchestrator.pipeline import matte
@@ -18,6 +19,7 @@ from orchestrator.pipeline.boxes import Timeline
 from orchestrator.pipeline.inpaint import Crop, YuvCanvas, even_box, plan_crops
 from orchestrator.pipeline.marks import MarkKey, MarkPlan
 from orchestrator.pipeline.matte.image import dilate_mask
+from orchestrator.pipeline.matte.linefill import choose_line_fill
 from orchestrator.pipeline.propagate import Propagator
 from orchestrator.pipeline.propagate_fit import support_of
 
@@ -32,6 +34,7 @@ class Restored:
     y0: int
     rgb: np.ndarray  # uint8 [h, w, 3]
     hole: np.ndarray  # bool [h, w]
+    inverted: bool = True  # False: filled without the matte (a frame the gate rejected)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +125,10 @@ def invert_marks(read: Read, width: int, height: int, keys: list[MarkKey],
                 filled = _filled(propagation, key, plan, offset, crop, boxes[j])
                 if filled is not None:
                     out[j] = filled
+            elif boxes is not None:
+                filled = rejected_fill(plan, offset, crop, boxes[j])
+                if filled is not None:
+                    out[j] = filled
             continue
         try:
             opacity, residual = matte.fit_opacity(crop, plan.estimate, offset=plan.offset)
@@ -184,6 +191,46 @@ def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop
     return None if fused is None else Restored(x0, y0, fused.rgb, fused.hole)
 
 
+# A rejected frame's hole: the matte's pixels above REJECTED_ALPHA grown by REJECTED_DILATE px
+# (the estimate's support is already grown by 2 px and covers ~90 % of a box), when
+# ``support_hole``; the growth covers a registration error the gate may have rejected. Off by
+# default: it cost 1080p walls more than it gained elsewhere (bench/README.md, "Flat backgrounds").
+REJECTED_ALPHA = 0.05
+REJECTED_DILATE = 2
+REJECTED_SUPPORT_HOLE = False
+
+
+def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box, *,
+                  support_hole: bool = REJECTED_SUPPORT_HOLE) -> Restored | None:
+    """A frame the matte gate rejects: its box filled along rows and columns where that is
+    clearly closer than a smooth fill (``linefill.choose_line_fill``: a stripe under the mark),
+    else (``support_hole``) the mark's pixels grown by ``REJECTED_DILATE`` px as the inpainter's
+    hole (the pixels between the letters are background: a box hole throws them away). None
+    (inpaint the box) otherwise, and when the box reaches outside the matte window."""
+    x0, y0, cw, ch = plan.window
+    bx0, by0, bx1, by1 = (int(round(float(v))) for v in box[:4])
+    if bx0 < x0 or by0 < y0 or bx1 > x0 + cw or by1 > y0 + ch:
+        return None
+    region = np.zeros((ch, cw), bool)
+    region[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = True
+    lines = choose_line_fill(crop, region)
+    if lines is not None:
+        return Restored(x0, y0, np.clip(np.rint(lines), 0, 255).astype(np.uint8), np.zeros((ch, cw), bool), False)
+    if not support_hole:
+        return None
+    mark = matte.shift_map(plan.estimate.alpha, offset) > REJECTED_ALPHA
+    hole = _enclosed(dilate_mask(mark, REJECTED_DILATE) & support_of(plan, offset))
+    return Restored(x0, y0, np.array(crop), hole, False)
+
+
+def _enclosed(hole: np.ndarray) -> np.ndarray:
+    """``hole`` with every island of known pixels it encloses added (the pupils: dark, inside the
+    body, their white coverage ~0; left known they bled into the fill as a dark blob, 1080p 1)."""
+    n, labels = cv2.connectedComponents((~hole).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return hole | ~np.isin(labels, edge[edge > 0]) & ~hole if n > 1 else hole
+
+
 def hole_crops(restored: Restored, width: int, height: int, sizes: list[int], context: float,
                picture: tuple[int, int, int, int] | None = None) -> list[Crop]:
     """Inpainter crops for the hole the inversion left, the hole mapped into each crop."""
@@ -232,4 +279,4 @@ def plan_frame(read: Read, width: int, height: int, boxes: np.ndarray, keys: lis
     rgb = read(*roi)
     for r in restored.values():
         rgb[r.y0 - roi[1] : r.y0 - roi[1] + r.rgb.shape[0], r.x0 - roi[0] : r.x0 - roi[0] + r.rgb.shape[1]] = r.rgb
-    return EditArea(roi, rgb, crops, len(restored))
+    return EditArea(roi, rgb, crops, sum(r.inverted for r in restored.values()))
