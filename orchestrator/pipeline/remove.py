@@ -180,15 +180,24 @@ def _filled(propagation: Propagation, key: MarkKey, plan: MarkPlan, offset, crop
     """A rejected frame's box from the neighbours' looks (``Propagator.fill``); the rest of the box
     and the mark stays a hole for the inpainter. None (inpaint the whole box) when the box reaches
     outside the matte window or no look fills any of it."""
+    region = _box_in_window(plan, box)
+    if region is None:
+        return None
+    x0, y0 = plan.window[:2]
+    region |= dilate_mask(support_of(plan, offset), 2)
+    fused = propagation.propagator.fill(propagation.index, key, plan, offset, crop, region)
+    return None if fused is None else Restored(x0, y0, fused.rgb, fused.hole)
+
+
+def _box_in_window(plan: MarkPlan, box) -> np.ndarray | None:
+    """The box as a mask of the plan's matte window, or None when it reaches outside the window."""
     x0, y0, cw, ch = plan.window
     bx0, by0, bx1, by1 = (int(round(float(v))) for v in box[:4])
     if bx0 < x0 or by0 < y0 or bx1 > x0 + cw or by1 > y0 + ch:
         return None
     region = np.zeros((ch, cw), bool)
     region[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = True
-    region |= dilate_mask(support_of(plan, offset), 2)
-    fused = propagation.propagator.fill(propagation.index, key, plan, offset, crop, region)
-    return None if fused is None else Restored(x0, y0, fused.rgb, fused.hole)
+    return region
 
 
 # A rejected frame's hole: the matte's pixels above REJECTED_ALPHA grown by REJECTED_DILATE px
@@ -207,12 +216,10 @@ def rejected_fill(plan: MarkPlan, offset, crop: np.ndarray, box, *,
     else (``support_hole``) the mark's pixels grown by ``REJECTED_DILATE`` px as the inpainter's
     hole (the pixels between the letters are background: a box hole throws them away). None
     (inpaint the box) otherwise, and when the box reaches outside the matte window."""
-    x0, y0, cw, ch = plan.window
-    bx0, by0, bx1, by1 = (int(round(float(v))) for v in box[:4])
-    if bx0 < x0 or by0 < y0 or bx1 > x0 + cw or by1 > y0 + ch:
+    region = _box_in_window(plan, box)
+    if region is None:
         return None
-    region = np.zeros((ch, cw), bool)
-    region[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = True
+    x0, y0, cw, ch = plan.window
     lines = choose_line_fill(crop, region)
     if lines is not None:
         return Restored(x0, y0, np.clip(np.rint(lines), 0, 255).astype(np.uint8), np.zeros((ch, cw), bool), False)
