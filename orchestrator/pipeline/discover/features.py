@@ -187,8 +187,14 @@ def blobs(mask: np.ndarray, area: tuple[int, int, int, int], *, min_pixels: int 
           max_share: tuple[float, float] = (0.4, 0.3)) -> list[Blob]:
     """Connected groups of candidate pixels (letters and an icon beside them join), sized like a
     mark: at least ``min_pixels`` edge pixels, at most ``max_share`` of the picture (w, h)."""
-    if not mask.any():
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
         return []
+    cols = np.flatnonzero(mask.any(0))
+    # Only the candidates' bounding box grown by the dilation's reach (1 row, 2 columns) is
+    # labelled: the same components as over the whole mask, at a fraction of its cost.
+    oy, ox = max(0, int(rows[0]) - 1), max(0, int(cols[0]) - 2)
+    mask = mask[oy : int(rows[-1]) + 2, ox : int(cols[-1]) + 3]
     joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 5), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     pw, ph = max(area[2] - area[0], 1), max(area[3] - area[1], 1)
@@ -202,5 +208,5 @@ def blobs(mask: np.ndarray, area: tuple[int, int, int, int], *, min_pixels: int 
         sub = mask[y : y + h, x : x + w] & (labels[y : y + h, x : x + w] == i)
         if int(sub.sum()) < min_pixels:
             continue
-        out.append(Blob((int(x), int(y), int(x + w), int(y + h)), sub))
+        out.append(Blob((int(x) + ox, int(y) + oy, int(x + w) + ox, int(y + h) + oy), sub))
     return out

@@ -73,3 +73,37 @@ def test_a_white_patch_that_arrives_and_holds_is_a_jump_event_in_the_discoverer(
             rgb[40:60, 60:100] = 245
         d.add(i, rgb)
     assert any(e.arrive and e.frame == 6 and e.box[0] <= 62 and e.box[2] >= 98 for e in seen), seen
+
+
+def _blobs_over_the_whole_mask(mask, area, min_pixels=10, max_share=(0.4, 0.3)):
+    """The labelling over the whole mask (before "Cost, round 3"): what ``blobs`` must give."""
+    joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 5), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    pw, ph = area[2] - area[0], area[3] - area[1]
+    out = []
+    for i in range(1, n):
+        x, y, w, h, a = stats[i]
+        if w >= 5 and h >= 3 and w <= max_share[0] * pw and h <= max_share[1] * ph and a >= min_pixels:
+            sub = mask[y : y + h, x : x + w] & (labels[y : y + h, x : x + w] == i)
+            if int(sub.sum()) >= min_pixels:
+                out.append(((int(x), int(y), int(x + w), int(y + h)), sub))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_blobs_labelled_in_their_bounding_box_are_those_of_the_whole_mask(seed):
+    from orchestrator.pipeline.discover.features import blobs
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((120, 200), bool)
+    for _ in range(rng.integers(1, 6)):  # patches of texture-like candidates, some at the edges
+        x, y = int(rng.integers(-5, 190)), int(rng.integers(-3, 115))
+        w, h = int(rng.integers(3, 40)), int(rng.integers(2, 20))
+        patch = mask[max(0, y) : y + h, max(0, x) : x + w]
+        patch[...] = rng.random(patch.shape) < 0.6
+    got = blobs(mask, (0, 0, 200, 120))
+    want = _blobs_over_the_whole_mask(mask, (0, 0, 200, 120))
+    assert [b.box for b in got] == [box for box, _ in want]
+    for b, (_, sub) in zip(got, want):
+        np.testing.assert_array_equal(b.mask, sub)
+    assert blobs(np.zeros((10, 10), bool), (0, 0, 10, 10)) == []
