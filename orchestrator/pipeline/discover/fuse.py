@@ -95,7 +95,7 @@ def _settle(positions: np.ndarray, present: np.ndarray, info: list[FusedPosition
     confirmed mark jumped to confirmed by that jump; the positions' visits follow."""
     places = [Place(b, p.mark) for b, p in zip(positions, info)]
     changed = settle(present, places, observations)
-    jumped = jumped_to(present, places, [p.confirmed for p in info])
+    jumped = jumped_to(present, places, [p.confirmed for p in info], observations)
     if jumped:
         LOGGER.info("detector positions the confirmed mark jumped to: %s", [positions[k].round(1).tolist() for k in jumped])
     if not changed and not jumped:

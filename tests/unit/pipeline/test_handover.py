@@ -134,3 +134,18 @@ def test_a_place_seen_to_the_end_keeps_its_frames_beside_a_late_detection():
     obs = {**seen_at(A, [96, 104, 112, 114, 117]), **seen_at(B, [115, 116])}  # A seen again at 117
     settle(present, [Place(A, 0), Place(B, None)], obs)
     assert present[0].all() and present[1, 115:].all()
+
+
+def test_a_first_frame_place_is_measured_against_the_detectors_size_of_the_mark():
+    # Pillarbox 9101: the mark left its first place after frame 0. Discovery's extent of the next
+    # place took texture along (85x45); the detector saw the mark there at 63x21, as at frame 0.
+    present = rows([(0, 1)], [(1, 68)])
+    first = np.array([750.6, 251.9, 813.5, 273.2])
+    loose = np.array([452.5, 434.4, 537.5, 479.3])
+    mark = np.array([463.0, 446.0, 526.0, 467.0])
+    places = [Place(first, None), Place(loose, 0)]
+    assert jumped_to(present, places, [False, True]) == []  # by the places' boxes: not one size
+    obs = {**seen_at(first, [0]), **seen_at(mark, [8, 16, 24, 32])}
+    assert jumped_to(present, places, [False, True], obs) == [0]
+    big = np.array([440.0, 420, 550, 495])  # the detector's own boxes of another size: not the mark
+    assert jumped_to(present, places, [False, True], {**seen_at(first, [0]), **seen_at(big, [8, 16])}) == []
