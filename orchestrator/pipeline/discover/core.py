@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
+import cv2
 import numpy as np
 
 from orchestrator.pipeline import boxes as bx
@@ -84,26 +85,24 @@ class Discoverer:
     def add(self, index: int, small_rgb: np.ndarray, decoded=None) -> None:
         g = luma(small_rgb)
         self.picture.add(g)
-        at = picture_slices(self.picture.work_area(), g.shape)  # the bars are skipped
+        area = self.picture.work_area()
+        at = picture_slices(area, g.shape)  # the bars are skipped
         self.stats.add(*gradients(g[at]), at=at)
         self.buffer.append(_Frame(index, small_rgb, decoded, g))
         self.frames = index + 1
         if self._last is not None:
-            d = np.zeros(g.shape, np.int16 if g.dtype == np.uint8 else g.dtype)
-            np.subtract(g[at], self._last[at], out=d[at], dtype=d.dtype)
-            self._diffs.append((d, np.abs(d)))
+            self._diffs.append(_difference(g, self._last, at))
         self._last = g
-        self._jumps(index)
+        self._jumps(index, area)
         if self.stats.n >= self.chunk:
             self._close_chunk()
 
     # ------------------------------------------------------------------ jump events
-    def _jumps(self, index: int) -> None:
+    def _jumps(self, index: int, area: tuple[int, int, int, int] | None) -> None:
         """Look for jumps between the frames index-2 and index-1; start tracks where they fit."""
-        area = self.picture.work_area()
         if len(self._diffs) == 3 and area is not None:
-            (_, before), (step, _), (_, after) = self._diffs
-            for event in step_events(before, step, after, index - 1, area):
+            (_, before), (step, step_abs), (_, after) = self._diffs
+            for event in step_events(before, step, after, index - 1, area, step_abs):
                 self._on_event(event)
         ready = [e for e in self._arrivals if index - e.frame >= EVENT_FRAMES]
         self._arrivals = [e for e in self._arrivals if index - e.frame < EVENT_FRAMES]
@@ -397,6 +396,21 @@ class Discoverer:
         places = paired(steady_ones, steady_ones, self.tracks)  # both places of a jump hold an overlay
         loose = [(t, on) for t, on in merged if not t.confirmed and self._mark_sized(t)]
         return places + fixed_places(loose, all_scores, self.buffer)
+
+
+def _difference(g: np.ndarray, last: np.ndarray, at: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    """(g − last, |g − last|) over the picture ``at`` (zero on the bars): int16 and uint8 from
+    uint8 luma (OpenCV: one pass each, ~4x cheaper than numpy's casting subtract and abs)."""
+    if g.dtype != np.uint8:
+        d = np.zeros(g.shape, g.dtype)
+        np.subtract(g[at], last[at], out=d[at])
+        return d, np.abs(d)
+    if g[at].shape == g.shape:
+        return cv2.subtract(g, last, dtype=cv2.CV_16S), cv2.absdiff(g, last)
+    d, a = np.zeros(g.shape, np.int16), np.zeros(g.shape, np.uint8)
+    d[at] = cv2.subtract(g[at], last[at], dtype=cv2.CV_16S)
+    a[at] = cv2.absdiff(g[at], last[at])
+    return d, a
 
 
 def _score(track: Track, frames: Iterable[_Frame]) -> None:

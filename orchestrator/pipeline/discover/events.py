@@ -44,14 +44,15 @@ def find_events(g0: np.ndarray, g1: np.ndarray, g2: np.ndarray, g3: np.ndarray, 
 
 
 def step_events(before: np.ndarray, step: np.ndarray, after: np.ndarray, frame: int,
-                area: tuple[int, int, int, int]) -> list[Event]:
+                area: tuple[int, int, int, int], step_abs: np.ndarray | None = None) -> list[Event]:
     """``find_events`` from the frame-to-frame differences (each computed once as frames come:
-    |g1 − g0|, g2 − g1, |g3 − g2|). Only the window around the pixels that changed by ``STEP``
-    is looked at (an event's pixels all did; a frame with fewer than 10 holds none)."""
+    |g1 − g0|, g2 − g1, |g3 − g2|; ``step_abs``: |g2 − g1| when at hand). Only the window around
+    the pixels that changed by ``STEP`` is looked at (an event's pixels all did; a frame with
+    fewer than 10 holds none)."""
     x0, y0, x1, y1 = area
     iy0, ix0 = y0 + 3, x0 + 3
     iy1, ix1 = max(iy0, y1 - 3), max(ix0, x1 - 3)
-    changed = np.abs(step[iy0:iy1, ix0:ix1]) > STEP
+    changed = (np.abs(step) if step_abs is None else step_abs)[iy0:iy1, ix0:ix1] > STEP
     if int(np.count_nonzero(changed)) < 10:
         return []
     rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
@@ -70,8 +71,8 @@ def _events(before: np.ndarray, step: np.ndarray, after: np.ndarray, inner: tupl
             picture: tuple[int, int]) -> list[tuple[tuple[int, int, int, int], np.ndarray, bool]]:
     """(box, mask, arrive) of the events in a window; ``inner``: the picture's inside there."""
     calm = cv2.dilate(np.maximum(before, after), np.ones((3, 3), np.uint8))
-    if calm.dtype == np.int16:  # differences of uint8 luma: the same comparisons in integers
-        level = np.maximum(calm * np.int16(RATIO), np.int16(STEP))  # (at most 3 × 255)
+    if calm.dtype in (np.int16, np.uint8):  # differences of uint8 luma: the same comparisons in integers
+        level = np.maximum(calm.astype(np.int16, copy=False) * np.int16(RATIO), np.int16(STEP))  # (≤ 3 × 255)
     else:
         level = np.maximum(STEP, RATIO * calm)
     out = []

@@ -58,20 +58,29 @@ def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
 
 
-# OpenCV's area weights for a 5 → 4 step (each output pixel: two inputs, 1/1.25 each in all).
-_W54 = np.zeros((5, 4), np.float32)
-for _j, (_a, _b) in enumerate(((1.0, 0.25), (0.75, 0.5), (0.5, 0.75), (0.25, 1.0))):
-    _W54[_j, _j], _W54[_j + 1, _j] = np.float32(1 / 1.25) * np.float32(_a), np.float32(1 / 1.25) * np.float32(_b)
+# OpenCV's area weights for a 5 → 4 step, in fifths: output j of each group of 5 inputs is
+# (a·x[j] + b·x[j+1]) / 5 (OpenCV's 1/1.25 × (1, .25), (.75, .5), (.5, .75), (.25, 1)).
+_AB54 = ((4, 1), (3, 2), (2, 3), (1, 4))
 
 
 def _area_5_4(plane: np.ndarray) -> np.ndarray:
     """``cv2.resize(INTER_AREA)`` by exactly 4/5 on both axes (640×360 → 512×288: the 640-wide
-    frames' step) as two small matrix products: the same bytes (each output sums two weighted
-    inputs in float32, as OpenCV does) at ~60 % of OpenCV's generic non-integer area cost."""
+    frames' step) as OpenCV weighted sums over strided rows: the rows' step exactly in uint16
+    (4a + b), the columns' (after a transpose) divided by 25 and rounded. The same bytes as
+    OpenCV's generic non-integer area path (the exact value is a multiple of 1/25, never a tie)
+    at ~40 % of its cost (bench/README.md, "Cost, round 3")."""
     h, w = plane.shape
-    rows = (plane.astype(np.float32).reshape(h, w // 5, 5) @ _W54).reshape(h, w * 4 // 5)
-    out = (rows.reshape(h // 5, 5, -1).transpose(0, 2, 1) @ _W54).transpose(0, 2, 1).reshape(h * 4 // 5, -1)
-    return np.rint(out).clip(0, 255).astype(np.uint8)
+    # (each sum is written straight into its strided rows of the next stage's input: OpenCV
+    # takes a view with a row step as its destination)
+    rows = np.empty((h // 5, 4, w), np.uint16)
+    src = plane.reshape(h // 5, 5, w)
+    for j, (a, b) in enumerate(_AB54):
+        cv2.addWeighted(src[:, j], a, src[:, j + 1], b, 0, dst=rows[:, j], dtype=cv2.CV_16U)
+    cols = cv2.transpose(rows.reshape(h * 4 // 5, w)).reshape(w // 5, 5, h * 4 // 5)
+    out = np.empty((w // 5, 4, h * 4 // 5), np.uint8)
+    for j, (a, b) in enumerate(_AB54):
+        cv2.addWeighted(cols[:, j], a / 25, cols[:, j + 1], b / 25, 0, dst=out[:, j], dtype=cv2.CV_8U)
+    return cv2.transpose(out.reshape(w * 4 // 5, h * 4 // 5))
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -178,8 +187,14 @@ def blobs(mask: np.ndarray, area: tuple[int, int, int, int], *, min_pixels: int 
           max_share: tuple[float, float] = (0.4, 0.3)) -> list[Blob]:
     """Connected groups of candidate pixels (letters and an icon beside them join), sized like a
     mark: at least ``min_pixels`` edge pixels, at most ``max_share`` of the picture (w, h)."""
-    if not mask.any():
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
         return []
+    cols = np.flatnonzero(mask.any(0))
+    # Only the candidates' bounding box grown by the dilation's reach (1 row, 2 columns) is
+    # labelled: the same components as over the whole mask, at a fraction of its cost.
+    oy, ox = max(0, int(rows[0]) - 1), max(0, int(cols[0]) - 2)
+    mask = mask[oy : int(rows[-1]) + 2, ox : int(cols[-1]) + 3]
     joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 5), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     pw, ph = max(area[2] - area[0], 1), max(area[3] - area[1], 1)
@@ -193,5 +208,5 @@ def blobs(mask: np.ndarray, area: tuple[int, int, int, int], *, min_pixels: int 
         sub = mask[y : y + h, x : x + w] & (labels[y : y + h, x : x + w] == i)
         if int(sub.sum()) < min_pixels:
             continue
-        out.append(Blob((int(x), int(y), int(x + w), int(y + h)), sub))
+        out.append(Blob((int(x) + ox, int(y) + oy, int(x + w) + ox, int(y + h) + oy), sub))
     return out
