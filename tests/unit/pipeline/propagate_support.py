@@ -7,6 +7,7 @@ import numpy as np
 
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.marks import MarkPlan
+from orchestrator.pipeline.propagate import PropagateParams, Propagator
 
 from tests.unit.pipeline.matte.matte_support import mark_alpha, texture
 
@@ -57,3 +58,18 @@ def shift(t: int, s: int, *, speed: tuple[float, float] = (1.3, 0.7), wobble: fl
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[mask].mean()
     return float(10 * np.log10(255.0**2 / max(err, 1e-10)))
+
+
+def observed(marked: np.ndarray, plan, params: PropagateParams | None = None, skip=(), *, key="k") -> Propagator:
+    """A propagator that has seen every frame of ``marked`` (but ``skip``) under ``key``."""
+    prop = Propagator(params or PropagateParams())
+    for i in range(len(marked)):
+        if i not in skip:
+            prop.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
+    return prop
+
+
+def inner_box() -> np.ndarray:
+    """The mark's box [1, 4]: the matte window less 4 px on each side."""
+    x0, y0, w, h = WINDOW
+    return np.array([[x0 + 4, y0 + 4, x0 + w - 4, y0 + h - 4]])

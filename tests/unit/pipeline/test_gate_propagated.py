@@ -15,9 +15,8 @@ from orchestrator.pipeline import matte
 from orchestrator.pipeline.marks import MarkKey, MarkPlan
 from orchestrator.pipeline.matte import track
 from orchestrator.pipeline.matte.image import fill_rgb
-from orchestrator.pipeline.propagate import Propagator
 from orchestrator.pipeline.remove import Propagation, plan_frame
-from tests.unit.pipeline.propagate_support import FH, FW, WINDOW, frames, psnr
+from tests.unit.pipeline.propagate_support import FH, FW, WINDOW, frames, inner_box, observed, psnr
 
 N = 24
 T = 12
@@ -35,11 +34,9 @@ def _removed(blur: float, *, recheck: bool = True, offset=(0.0, 0.0), noise: flo
     plan = MarkPlan(replace(plan.estimate, alpha=alpha.astype(np.float32)), plan.window,
                     plan.offset + np.asarray(offset, np.float32))
     key = MarkKey.region(0)
-    prop = Propagator()
-    for i in range(N):
-        prop.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
+    prop = observed(marked, plan, key=key)
     x0, y0, w, h = WINDOW
-    box = np.array([[x0 + 4, y0 + 4, x0 + w - 4, y0 + h - 4]])
+    box = inner_box()
     tracker = matte.VisitTracker(chroma_subsampled=False)
     area = plan_frame(lambda a, b, c, d: marked[T][b:d, a:c].copy(), FW, FH, box, [key], {key: plan}, [64, 128],
                       0.1, tracker=tracker, propagation=Propagation(prop, T))

@@ -7,17 +7,9 @@ import numpy as np
 
 from orchestrator.pipeline import matte
 from orchestrator.pipeline.propagate import Propagator, PropagateParams, _ring, _translation
-from tests.unit.pipeline.propagate_support import FH, FW, WINDOW, frames, psnr, shift
+from tests.unit.pipeline.propagate_support import FH, FW, WINDOW, frames, inner_box, observed, psnr, shift
 
 N = 24
-
-
-def _observed(marked: np.ndarray, plan, params: PropagateParams | None = None, skip=()) -> Propagator:
-    prop = Propagator(params or PropagateParams())
-    for i in range(len(marked)):
-        if i not in skip:
-            prop.observe(i, "k", plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
-    return prop
 
 
 def _own(crop: np.ndarray, plan):
@@ -32,7 +24,7 @@ def _window(image: np.ndarray) -> np.ndarray:
 
 def test_panning_texture_is_recovered_far_better_than_one_frames_inversion():
     marked, clean, plan = frames(N)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     mask = plan.estimate.alpha > 0.02
     fused_db, own_db, plain_db = [], [], []
     for t in (6, 12, 18):
@@ -52,7 +44,7 @@ def test_panning_texture_is_recovered_far_better_than_one_frames_inversion():
 
 def test_pixels_off_the_mark_are_never_altered():
     marked, _, plan = frames(N)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     crop = _window(marked[12])
     own, hole = _own(crop, plan)
     fused = prop.fuse(12, "k", plan, plan.offset, crop, own, hole)
@@ -63,7 +55,7 @@ def test_pixels_off_the_mark_are_never_altered():
 
 def test_static_camera_falls_back_to_the_frames_own_result():
     marked, _, plan = frames(N, speed=(0.0, 0.0), wobble=0.0)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     crop = _window(marked[12])
     own, hole = _own(crop, plan)
     assert prop.fuse(12, "k", plan, plan.offset, crop, own, hole) is None
@@ -72,7 +64,7 @@ def test_static_camera_falls_back_to_the_frames_own_result():
 
 def test_opaque_core_is_filled_from_frames_that_saw_the_background():
     marked, clean, plan = frames(N, opacity=0.97, speed=(2.0, 1.0))
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     crop, truth = _window(marked[12]), _window(clean[12])
     own, hole = _own(crop, plan)
     fused = prop.fuse(12, "k", plan, plan.offset, crop, own, hole)
@@ -84,7 +76,7 @@ def test_opaque_core_is_filled_from_frames_that_saw_the_background():
 
 def test_only_looks_of_the_same_visit_are_used():
     marked, _, plan = frames(N)
-    prop = _observed(marked, plan, skip=(10,))  # frame 10 has no look: a visit ends at 9
+    prop = observed(marked, plan, skip=(10,))  # frame 10 has no look: a visit ends at 9
     crop = _window(marked[12])
     own, hole = _own(crop, plan)
     fused = prop.fuse(12, "k", plan, plan.offset, crop, own, hole)
@@ -93,7 +85,7 @@ def test_only_looks_of_the_same_visit_are_used():
 
 def test_ring_translation_matches_the_camera_within_0_15_px():
     marked, _, plan = frames(N)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     track = prop._tracks["k"]
     ref = track.looks[12]
     ring = _ring(plan, prop.params.margin, ref, plan.offset, prop.params.ring_gap)
@@ -107,7 +99,7 @@ def test_ring_translation_matches_the_camera_within_0_15_px():
 
 def test_forget_bounds_the_buffer():
     marked, _, plan = frames(N)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     prop.forget(20)
     assert sorted(prop._tracks["k"].looks) == [20, 21, 22, 23]
 
@@ -118,11 +110,9 @@ def test_plan_frame_pastes_the_fused_window_and_sends_fewer_pixels_to_the_inpain
 
     marked, clean, plan = frames(N, opacity=0.97, speed=(2.0, 1.0))
     key = MarkKey.region(0)
-    prop = Propagator()
-    for i in range(N):
-        prop.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
+    prop = observed(marked, plan, key=key)
     x0, y0, w, h = WINDOW
-    box = np.array([[x0 + 4, y0 + 4, x0 + w - 4, y0 + h - 4]])
+    box = inner_box()
     args = (FW, FH, box, [key], {key: plan}, [64, 128], 0.1)
     alone = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args)
     fused = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args,
@@ -137,7 +127,7 @@ def test_plan_frame_pastes_the_fused_window_and_sends_fewer_pixels_to_the_inpain
 
 def test_flat_background_keeps_the_frames_own_result():
     marked, _, plan = frames(N, flat=True)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     crop = _window(marked[12])
     own, hole = _own(crop, plan)
     assert prop.fuse(12, "k", plan, plan.offset, crop, own, hole) is None
@@ -156,7 +146,7 @@ def _region(plan) -> np.ndarray:
 
 def test_a_rejected_frames_box_is_filled_where_neighbours_saw_the_background_unmarked():
     marked, clean, plan = frames(N, speed=(2.0, 1.0))
-    prop = _observed(marked, plan)  # no frame passed the gate: only unmarked pixels may be used
+    prop = observed(marked, plan)  # no frame passed the gate: only unmarked pixels may be used
     crop, truth = _window(marked[12]), _window(clean[12])
     region = _region(plan)
     fused = prop.fill(12, "k", plan, plan.offset, crop, region)
@@ -177,7 +167,7 @@ def test_a_rejected_frame_is_left_to_the_inpainter_where_the_looks_disagree():
         dx, dy = np.rint(shift(12, t, speed=(2.0, 1.0))).astype(int)  # (moving with the camera)
         block = (slice(y0 + 20 + dy, y0 + 50 + dy), slice(x0 + 30 + dx, x0 + 90 + dx))
         frame[block] = rng.integers(0, 256, frame[block].shape, dtype=np.uint8)
-    prop = _observed(marked, plan)
+    prop = observed(marked, plan)
     fused = prop.fill(12, "k", plan, plan.offset, _window(marked[12]), _region(plan))
     assert fused is not None
     inner = np.zeros((h, w), bool)
@@ -195,11 +185,9 @@ def test_plan_frame_fills_a_box_the_gate_rejected_from_the_neighbours():
 
     marked, clean, plan = frames(N, speed=(2.0, 1.0))
     key = MarkKey.region(0)
-    prop = Propagator(PropagateParams(fill_rejected=True))  # (off by default: bench/README.md)
-    for i in range(N):
-        prop.observe(i, key, plan, lambda x0, y0, x1, y1, i=i: marked[i][y0:y1, x0:x1], FW, FH)
+    prop = observed(marked, plan, PropagateParams(fill_rejected=True), key=key)  # (off by default: bench/README.md)
     x0, y0, w, h = WINDOW
-    box = np.array([[x0 + 4, y0 + 4, x0 + w - 4, y0 + h - 4]])
+    box = inner_box()
     args = (FW, FH, box, [key], {key: plan}, [64, 128], 0.1)
     alone = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args, tracker=Rejecting())
     fused = plan_frame(lambda a, b, c, d: marked[12][b:d, a:c].copy(), *args, tracker=Rejecting(),
@@ -227,7 +215,7 @@ def test_plan_frame_fills_a_box_the_gate_rejected_from_the_neighbours():
 
 def test_each_frame_pair_is_fitted_once_and_reused_reversed():
     marked, _, plan = frames(N)
-    prop, fresh = _observed(marked, plan), _observed(marked, plan)
+    prop, fresh = observed(marked, plan), observed(marked, plan)
     results = {}
     for t in (12, 13):
         crop = _window(marked[t])
@@ -247,7 +235,7 @@ def test_a_zooming_camera_is_registered_with_its_zoom():
     mask = plan.estimate.alpha > 0.02
     got = {}
     for zoom in (False, True):
-        prop = _observed(marked, plan, PropagateParams(zoom=zoom))
+        prop = observed(marked, plan, PropagateParams(zoom=zoom))
         crop = _window(marked[4])
         own, hole = _own(crop, plan)
         fused = prop.fuse(4, "k", plan, plan.offset, crop, own, hole)
