@@ -49,9 +49,13 @@ def one_mark(a: Place, b: Place, tolerance: float = SAME_SIZE) -> bool:
 
 def sightings(observations: dict[int, np.ndarray] | None, boxes: np.ndarray) -> dict[int, int]:
     """Frame -> the place the detector's strongest box was at (only frames where it was at one)."""
-    out: dict[int, int] = {}
+    return {f: k for f, k, _ in _sighted(observations, boxes)}
+
+
+def _sighted(observations: dict[int, np.ndarray] | None, boxes: np.ndarray):
+    """(frame, place, the detector's strongest box there) for each frame where that box is at a place."""
     if not observations or not len(boxes):
-        return out
+        return
     for f, dets in observations.items():
         dets = np.asarray(dets, np.float64)
         if dets.ndim != 2 or not len(dets):
@@ -59,8 +63,7 @@ def sightings(observations: dict[int, np.ndarray] | None, boxes: np.ndarray) -> 
         top = dets[int(np.argmax(dets[:, 4]))] if dets.shape[1] > 4 else dets[0]
         k = _at(top[:4], boxes)
         if k >= 0:
-            out[f] = k
-    return out
+            yield f, k, top[:4]
 
 
 def _at(box: np.ndarray, boxes: np.ndarray) -> int:
@@ -160,14 +163,8 @@ def _as_detected(places: list[Place], observations: dict[int, np.ndarray] | None
     place's centre); a place the detector never saw keeps its own box."""
     boxes = np.asarray([p.box for p in places], np.float64).reshape(-1, 4)
     sizes: dict[int, list[np.ndarray]] = {}
-    for dets in (observations or {}).values():
-        dets = np.asarray(dets, np.float64)
-        if dets.ndim != 2 or not len(dets):
-            continue
-        top = dets[int(np.argmax(dets[:, 4]))] if dets.shape[1] > 4 else dets[0]
-        k = _at(top[:4], boxes) if len(boxes) else -1
-        if k >= 0:
-            sizes.setdefault(k, []).append(top[2:4] - top[:2])
+    for _, k, top in _sighted(observations, boxes):
+        sizes.setdefault(k, []).append(top[2:4] - top[:2])
     out = []
     for k, p in enumerate(places):
         if k not in sizes:
