@@ -113,15 +113,16 @@ class VisitTracker:
             self.counts["rejected"] += 1
             LOGGER.debug("matte gate: %s keeps %.2f of the mark: box inpainted", key,
                          float("inf") if result is None else result.score)
-            self._rejected[key] = result if result is not None else \
-                self._invert(crop, estimate, self.offsets[key], forced=True)
+            if RECHECK_PROPAGATED:  # kept (a forced inversion if none fitted) to judge after propagation
+                self._rejected[key] = result if result is not None else \
+                    self._invert(crop, estimate, self.offsets[key], forced=True)
             return None
         return result.restored, result.hole
 
     def rejected(self, key) -> tuple[np.ndarray, np.ndarray] | None:
         """The inversion this frame's gate rejected for ``key`` (restored, hole), to be judged again
         after temporal propagation (``passes``); None when ``remove`` did not reject it."""
-        result = self._rejected.get(key) if RECHECK_PROPAGATED else None
+        result = self._rejected.get(key)
         return None if result is None else (result.restored, result.hole)
 
     def passes(self, key, crop: np.ndarray, estimate: MatteEstimate, restored: np.ndarray,
