@@ -44,7 +44,8 @@ def _box3(x: np.ndarray) -> np.ndarray:
     return sum(p[..., i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
 
 
-def _hp(x: np.ndarray) -> np.ndarray:
+def high_pass(x: np.ndarray) -> np.ndarray:
+    """The detail a 3x3 mean removes: what a ghost of the mark's edges and added noise show up in."""
     return x - _box3(x)
 
 
@@ -170,7 +171,7 @@ def texture_prior(x: np.ndarray, support: np.ndarray, ring_px: int, fill) -> np.
 def _luma_energy(y: np.ndarray, a: np.ndarray, wy: np.ndarray, sel: np.ndarray) -> float:
     a = np.where(a > REFINE_ALPHA_MAX, 0.0, a)
     restored = (y - a * wy) / (1.0 - a)
-    hp = _hp(restored)
+    hp = high_pass(restored)
     return float((hp * hp)[sel].sum())
 
 
@@ -230,7 +231,7 @@ def ghost_parts(restored: np.ndarray, fill: np.ndarray, alpha: np.ndarray, color
     under-removed (the frame's opacity is higher than used), negative when over-removed."""
     y_r = (np.asarray(restored, np.float32) - fill) @ LUMA
     y_m = (alpha[..., None] * (np.asarray(color, np.float32) - fill)) @ LUMA
-    hr, hm = _hp(y_r), _hp(y_m)
+    hr, hm = high_pass(y_r), high_pass(y_m)
     gy = np.zeros_like(hm)
     gx = np.zeros_like(hm)
     gy[1:-1] = 0.5 * (hm[2:] - hm[:-2])

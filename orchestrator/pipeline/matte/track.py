@@ -21,7 +21,7 @@ from orchestrator.pipeline.matte.estimate import MatteEstimate
 from orchestrator.pipeline.matte.image import box_mean, fill_rgb
 from orchestrator.pipeline.matte.invert import fit_opacity, remove_with_matte
 from orchestrator.pipeline.matte.coverage import dilate
-from orchestrator.pipeline.matte.refine import LUMA, _hp, ghost_parts, moving_dark, refine_offset
+from orchestrator.pipeline.matte.refine import LUMA, ghost_parts, high_pass, moving_dark, refine_offset
 from orchestrator.pipeline.matte.register import shift_map
 
 LOGGER = logging.getLogger(__name__)
@@ -186,8 +186,8 @@ def _added_texture(crop: np.ndarray, restored: np.ndarray, inside: np.ndarray, s
     ring = dilate(support, RING_PX[1]) & ~dilate(support, RING_PX[0])
     if ring.sum() < 16 or not inside.any():
         return 0.0
-    e_in = float((_hp(np.asarray(restored, np.float32) @ LUMA)[inside] ** 2).mean())
-    e_ring = float((_hp(np.asarray(crop, np.float32) @ LUMA)[ring] ** 2).mean())
+    e_in = float((high_pass(np.asarray(restored, np.float32) @ LUMA)[inside] ** 2).mean())
+    e_ring = float((high_pass(np.asarray(crop, np.float32) @ LUMA)[ring] ** 2).mean())
     return (e_in + 1.0) / (e_ring + 1.0)
 
 
