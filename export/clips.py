@@ -7,8 +7,8 @@ figure means something only on clips nobody tuned on. So seeds come in two fixed
 - ``HELDOUT_SEEDS`` (7001, 7002, 7003): FROZEN. Never tune thresholds, recipes or code against
   them; run them once a change is settled and report what they give. (Also in bench/README.md.)
   Seen by now: rules were added after looking at their failures, so they are no longer blind.
-- ``FRESH_SEEDS`` (9101, 9102, 9103): FROZEN and unseen. Run once, at the end of a round, on the
-  merged code; 8001–8003 and 9001–9003 were earlier rounds' fresh sets and have been looked at.
+- ``FRESH_SEEDS`` (9201, 9202, 9203): FROZEN and unseen. Run once, at the end of a round, on the
+  merged code; 8001–8003, 9001–9003 and 9101–9103 were earlier rounds' fresh sets and have been looked at.
 
 Kinds with the Sora mark: dark, bright, textured, saturated, pillarbox (1280×704 frame, a portrait
 picture pillarboxed to 396×704, mark ≈60×20 as measured), revisits_10s, username, 1080p (a Sora
@@ -39,7 +39,7 @@ LOGGER = logging.getLogger(__name__)
 
 TUNING_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
 HELDOUT_SEEDS = (7001, 7002, 7003)  # frozen: never tune on these
-FRESH_SEEDS = (9101, 9102, 9103)  # frozen and unseen: run once per round on the merged code
+FRESH_SEEDS = (9201, 9202, 9203)  # frozen and unseen: run once per round on the merged code
 MARKED_KINDS = ("dark", "bright", "textured", "saturated", "pillarbox", "revisits_10s", "username",
                 "other_shape", "1080p")
 MARK_FREE_KINDS = ("clean", "clean_bars", "clean_faces_text")
