@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from orchestrator.pipeline.boxes import centre_window, iou_matrix
+from orchestrator.pipeline.boxes import centre_window
 from orchestrator.pipeline.matte.params import PARAMS, MatteParams
 
 
@@ -59,11 +59,17 @@ class CropSampler:
     _every: list[int] = field(default_factory=list)
 
     def _match(self, det: np.ndarray) -> int:
-        """The position whose window ``det`` overlaps (IoU > 0.3), or -1."""
+        """The position whose window holds most of ``det`` (over half of its area), or -1. Why not
+        IoU: a window grown to a whole mark (``_grow``) is much larger than a later box of the
+        same mark, whose IoU with it falls under any fixed bar and started a duplicate position."""
         if not self.windows:
             return -1
-        m = iou_matrix(np.asarray(det[:4], np.float64)[None], np.stack(self.windows).astype(np.float64))[0]
-        return int(np.argmax(m)) if m.max() > 0.3 else -1
+        win = np.stack(self.windows).astype(np.float64)
+        d = np.asarray(det[:4], np.float64)
+        iw = np.clip(np.minimum(win[:, 2], d[2]) - np.maximum(win[:, 0], d[0]), 0, None)
+        ih = np.clip(np.minimum(win[:, 3], d[3]) - np.maximum(win[:, 1], d[1]), 0, None)
+        held = iw * ih / max(float((d[2] - d[0]) * (d[3] - d[1])), 1e-9)
+        return int(np.argmax(held)) if held.max() > 0.5 else -1
 
     def _new_position(self, det: np.ndarray) -> int:
         w, h = det[2] - det[0], det[3] - det[1]
@@ -74,6 +80,32 @@ class CropSampler:
         self._seen.append(0)
         self._every.append(1)
         return len(self.windows) - 1
+
+    def _size(self, det: np.ndarray) -> tuple[float, float]:
+        """The window (w, h) a box needs: the box grown by ``margin`` (+4 px) on every side."""
+        w, h = det[2] - det[0], det[3] - det[1]
+        return w * (1 + 2 * self.margin) + 8, h * (1 + 2 * self.margin) + 8
+
+    def _covers(self, position: int, det: np.ndarray) -> bool:
+        win = self.windows[position]
+        w, h = self._size(det)
+        return win[2] - win[0] >= w - 1 and win[3] - win[1] >= h - 1
+
+    def _grow(self, position: int, det: np.ndarray) -> None:
+        """A larger box at a known position: its window grows to hold it, and the crops cut with
+        the smaller one are dropped. Why: the first box of a place is often part of the mark (a
+        jump event's icon before its text, the detector's text alone), and crops cut to it left
+        the rest of the mark outside the matte (saturated 9101 end to end: the window held the
+        cloud, "Sora" stayed; bench/README.md, "Saturated end to end")."""
+        win = self.windows[position]
+        w, h = self._size(det)
+        w, h = max(w, win[2] - win[0]), max(h, win[3] - win[1])
+        cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
+        self.windows[position] = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]).round().astype(int)
+        for per_position in (self.crops, self.frames, self.origins, self.references):
+            per_position[position] = []
+        self._seen[position] = 0
+        self._every[position] = 1
 
     def _origin(self, position: int, det: np.ndarray, width: int, height: int) -> tuple[int, int] | None:
         """(y0, x0) of the position's window centred on ``det``, or None if it does not fit.
@@ -94,6 +126,8 @@ class CropSampler:
             position = self._match(det)
             if position < 0:
                 position = self._new_position(det)
+            elif not self._covers(position, det):
+                self._grow(position, det)
             self._seen[position] += 1
             if (self._seen[position] - 1) % self._every[position]:
                 continue
