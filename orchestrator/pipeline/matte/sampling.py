@@ -49,6 +49,7 @@ class CropSampler:
     margin: float = PARAMS.crop_margin
     reference_partners: int = PARAMS.reference_partners  # marked frames wanted per clean one
     windows: list[np.ndarray] = field(default_factory=list)  # [4] int box per position
+    boxes: list[np.ndarray] = field(default_factory=list)  # [4] the box each window was grown from
     crops: list[list[np.ndarray]] = field(default_factory=list)
     frames: list[list[int]] = field(default_factory=list)
     origins: list[list[tuple[int, int]]] = field(default_factory=list)  # (y0, x0) of each crop
@@ -59,22 +60,25 @@ class CropSampler:
     _every: list[int] = field(default_factory=list)
 
     def _match(self, det: np.ndarray) -> int:
-        """The position whose window holds most of ``det`` (over half of its area), or -1. Why not
-        IoU: a window grown to a whole mark (``_grow``) is much larger than a later box of the
-        same mark, whose IoU with it falls under any fixed bar and started a duplicate position."""
-        if not self.windows:
+        """The position whose box and ``det`` overlap by over half of the smaller one, or -1.
+        Why not IoU: one mark's boxes differ in extent (the icon alone before its text, the text
+        alone, the whole mark), and IoU between a part and the whole falls under any fixed bar:
+        the part started a position of its own, its window cut to the part."""
+        if not self.boxes:
             return -1
-        win = np.stack(self.windows).astype(np.float64)
+        b = np.stack(self.boxes).astype(np.float64)
         d = np.asarray(det[:4], np.float64)
-        iw = np.clip(np.minimum(win[:, 2], d[2]) - np.maximum(win[:, 0], d[0]), 0, None)
-        ih = np.clip(np.minimum(win[:, 3], d[3]) - np.maximum(win[:, 1], d[1]), 0, None)
-        held = iw * ih / max(float((d[2] - d[0]) * (d[3] - d[1])), 1e-9)
+        iw = np.clip(np.minimum(b[:, 2], d[2]) - np.maximum(b[:, 0], d[0]), 0, None)
+        ih = np.clip(np.minimum(b[:, 3], d[3]) - np.maximum(b[:, 1], d[1]), 0, None)
+        smaller = np.minimum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), (d[2] - d[0]) * (d[3] - d[1]))
+        held = iw * ih / np.maximum(smaller, 1e-9)
         return int(np.argmax(held)) if held.max() > 0.5 else -1
 
     def _new_position(self, det: np.ndarray) -> int:
         w, h = det[2] - det[0], det[3] - det[1]
         mx, my = w * self.margin + 4, h * self.margin + 4
         self.windows.append(np.array([det[0] - mx, det[1] - my, det[2] + mx, det[3] + my]).round().astype(int))
+        self.boxes.append(np.asarray(det[:4], np.float64))
         for per_position in (self.crops, self.frames, self.origins, self.references):
             per_position.append([])
         self._seen.append(0)
@@ -102,6 +106,7 @@ class CropSampler:
         w, h = max(w, win[2] - win[0]), max(h, win[3] - win[1])
         cx, cy = (det[0] + det[2]) / 2, (det[1] + det[3]) / 2
         self.windows[position] = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]).round().astype(int)
+        self.boxes[position] = np.asarray(det[:4], np.float64)
         for per_position in (self.crops, self.frames, self.origins, self.references):
             per_position[position] = []
         self._seen[position] = 0
@@ -109,8 +114,11 @@ class CropSampler:
 
     def _origin(self, position: int, det: np.ndarray, width: int, height: int) -> tuple[int, int] | None:
         """(y0, x0) of the position's window centred on ``det``, or None if it does not fit.
-        Near an edge the window shifts inside the frame; registration absorbs the shift."""
-        win = self.windows[position]
+        Near an edge the window shifts inside the frame; registration absorbs the shift. A box
+        that is a part of the position's (the text alone) is centred as the whole mark is."""
+        win, whole = self.windows[position], self.boxes[position]
+        if _part_of(np.asarray(det[:4], np.float64), whole):
+            det = whole
         origin = centre_window(det, win[2] - win[0], win[3] - win[1], width, height)
         return None if origin is None else (origin[1], origin[0])
 
@@ -177,3 +185,11 @@ class CropSampler:
         first = len(self.crops[position])
         out.update({first + j: r.clean for j, r in enumerate(refs)})
         return PositionCrops(np.stack(crops), origins, out)
+
+
+def _part_of(det: np.ndarray, whole: np.ndarray) -> bool:
+    """Whether ``det`` lies within ``whole`` (all but 10 % of it) and is clearly smaller."""
+    iw = max(0.0, min(det[2], whole[2]) - max(det[0], whole[0]))
+    ih = max(0.0, min(det[3], whole[3]) - max(det[1], whole[1]))
+    area = (det[2] - det[0]) * (det[3] - det[1])
+    return iw * ih >= 0.9 * area and area < 0.8 * (whole[2] - whole[0]) * (whole[3] - whole[1])

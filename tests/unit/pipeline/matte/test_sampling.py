@@ -43,3 +43,34 @@ def test_windows_near_the_edge_shift_inside_the_frame():
     sampler.on_marked(1, _frame(1), np.array([[0.0, 0, 60, 30]]))
     assert all(o == (0, 0) for o in sampler.origins[0])
     assert sampler.crops[0][0].shape == sampler.crops[0][1].shape
+
+
+def _marked_frame(box) -> np.ndarray:
+    """A frame with a white mark filling ``box`` (x0, y0, x1, y1) on grey."""
+    f = _frame(60)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    f[y0:y1, x0:x1] = 255
+    return f
+
+
+def test_a_window_grows_to_the_whole_mark_when_its_first_box_was_part_of_it():
+    # The place's first box is the icon alone (a jump event before the text is seen), then the
+    # whole mark: the crops must hold the whole mark, not the icon's window (saturated 9101).
+    mark = (100, 60, 190, 90)
+    icon = np.array([[100.0, 60, 130, 90]])
+    sampler = matte.CropSampler(per_position=48)
+    for i in range(3):
+        sampler.on_marked(i, _marked_frame(mark), icon)
+    for i in range(3, 10):
+        sampler.on_marked(i, _marked_frame(mark), np.array([mark], np.float64))
+    # later, smaller boxes of the same mark (the text alone) join the grown window
+    for i in range(10, 14):
+        sampler.on_marked(i, _marked_frame(mark), np.array([[140.0, 62, 190, 88]]))
+    assert len(sampler.windows) == 1
+    win = sampler.windows[0]
+    assert win[0] <= mark[0] and win[2] >= mark[2], win
+    crops = sampler.position_crops(0).crops
+    assert sampler.frames[0][0] == 3  # the crops cut to the icon's window are gone
+    # every crop holds the mark's whole width (90 px of white) with grey on both sides
+    assert all(int((c == 255).all(-1).any(0).sum()) == 90 for c in crops)
+    assert all((c[:, 0] == 60).all() and (c[:, -1] == 60).all() for c in crops)
