@@ -36,6 +36,11 @@ class PositionCrops:
     references: dict[int, np.ndarray]
 
 
+# One mark's boxes at a place differ this much in area at most (the icon or the text alone
+# against the whole mark: ~2x); a box beyond that is another thing than the place's mark.
+MAX_PART_RATIO = 3.0
+
+
 @dataclass
 class CropSampler:
     """Keeps up to ``per_position`` full-resolution crops of each mark position (for the matte).
@@ -70,8 +75,11 @@ class CropSampler:
         d = np.asarray(det[:4], np.float64)
         iw = np.clip(np.minimum(b[:, 2], d[2]) - np.maximum(b[:, 0], d[0]), 0, None)
         ih = np.clip(np.minimum(b[:, 3], d[3]) - np.maximum(b[:, 1], d[1]), 0, None)
-        smaller = np.minimum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), (d[2] - d[0]) * (d[3] - d[1]))
-        held = iw * ih / np.maximum(smaller, 1e-9)
+        areas, area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), (d[2] - d[0]) * (d[3] - d[1])
+        held = iw * ih / np.maximum(np.minimum(areas, area), 1e-9)
+        # (a box far larger than the place's, a loose extent with texture taken along, is not
+        # this place's mark: it gets its own window, as a new place does)
+        held[np.maximum(areas, area) > MAX_PART_RATIO * np.minimum(areas, area)] = 0.0
         return int(np.argmax(held)) if held.max() > 0.5 else -1
 
     def _new_position(self, det: np.ndarray) -> int:
@@ -91,9 +99,10 @@ class CropSampler:
         return w * (1 + 2 * self.margin) + 8, h * (1 + 2 * self.margin) + 8
 
     def _covers(self, position: int, det: np.ndarray) -> bool:
+        """Whether the position's window holds ``det`` with 2 px to spare (a box a little larger
+        than the first, as boxes of one mark vary, does not drop the crops kept so far)."""
         win = self.windows[position]
-        w, h = self._size(det)
-        return win[2] - win[0] >= w - 1 and win[3] - win[1] >= h - 1
+        return win[2] - win[0] >= det[2] - det[0] + 4 and win[3] - win[1] >= det[3] - det[1] + 4
 
     def _grow(self, position: int, det: np.ndarray) -> None:
         """A larger box at a known position: its window grows to hold it, and the crops cut with
