@@ -141,6 +141,38 @@ def test_plan_pools_a_moving_background_into_a_usable_matte():
     assert np.abs(plan.offset).max() <= 1.0
 
 
+def test_a_loose_mark_box_gets_the_window_its_crops_were_cut_in():
+    """The mark's box from discovery can be loose (texture taken along below the mark); the plan's
+    window is where the position's crops were cut, so the whole mark lies inside it and its
+    offset there is the crops' (username 9103: centred on the loose box, the window started 22 px
+    below the mark's top and the top of the mark stayed)."""
+    alpha = _alpha(40, 80, 0.5)
+    rng = np.random.default_rng(4)
+    big = rng.uniform(40, 200, (HEIGHT + 40, WIDTH + 80, 3)).astype(np.float32)
+    big = (big + np.roll(big, 1, 0) + np.roll(big, 1, 1)) / 3
+    sampler = matte.CropSampler(per_position=64)
+    box = np.array([100.0, 60, 180, 100])  # the mark's window (its bar and soft edges)
+    for t in range(24):
+        frame = big[t : t + HEIGHT, 2 * t : 2 * t + WIDTH].copy()
+        frame[60:100, 100:180] = alpha[..., None] * 255 + (1 - alpha[..., None]) * frame[60:100, 100:180]
+        sampler.on_marked(t, frame.round().astype(np.uint8), box[None])
+    loose = np.array([95.0, 55, 185, 170])  # taken along 70 px of texture below the mark
+    tight, wide = Mark(MarkKey.position(0), box), Mark(MarkKey.position(0), loose)
+    plan = plan_mattes([tight], sampler, WIDTH, HEIGHT)[0][tight.key]
+    got = plan_mattes([wide], sampler, WIDTH, HEIGHT)[0][wide.key]
+    x0, y0, cw, ch = got.window
+    assert (x0, y0) != centre_window(loose, cw, ch, WIDTH, HEIGHT)  # (that one starts below the mark)
+    assert got.window == plan.window and np.allclose(got.offset, plan.offset)
+    # and the mark is removed through the loose box's plan
+    clean, marked = _scene(alpha, 100, 60, seed=5)
+    area = plan_frame(lambda a, b, c, d: marked[b:d, a:c].copy(), WIDTH, HEIGHT, loose[None], [wide.key],
+                      {wide.key: got}, [64, 128], 0.1)
+    ax, ay = area.roi[:2]
+    out = area.rgb[60 - ay : 100 - ay, 100 - ax : 180 - ax].astype(float)
+    want, before = clean[60:100, 100:180].astype(float), marked[60:100, 100:180].astype(float)
+    assert np.abs(out - want).mean() < 0.25 * np.abs(before - want).mean()
+
+
 def test_details_keep_the_documented_shape():
     marks = [Mark(MarkKey.position(0), np.array([10.04, 20.0, 30.0, 40.06])),
              Mark(MarkKey.region(0), np.array([1.0, 2, 3, 4]), Region(box=(1, 2, 3, 4), start=0.5))]
