@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.pipeline import matte
+from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.boxes import centre_window
 from orchestrator.pipeline.inpaint import even_box
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details
@@ -224,3 +225,20 @@ def test_a_frame_the_mark_has_left_is_left_untouched_not_inpainted():
     gone = plan_frame(lambda x0, y0, x1, y1: clean[y0:y1, x0:x1].copy(), WIDTH, HEIGHT, box, [key],
                       {key: plan}, [64, 128], 0.1, tracker=tracker)
     assert gone is None and tracker.counts["absent"] == 1
+
+
+def test_a_mark_takes_the_window_holding_its_centre_with_the_most_crops():
+    """The windows one place had on real runs (pass 1's boxes: a part of the mark first, the
+    whole, discovery's loose extent, the detector's tight box) and the one each mark must take."""
+    from orchestrator.pipeline.plan import _best_window
+
+    def pick(box, windows, crops):
+        box, windows = np.asarray(box, np.float64), np.asarray(windows, np.float64)
+        return _best_window(box, windows, bx.iou_matrix(box[None], windows)[0], np.asarray(crops))
+
+    # saturated 9101: the cloud's window, the text's (best IoU, cuts the cloud), the whole mark's
+    assert pick([15, 44, 99, 79], [[5, 34, 66, 88], [40, 40, 118, 82], [-2, 34, 115, 88]], [6, 6, 32]) == 2
+    # pillarbox 9101: a loose box's own window (few crops) and the tight one that holds its centre
+    assert pick([452, 434, 538, 479], [[436, 424, 554, 490], [453, 444, 537, 477]], [9, 29]) == 1
+    # a loose box no window holds the centre of: the best IoU, as before
+    assert pick([742, 120, 820, 280], [[727, 235, 836, 289], [738, 246, 824, 280]], [7, 10]) == 0

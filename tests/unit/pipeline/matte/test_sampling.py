@@ -53,9 +53,9 @@ def _marked_frame(box) -> np.ndarray:
     return f
 
 
-def test_a_window_grows_to_the_whole_mark_when_its_first_box_was_part_of_it():
+def test_a_whole_mark_gets_its_own_window_when_the_first_box_was_a_part_of_it():
     # The place's first box is the icon alone (a jump event before the text is seen), then the
-    # whole mark: the crops must hold the whole mark, not the icon's window (saturated 9101).
+    # whole mark: the whole mark's crops must not be cut to the icon's window (saturated 9101).
     mark = (100, 60, 190, 90)
     icon = np.array([[100.0, 60, 130, 90]])
     sampler = matte.CropSampler(per_position=48)
@@ -63,14 +63,13 @@ def test_a_window_grows_to_the_whole_mark_when_its_first_box_was_part_of_it():
         sampler.on_marked(i, _marked_frame(mark), icon)
     for i in range(3, 10):
         sampler.on_marked(i, _marked_frame(mark), np.array([mark], np.float64))
-    # later, smaller boxes of the same mark (the text alone) join the grown window
-    for i in range(10, 14):
-        sampler.on_marked(i, _marked_frame(mark), np.array([[140.0, 62, 190, 88]]))
-    assert len(sampler.windows) == 1
-    win = sampler.windows[0]
+    assert len(sampler.windows) == 2 and len(sampler.crops[0]) == 3 and len(sampler.crops[1]) == 7
+    win = sampler.windows[1]
     assert win[0] <= mark[0] and win[2] >= mark[2], win
-    crops = sampler.position_crops(0).crops
-    assert sampler.frames[0][0] == 3  # the crops cut to the icon's window are gone
-    # every crop holds the mark's whole width (90 px of white) with grey on both sides
+    # every crop of the whole mark's window holds its whole width (90 px of white), grey both sides
+    crops = sampler.position_crops(1).crops
     assert all(int((c == 255).all(-1).any(0).sum()) == 90 for c in crops)
     assert all((c[:, 0] == 60).all() and (c[:, -1] == 60).all() for c in crops)
+    # and a box that fits a window still joins it
+    sampler.on_marked(10, _marked_frame(mark), np.array([[102.0, 61, 188, 89]]))
+    assert len(sampler.windows) == 2 and len(sampler.crops[1]) == 8
