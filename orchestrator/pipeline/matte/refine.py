@@ -56,12 +56,6 @@ ANIMATED_RATIO = 1.5
 ZONE_PX = 2
 # Frames with a clean reference needed to judge the dark part on them alone.
 MIN_REFERENCES = 3
-# ... or when the crops' luma swings this much more on it than on the rest of the body
-# (``_pupil_motion``): generated moving pupils 2.31, still ones 1.21, a shadow 1.51 (and too large
-# to count); saturated 9101 end to end 1.76, where the misfit ratio said 1.03 (bench/README.md,
-# "Saturated end to end").
-MOTION_RATIO = 1.6
-PUPIL_MAX_SHARE = 0.1  # of the body: the pupils are a small part of the mark
 
 
 def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarray, opacity: np.ndarray,
@@ -93,26 +87,10 @@ def two_colour(x: np.ndarray, bg: np.ndarray, alpha: np.ndarray, wcol: np.ndarra
     zone = _dilate(dark, ZONE_PX) & support
     rest = support & (total > 0.05) & ~_dilate(dark, 2)
     ratio = float(np.median(rms[zone]) / max(float(np.median(rms[rest])), 1e-3)) if rest.sum() >= 8 else 0.0
-    moving = _pupil_motion(x, total, dark, support)
-    animated = ratio > ANIMATED_RATIO or moving > MOTION_RATIO
-    LOGGER.info("matte: dark part %d px (misfit %.2fx the rest's, swing %.2fx the body's: %s)", int(dark.sum()),
-                ratio, moving, "animated, inpainted" if animated else "static, inverted")
+    animated = ratio > ANIMATED_RATIO
+    LOGGER.info("matte: dark part %d px (misfit %.2fx the rest's: %s)", int(dark.sum()), ratio,
+                "animated, inpainted" if animated else "static, inverted")
     return total, cmap, (zone if animated else None), se_k
-
-
-def _pupil_motion(x: np.ndarray, total: np.ndarray, dark: np.ndarray, support: np.ndarray) -> float:
-    """How much more the crops' luma swings over the frames on a small dark part inside the body
-    than on the rest of the body (median temporal standard deviations); 0 for a large dark part
-    (a shadow) or too few pixels. Taken on the crops alone: a moving pupil switches its pixels
-    between the body's white and its dark (α·235 levels), a still one swings with the picture
-    under it as the body does, and no background estimate (off over saturated colour) enters."""
-    body = support & (total > 0.5 * float(total.max()))
-    core = dark & body
-    rest = body & ~_dilate(dark, 2)
-    if core.sum() < DARK_MIN_PX or rest.sum() < 8 or dark.sum() > PUPIL_MAX_SHARE * body.sum():
-        return 0.0
-    swing = (x * LUMA[None, :, None, None]).sum(1).std(0)
-    return float(np.median(swing[core]) / max(float(np.median(swing[rest])), 1e-3))
 
 
 # A pixel is a moving dark part when it is this much darker than the white matte predicts (in
