@@ -59,10 +59,17 @@ class CropSampler:
     _every: list[int] = field(default_factory=list)
 
     def _match(self, det: np.ndarray) -> int:
-        """The position whose window ``det`` overlaps (IoU > 0.3), or -1."""
+        """The position whose window ``det`` overlaps (IoU > 0.3) and fits in, or -1. Why the fit:
+        a place's first box is often a part of the mark (a jump event's icon before its text is
+        seen, the detector's text alone), and a later whole-mark box matched that part's window
+        by IoU: its crops were cut to the part and the rest of the mark stayed (saturated 9101
+        end to end, 18 dB; bench/README.md, "Saturated end to end"). It gets a window of its own."""
         if not self.windows:
             return -1
-        m = iou_matrix(np.asarray(det[:4], np.float64)[None], np.stack(self.windows).astype(np.float64))[0]
+        wins = np.stack(self.windows).astype(np.float64)
+        m = iou_matrix(np.asarray(det[:4], np.float64)[None], wins)[0]
+        fits = (wins[:, 2] - wins[:, 0] >= det[2] - det[0] + 4) & (wins[:, 3] - wins[:, 1] >= det[3] - det[1] + 4)
+        m = np.where(fits, m, 0.0)
         return int(np.argmax(m)) if m.max() > 0.3 else -1
 
     def _new_position(self, det: np.ndarray) -> int:

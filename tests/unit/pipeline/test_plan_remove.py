@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.pipeline import matte
+from orchestrator.pipeline import boxes as bx
 from orchestrator.pipeline.boxes import centre_window
 from orchestrator.pipeline.inpaint import even_box
 from orchestrator.pipeline.marks import Mark, MarkKey, MarkPlan, MarkReport, marks_details
@@ -141,6 +142,38 @@ def test_plan_pools_a_moving_background_into_a_usable_matte():
     assert np.abs(plan.offset).max() <= 1.0
 
 
+def test_a_loose_mark_box_gets_the_window_its_crops_were_cut_in():
+    """The mark's box from discovery can be loose (texture taken along below the mark); the plan's
+    window is where the position's crops were cut, so the whole mark lies inside it and its
+    offset there is the crops' (username 9103: centred on the loose box, the window started 22 px
+    below the mark's top and the top of the mark stayed)."""
+    alpha = _alpha(40, 80, 0.5)
+    rng = np.random.default_rng(4)
+    big = rng.uniform(40, 200, (HEIGHT + 40, WIDTH + 80, 3)).astype(np.float32)
+    big = (big + np.roll(big, 1, 0) + np.roll(big, 1, 1)) / 3
+    sampler = matte.CropSampler(per_position=64)
+    box = np.array([100.0, 60, 180, 100])  # the mark's window (its bar and soft edges)
+    for t in range(24):
+        frame = big[t : t + HEIGHT, 2 * t : 2 * t + WIDTH].copy()
+        frame[60:100, 100:180] = alpha[..., None] * 255 + (1 - alpha[..., None]) * frame[60:100, 100:180]
+        sampler.on_marked(t, frame.round().astype(np.uint8), box[None])
+    loose = np.array([95.0, 55, 185, 170])  # taken along 70 px of texture below the mark
+    tight, wide = Mark(MarkKey.position(0), box), Mark(MarkKey.position(0), loose)
+    plan = plan_mattes([tight], sampler, WIDTH, HEIGHT)[0][tight.key]
+    got = plan_mattes([wide], sampler, WIDTH, HEIGHT)[0][wide.key]
+    x0, y0, cw, ch = got.window
+    assert (x0, y0) != centre_window(loose, cw, ch, WIDTH, HEIGHT)  # (that one starts below the mark)
+    assert got.window == plan.window and np.allclose(got.offset, plan.offset)
+    # and the mark is removed through the loose box's plan
+    clean, marked = _scene(alpha, 100, 60, seed=5)
+    area = plan_frame(lambda a, b, c, d: marked[b:d, a:c].copy(), WIDTH, HEIGHT, loose[None], [wide.key],
+                      {wide.key: got}, [64, 128], 0.1)
+    ax, ay = area.roi[:2]
+    out = area.rgb[60 - ay : 100 - ay, 100 - ax : 180 - ax].astype(float)
+    want, before = clean[60:100, 100:180].astype(float), marked[60:100, 100:180].astype(float)
+    assert np.abs(out - want).mean() < 0.25 * np.abs(before - want).mean()
+
+
 def test_details_keep_the_documented_shape():
     marks = [Mark(MarkKey.position(0), np.array([10.04, 20.0, 30.0, 40.06])),
              Mark(MarkKey.region(0), np.array([1.0, 2, 3, 4]), Region(box=(1, 2, 3, 4), start=0.5))]
@@ -192,3 +225,20 @@ def test_a_frame_the_mark_has_left_is_left_untouched_not_inpainted():
     gone = plan_frame(lambda x0, y0, x1, y1: clean[y0:y1, x0:x1].copy(), WIDTH, HEIGHT, box, [key],
                       {key: plan}, [64, 128], 0.1, tracker=tracker)
     assert gone is None and tracker.counts["absent"] == 1
+
+
+def test_a_mark_takes_the_window_holding_its_centre_with_the_most_crops():
+    """The windows one place had on real runs (pass 1's boxes: a part of the mark first, the
+    whole, discovery's loose extent, the detector's tight box) and the one each mark must take."""
+    from orchestrator.pipeline.plan import _best_window
+
+    def pick(box, windows, crops):
+        box, windows = np.asarray(box, np.float64), np.asarray(windows, np.float64)
+        return _best_window(box, windows, bx.iou_matrix(box[None], windows)[0], np.asarray(crops))
+
+    # saturated 9101: the cloud's window, the text's (best IoU, cuts the cloud), the whole mark's
+    assert pick([15, 44, 99, 79], [[5, 34, 66, 88], [40, 40, 118, 82], [-2, 34, 115, 88]], [6, 6, 32]) == 2
+    # pillarbox 9101: a loose box's own window (few crops) and the tight one that holds its centre
+    assert pick([452, 434, 538, 479], [[436, 424, 554, 490], [453, 444, 537, 477]], [9, 29]) == 1
+    # a loose box no window holds the centre of: the best IoU, as before
+    assert pick([742, 120, 820, 280], [[727, 235, 836, 289], [738, 246, 824, 280]], [7, 10]) == 0
